@@ -1,0 +1,204 @@
+"""Does fine-tuning help on your faces, and what does it cost on FER2013?
+
+    python scripts/benchmark_finetune.py --ckpt outputs/.../best.ckpt --folders data/webcam \
+        --fer2013 ../shared/data/fer2013/fer2013.csv.gz [--classes happy,sad,neutral] [--epochs 6] \
+        [--test-fraction 0.3] [--seed 0] [--out outputs/benchmark_finetune] [--json result.json] [-o key=value ...]
+
+Holds out a seeded, stratified ``--test-fraction`` of the folder dataset (or uses its ``test/`` folder), fine-tunes
+``--ckpt`` with the real `python train.py +finetune=webcam` recipe (composed in-process; ``-o`` adds Hydra overrides)
+on FER2013 merged with the rest, and reports accuracy on the held-out photos and on FER2013 PrivateTest, restricted to
+the run's classes, before and after, so forgetting is visible. Before fine-tuning the FER2013 model is scored on the
+run's classes only: the argmax over just those classes' logits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mimic.cli import UserError, user_errors
+from mimic.data.fer2013 import FER2013Source
+from mimic.data.folders import FolderSource
+from mimic.labels import FER2013_CLASSES, canonical, remap
+from mimic.models import load_checkpoint, read_checkpoint
+from mimic.preprocessing import preprocess
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@torch.inference_mode()
+def accuracy(
+    ckpt: str | Path, images: Sequence[np.ndarray], labels: np.ndarray, classes: Sequence[str], batch: int = 512
+) -> float | None:
+    """Accuracy of ``ckpt`` on face crops labelled by index into ``classes``, deciding among ``classes`` only (None
+    when the checkpoint lacks one of them)."""
+    model = load_checkpoint(ckpt)
+    if any(c not in model.class_names for c in classes):
+        return None
+    columns = [model.class_names.index(c) for c in classes]
+    correct = 0
+    for i in range(0, len(labels), batch):
+        logits = model(preprocess(list(images[i : i + batch]), model.spec))[:, columns]
+        correct += int((logits.argmax(1).numpy() == labels[i : i + batch]).sum())
+    return correct / max(1, len(labels))
+
+
+def fer2013_test(path: str | Path, classes: Sequence[str], cache_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """FER2013 PrivateTest rows of ``classes``, relabelled onto them."""
+    test = FER2013Source(path, cache_dir=cache_dir).load()["test"]
+    labels = remap(test.labels, FER2013_CLASSES, classes)
+    keep = labels >= 0
+    return np.asarray(test.images)[keep], labels[keep]
+
+
+def compose_finetune(overrides: list[str], output_dir: Path):
+    """The `train.py +finetune=webcam ...` config, with Hydra's runtime values set as a command-line run would."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    from hydra.errors import ConfigCompositionException
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        try:
+            cfg = compose("train", overrides=["+finetune=webcam", *overrides], return_hydra_config=True)
+        except ConfigCompositionException as e:
+            raise UserError(f"-o: {e}") from None
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.runtime.cwd = str(Path.cwd())
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def run(args: argparse.Namespace) -> dict:
+    from omegaconf import OmegaConf, open_dict
+
+    from mimic.train import run as train
+
+    hp = read_checkpoint(args.ckpt)["hyper_parameters"]
+    folders = FolderSource(
+        args.folders,
+        classes=args.classes,
+        test_fraction=args.test_fraction,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        cache_dir=args.cache_dir,
+    )
+    classes = [canonical(c) for c in args.classes] if args.classes else list(folders.class_names)
+    splits = folders.load()
+    if "test" not in splits:
+        raise UserError(f"{args.folders}: nothing held out; give --test-fraction above 0 or a test/ folder")
+    held = splits["test"]
+    held_labels = remap(held.labels, folders.class_names, classes)
+    keep = held_labels >= 0
+    held_images = [img for img, k in zip(held.images, keep, strict=True) if k]
+    held_labels = held_labels[keep]
+    fer_images, fer_labels = fer2013_test(args.fer2013, classes, args.cache_dir)
+    print(
+        f"classes {classes}; held-out photos: {len(held_labels)} "
+        f"({dict(zip(classes, np.bincount(held_labels, minlength=len(classes)).tolist(), strict=True))}); "
+        f"FER2013 PrivateTest rows of these classes: {len(fer_labels)}"
+    )
+
+    out = Path(args.out).expanduser() / time.strftime("%Y-%m-%d_%H-%M-%S")
+    overrides = [
+        f"finetune.ckpt={Path(args.ckpt).resolve()}",
+        f"data.sources.fer2013.path={Path(args.fer2013).resolve()}",
+        f"data.sources.webcam.root={Path(args.folders).resolve()}",
+        f"data.sources.webcam.test_fraction={args.test_fraction}",
+        f"data.sources.webcam.val_fraction={args.val_fraction}",
+        f"data.sources.webcam.seed={args.seed}",
+        f"data.classes=[{','.join(classes)}]",
+        f"paths.log_dir={out.parent}",
+        *([f"trainer.max_epochs={args.epochs}"] if args.epochs else []),
+        *args.override,
+    ]
+    if args.cache_dir:
+        overrides += [
+            f"+data.sources.fer2013.cache_dir={args.cache_dir}",
+            f"data.sources.webcam.cache_dir={args.cache_dir}",
+        ]
+    cfg = compose_finetune(overrides, out)
+    with open_dict(cfg):  # the net and preprocessing the checkpoint was trained with, whatever model= says
+        cfg.model.net = OmegaConf.create(hp["net"])
+        cfg.model.preprocess = OmegaConf.create(hp["preprocess"])
+
+    before = {
+        "photos": accuracy(args.ckpt, held_images, held_labels, classes),
+        "fer2013": accuracy(args.ckpt, fer_images, fer_labels, classes),
+    }
+    start = time.perf_counter()
+    results = train(cfg)
+    minutes = (time.perf_counter() - start) / 60
+    best = results["best_checkpoint"]
+    after = {
+        "photos": accuracy(best, held_images, held_labels, classes),
+        "fer2013": accuracy(best, fer_images, fer_labels, classes),
+    }
+
+    fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    print(f"\nfine-tuned in {minutes:.1f} min: {best}")
+    print(f"  {'accuracy on':<34}{'before':>8}{'after':>8}")
+    print(
+        f"  {'held-out photos (' + str(len(held_labels)) + ')':<34}{fmt(before['photos']):>8}{fmt(after['photos']):>8}"
+    )
+    print(
+        f"  {'FER2013 PrivateTest (' + str(len(fer_labels)) + ')':<34}{fmt(before['fer2013']):>8}"
+        f"{fmt(after['fer2013']):>8}"
+    )
+    report = {
+        "ckpt": str(Path(args.ckpt).resolve()),
+        "folders": str(Path(args.folders).resolve()),
+        "classes": classes,
+        "held_out_photos": int(len(held_labels)),
+        "fer2013_test_rows": int(len(fer_labels)),
+        "before": before,
+        "after": after,
+        "finetuned_ckpt": best,
+        "minutes": round(minutes, 2),
+        "overrides": overrides,
+    }
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    doc = __doc__.split("\n\n", 2)
+    p = argparse.ArgumentParser(description=doc[0], epilog=doc[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--ckpt", required=True, help="FER2013 checkpoint to start from")
+    p.add_argument("--folders", required=True, help="class-folder dataset to fine-tune on")
+    p.add_argument("--fer2013", required=True, help="fer2013.csv(.gz) or its folder: merged in, and scored on")
+    p.add_argument("--classes", type=lambda s: [c for c in s.split(",") if c], help="default: the folders' classes")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default: conf/finetune/webcam.yaml's)")
+    p.add_argument("--test-fraction", type=float, default=0.3, help="held-out part of a pooled folder dataset")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="validation part of a pooled folder dataset")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache-dir", help="face-crop and FER2013 cache (default: the user cache)")
+    p.add_argument("--out", default="outputs/benchmark_finetune", help="where the fine-tuning run goes")
+    p.add_argument("--json", help="also write the figures to this JSON file")
+    p.add_argument("-o", "--override", action="append", default=[], help="extra Hydra override (repeatable)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    with user_errors():
+        run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Build a fine-tuning dataset from a webcam: face crops saved into class folders.
+
+    python scripts/capture_dataset.py --label happy [--every 2] [--count 50] [--camera 0 | --source video.mp4]
+                                      [--out data/webcam] [--countdown 3] [--detector haar] [--no-preview]
+    python scripts/capture_dataset.py --auto-label ckpt=outputs/.../best.ckpt [--confidence 0.8] ...
+
+Every ``--every`` seconds (of video time for a file) the largest face is cut out with the realtime app's detector and
+crop and saved as ``<out>/<index>_<label>/NNNN.png``, numbering on from the highest number already there. The label's
+folder is found by class name, or made with the next free index. A live preview shows the box, a countdown before the
+first shot and the progress; q or Esc stops. Writes are atomic (a temporary file renamed into place), so Ctrl-C never
+leaves half an image. ``--auto-label`` captures without a label: each crop goes to the folder of the model's
+prediction when its probability reaches ``--confidence``, else to ``<out>/unsorted/`` (named with the guess) for you
+to review and move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mimic.cli import UserError, user_errors
+from mimic.data.folders import NOT_CLASSES, is_class_dir, scan_class_folders, write_image_atomic
+from mimic.labels import canonical
+from mimic.preprocessing import PreprocessSpec, crop_face
+from mimic.realtime.detectors import largest_face, make_detector
+from mimic.realtime.sources import CameraSource, FrameSource, open_source, quiet_opencv
+
+AUTO_CAMERAS = range(4)
+_NUMBER = re.compile(r"^(\d+)")
+WINDOW = "mimic capture (q: stop)"
+
+
+def class_folder(root: Path, label: str) -> Path:
+    """The folder of class ``label`` under ``root``: the existing one with that class name, else a new
+    ``<next index>_<label>/`` (a plain ``<label>/`` when ``root`` already uses plain folders)."""
+    name = canonical(label)
+    if not name or "/" in name or name in NOT_CLASSES:
+        raise UserError(f"--label {label!r} is not a usable class name")
+    if root.is_dir() and any(is_class_dir(p) for p in root.iterdir()):
+        folders = scan_class_folders(root)
+        for f in folders:
+            if f.name == name:
+                return f.path
+        return root / (name if folders[0].index is None else f"{len(folders)}_{name}")
+    return root / f"0_{name}"
+
+
+def next_number(folder: Path) -> int:
+    """One past the highest leading number of the files in ``folder`` (0 for an empty or missing folder)."""
+    if not folder.is_dir():
+        return 0
+    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _NUMBER.match(p.name))]
+    return max(numbers, default=-1) + 1
+
+
+def open_frames(camera: int | None, source: str | None) -> FrameSource:
+    """A video file / image folder, the given camera, or the first camera of 0-3 that opens."""
+    if source is not None:
+        return open_source(source)
+    if camera is not None:
+        try:
+            return CameraSource(camera, probe=len(AUTO_CAMERAS))
+        except UserError as e:
+            raise UserError(f"{e} Here: --camera <index>, or --source <video file> to capture from a file.") from None
+    for index in AUTO_CAMERAS:
+        try:
+            return CameraSource(index, probe=0)
+        except UserError:
+            continue
+    raise UserError(
+        f"no camera could be opened (indices tried: {', '.join(map(str, AUTO_CAMERAS))}). Check that one is "
+        f"connected and that this program may use it, or capture from a file with --source video.mp4."
+    )
+
+
+class Saver:
+    """Writes crops into their folders with running numbers; ``--auto-label`` decides the folder per crop."""
+
+    def __init__(self, root: Path, label: str | None, predictor=None, confidence: float = 0.8) -> None:
+        self.root, self.label, self.predictor, self.confidence = root, label, predictor, confidence
+        self.numbers: dict[Path, int] = {}
+        self.counts: dict[str, int] = {}
+
+    def save(self, crop: np.ndarray) -> Path:
+        suffix = ""
+        if self.predictor is None:
+            folder = class_folder(self.root, self.label)
+        else:
+            probs = self.predictor.predict_crops([crop])[0]
+            best = int(np.argmax(probs))
+            guess = self.predictor.class_names[best]
+            if probs[best] >= self.confidence:
+                folder = class_folder(self.root, guess)
+            else:
+                folder, suffix = self.root / "unsorted", f"_{guess}-{int(100 * probs[best]):02d}"
+        number = self.numbers.get(folder)
+        if number is None:
+            number = next_number(folder)
+        path = folder / f"{number:04d}{suffix}.png"
+        write_image_atomic(path, crop)
+        self.numbers[folder] = number + 1
+        self.counts[folder.name] = self.counts.get(folder.name, 0) + 1
+        return path
+
+
+def _display_available() -> bool:
+    return not sys.platform.startswith("linux") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _draw(frame: np.ndarray, face, status: str, countdown: float | None) -> np.ndarray:
+    view = frame.copy()
+    if face is not None:
+        x, y, w, h = face.box
+        cv2.rectangle(view, (x, y), (x + w, y + h), (0, 200, 0), 2)
+    cv2.putText(view, status, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 4, cv2.LINE_AA)
+    cv2.putText(view, status, (10, 28), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2, cv2.LINE_AA)
+    if countdown is not None:
+        text = str(int(np.ceil(countdown)))
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 4, 8)
+        org = ((view.shape[1] - tw) // 2, (view.shape[0] + th) // 2)
+        cv2.putText(view, text, org, cv2.FONT_HERSHEY_SIMPLEX, 4, (0, 0, 0), 14, cv2.LINE_AA)
+        cv2.putText(view, text, org, cv2.FONT_HERSHEY_SIMPLEX, 4, (0, 220, 255), 8, cv2.LINE_AA)
+    return view
+
+
+def capture(args: argparse.Namespace) -> int:
+    """Run the capture loop; returns the number of crops saved."""
+    root = Path(args.out).expanduser()
+    predictor = None
+    margin = args.margin
+    if args.auto_label:
+        from mimic.realtime.predictor import Predictor
+
+        predictor = Predictor(args.auto_label.removeprefix("ckpt="))
+        margin = margin if margin is not None else predictor.spec.crop_margin
+        print(
+            f"auto-labelling with {args.auto_label}: classes {predictor.class_names}, confidence "
+            f">= {args.confidence:.2f}, else {root / 'unsorted'}"
+        )
+    else:
+        print(f"capturing '{canonical(args.label)}' into {class_folder(root, args.label)}")
+    spec = PreprocessSpec(crop_margin=0.1 if margin is None else margin)
+    detector = make_detector(args.detector)
+    saver = Saver(root, args.label, predictor, args.confidence)
+    preview = not args.no_preview and _display_available()
+    if not args.no_preview and not preview:
+        print("no display found: running without the preview window (--no-preview silences this)")
+    saved, start, next_at, last_print = 0, None, None, 0.0
+    with open_frames(args.camera, args.source) as frames:
+        print(f"reading {frames.description}; {args.count} crops, one every {args.every:g} s")
+        try:
+            while saved < args.count:
+                frame = frames.read()
+                if frame is None:
+                    print(f"{frames.description} ended after {saved} of {args.count} crops")
+                    break
+                t = frames.time
+                if start is None:
+                    start = t
+                    next_at = t + args.countdown
+                face = largest_face(detector.detect(frame))
+                if t >= next_at and face is not None:
+                    path = saver.save(np.ascontiguousarray(crop_face(frame, face.box, spec)))
+                    saved += 1
+                    next_at = t + args.every
+                    print(f"[{saved}/{args.count}] {path}", flush=True)
+                elif t >= next_at and time.monotonic() - last_print > 2:
+                    last_print = time.monotonic()
+                    print("no face in view: waiting for one", flush=True)
+                if preview:
+                    left = next_at - t
+                    countdown = left if t < start + args.countdown else None
+                    status = f"{saved}/{args.count} saved" + ("" if face is not None else "  (no face)")
+                    if countdown is None and left > 0:
+                        status += f"  next in {left:.1f}s"
+                    cv2.imshow(WINDOW, _draw(frame, face, status, countdown))
+                    if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                        print("stopped by the user")
+                        break
+        finally:
+            if preview:
+                with quiet_opencv():
+                    cv2.destroyAllWindows()
+    where = ", ".join(f"{n}: {c}" for n, c in sorted(saver.counts.items())) or "nothing"
+    print(f"saved {saved} face crops under {root} ({where})")
+    return saved
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    doc = __doc__.split("\n\n", 2)
+    p = argparse.ArgumentParser(description=doc[0], epilog=doc[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--label", help="class of every crop (happy, sad, ...)")
+    what.add_argument("--auto-label", metavar="ckpt=PATH", help="sort crops by this checkpoint's predictions")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--camera", type=int, help="camera index (default: the first of 0-3 that opens)")
+    src.add_argument("--source", help="a video file or a folder of images instead of a camera")
+    p.add_argument("--out", default="data/webcam", help="dataset root holding the class folders (default %(default)s)")
+    p.add_argument("--every", type=float, default=2.0, help="seconds between crops (default %(default)s)")
+    p.add_argument("--count", type=int, default=50, help="how many crops to save (default %(default)s)")
+    p.add_argument("--countdown", type=float, default=3.0, help="seconds before the first crop (default %(default)s)")
+    p.add_argument("--detector", default="haar", help="face detector: haar or yunet (default %(default)s)")
+    p.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="crop margin around the face box (default: the checkpoint's with --auto-label, else 0.1)",
+    )
+    p.add_argument("--confidence", type=float, default=0.8, help="--auto-label: lowest probability to sort a crop")
+    p.add_argument("--no-preview", action="store_true", help="no preview window")
+    args = p.parse_args(argv)
+    if args.count < 1 or args.every < 0 or args.countdown < 0:
+        p.error("--count must be at least 1, --every and --countdown at least 0")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    with user_errors():
+        try:
+            capture(args)
+        except KeyboardInterrupt:
+            print("\ninterrupted: every crop saved so far is complete")
+            sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,18 @@
+"""Evaluate a checkpoint on any data config: `python scripts/evaluate.py ckpt=best.ckpt data=fer2013 split=test`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from mimic.cli import user_errors
+
+
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from mimic.evaluate import run
+
+    with user_errors():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    main()

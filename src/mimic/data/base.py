@@ -1,0 +1,72 @@
+"""What every data source hands the datamodule: images, integer labels, and the names those labels index.
+
+A source is any object with a ``name``, its own ``class_names`` (in its own index order) and ``load()``, which
+returns a dict with some of the splits ``"train"``, ``"val"``, ``"test"``. A source without ``"val"`` gets a seeded,
+stratified part of its ``"train"`` split from the datamodule. Mapping onto the run's class set happens in the
+datamodule, by name (DESIGN.md contract 3), never in a source.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+SPLITS = ("train", "val", "test")
+
+
+class DataError(ValueError):
+    """A dataset that is missing or malformed; the message names the file, row or setting and says what to do."""
+
+
+@dataclass
+class SplitData:
+    """One split of one source.
+
+    images: uint8, either an array (N, H, W) / (N, H, W, C) or a list of N arrays of any size (gray or BGR).
+    labels: int64 (N,), indices into the source's ``class_names``.
+    paths: optional per-image origin (file path or "file:row") for error messages and de-duplication.
+    """
+
+    images: np.ndarray | list[np.ndarray]
+    labels: np.ndarray
+    paths: list[str] | None = None
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=np.int64)
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: np.ndarray) -> "SplitData":
+        index = np.asarray(index, dtype=np.int64)
+        images = self.images[index] if isinstance(self.images, np.ndarray) else [self.images[i] for i in index]
+        paths = [self.paths[i] for i in index] if self.paths is not None else None
+        return SplitData(images, self.labels[index], paths, dict(self.meta))
+
+
+class Source(Protocol):
+    name: str
+    class_names: tuple[str, ...]
+
+    def load(self) -> dict[str, SplitData]: ...
+
+
+def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (keep, held_out): ``fraction`` of every class held out (at least one where a class has two or more)."""
+    rng = np.random.default_rng(seed)
+    keep, held = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        rng.shuffle(idx)
+        n = int(round(len(idx) * fraction))
+        if n == 0 and len(idx) >= 2 and fraction > 0:
+            n = 1
+        held.append(idx[:n])
+        keep.append(idx[n:])
+    cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.empty(0, np.int64)  # noqa: E731
+    return cat(keep), cat(held)

@@ -1,0 +1,214 @@
+"""EmotionDataModule: the one LightningDataModule. It merges any number of sources onto the run's class set by name,
+turns every image into the model's input through the one preprocessing path, and augments the training split.
+
+Per split it holds one uint8 array (N, size, size, channels) plus labels and the index of the source each image came
+from; batches are ``(x, y, source)``. Per-source sampling weights keep a few hundred webcam photos from being drowned
+by 28,709 FER2013 faces.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import albumentations as A
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+
+from mimic.data.base import SPLITS, DataError, Source, SplitData, stratified_split
+from mimic.labels import UnknownClassError, canonical, remap, validate_classes
+from mimic.preprocessing import PreprocessSpec, image_to_tensor, to_model_image
+
+log = logging.getLogger(__name__)
+
+
+class FaceDataset(Dataset):
+    """uint8 faces already in the model's size; ``transform`` (albumentations) runs per image, normalisation per
+    batch in ``collate``."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, sources: np.ndarray, transform=None) -> None:
+        self.images, self.labels, self.sources, self.transform = images, labels, sources, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        img = self.images[i]
+        if self.transform is not None:
+            img = self.transform(image=img)["image"]
+            if img.ndim == 2:
+                img = img[:, :, None]
+        return img, self.labels[i], self.sources[i]
+
+
+class Collate:
+    """Stack uint8 images and normalise the whole batch at once (picklable for worker processes)."""
+
+    def __init__(self, spec: PreprocessSpec) -> None:
+        self.spec = spec
+
+    def __call__(self, items):
+        imgs, labels, sources = zip(*items)
+        x = image_to_tensor(np.stack(imgs), self.spec)
+        return x, torch.as_tensor(np.array(labels), dtype=torch.long), torch.as_tensor(np.array(sources))
+
+
+def _to_spec(images: np.ndarray | list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    if isinstance(images, np.ndarray) and images.ndim == 3 and spec.channels == 1 and images.shape[1:] == (
+        spec.size,
+        spec.size,
+    ):
+        return images[..., None]
+    out = np.empty((len(images), spec.size, spec.size, spec.channels), np.uint8)
+    for i, img in enumerate(images):
+        out[i] = to_model_image(img, spec)
+    return out
+
+
+class EmotionDataModule(L.LightningDataModule):
+    """Merge ``sources`` onto ``classes``, split, augment, batch.
+
+    sources: {name: Source}. classes: the run's class names in index order. augment: albumentations transforms
+    applied to training images in the model's size. source_weights: {name: weight}; an epoch then draws each source
+    in proportion to its weight (with replacement), instead of in proportion to its size.
+    """
+
+    def __init__(
+        self,
+        sources: Mapping[str, Source],
+        classes: Sequence[str],
+        preprocess: Mapping | PreprocessSpec | None = None,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        augment: Sequence | None = None,
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        source_weights: Mapping[str, float] | None = None,
+        pin_memory: bool = False,
+        path: str | None = None,
+        ferplus_path: str | None = None,
+    ) -> None:
+        super().__init__()
+        # Where the main dataset (and FER+ labels) live; data configs hand them to their sources as ${data.path}.
+        self.path, self.ferplus_path = path, ferplus_path
+        if not sources:
+            raise DataError("data.sources is empty: name at least one data source (e.g. data=fer2013).")
+        self.sources = dict(sources)
+        self.classes = validate_classes(classes, where="data.classes")
+        self.spec = PreprocessSpec.from_dict(preprocess or {})
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.pin_memory = num_workers, pin_memory
+        self.transform = A.Compose(list(augment)) if augment else None
+        self.val_fraction, self.seed = val_fraction, seed
+        self.source_weights = dict(source_weights or {})
+        unknown = set(self.source_weights) - set(self.sources)
+        if unknown:
+            raise DataError(f"data.source_weights names {sorted(unknown)}, but the sources are {list(self.sources)}.")
+        self._check_classes()
+        self.data: dict[str, dict[str, np.ndarray]] | None = None
+
+    @property
+    def source_names(self) -> list[str]:
+        return list(self.sources)
+
+    def _check_classes(self) -> None:
+        provided = {canonical(c) for s in self.sources.values() for c in s.class_names}
+        missing = [c for c in self.classes if c not in provided]
+        if missing:
+            per_source = "; ".join(f"{n}: {', '.join(s.class_names)}" for n, s in self.sources.items())
+            raise UnknownClassError(
+                f"data.classes: no source provides {missing}. Known classes per source: {per_source}. "
+                f"Drop them from data.classes or add a source that has them."
+            )
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.data is not None:
+            return
+        parts: dict[str, list] = {s: [] for s in SPLITS}
+        for k, (name, source) in enumerate(self.sources.items()):
+            splits = dict(source.load())
+            if "val" not in splits and "train" in splits:
+                keep, held = stratified_split(splits["train"].labels, self.val_fraction, self.seed)
+                splits["train"], splits["val"] = splits["train"].subset(keep), splits["train"].subset(held)
+            for split, sd in splits.items():
+                if split not in parts:
+                    raise DataError(f"source {name!r} returned an unknown split {split!r}; expected {SPLITS}")
+                parts[split].append(self._map(name, k, source, split, sd))
+        self.data = {}
+        for split, items in parts.items():
+            items = [it for it in items if len(it[1])]
+            if not items:
+                continue
+            self.data[split] = {
+                "images": np.concatenate([it[0] for it in items]),
+                "labels": np.concatenate([it[1] for it in items]),
+                "sources": np.concatenate([it[2] for it in items]),
+            }
+        if "train" not in self.data:
+            raise DataError(f"no training images in sources {self.source_names} for classes {self.classes}.")
+        if "test" not in self.data and "val" in self.data:
+            log.warning("no source has a test split; testing on the validation split")
+            self.data["test"] = self.data["val"]
+        counts = self.class_counts("train")
+        empty = [c for c, n in zip(self.classes, counts) if n == 0]
+        if empty:
+            raise DataError(f"data.classes {empty} have no training images in sources {self.source_names}.")
+        log.info("train class counts: %s", dict(zip(self.classes, counts.tolist())))
+
+    def _map(self, name: str, k: int, source: Source, split: str, sd: SplitData):
+        labels = remap(sd.labels, source.class_names, self.classes)
+        keep = labels >= 0
+        if (~keep).any():
+            log.info("%s/%s: dropped %d of %d images whose class is not in %s", name, split, int((~keep).sum()),
+                     len(labels), self.classes)
+        sd = sd.subset(np.flatnonzero(keep)) if not keep.all() else sd
+        return _to_spec(sd.images, self.spec), labels[keep], np.full(int(keep.sum()), k, np.int64)
+
+    def class_counts(self, split: str = "train") -> np.ndarray:
+        self.setup()
+        labels = self.data[split]["labels"] if split in self.data else np.empty(0, np.int64)
+        return np.bincount(labels, minlength=len(self.classes))
+
+    def source_counts(self, split: str = "train") -> dict[str, int]:
+        self.setup()
+        src = self.data[split]["sources"] if split in self.data else np.empty(0, np.int64)
+        return {n: int((src == k).sum()) for k, n in enumerate(self.source_names)}
+
+    def dataset(self, split: str, augment: bool = False) -> FaceDataset:
+        self.setup()
+        if split not in self.data:
+            raise DataError(f"no {split!r} split in sources {self.source_names}")
+        d = self.data[split]
+        return FaceDataset(d["images"], d["labels"], d["sources"], self.transform if augment else None)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        ds = self.dataset(split, augment=train)
+        sampler = None
+        if train and self.source_weights:
+            sizes = np.bincount(ds.sources, minlength=len(self.sources)).astype(np.float64)
+            w = np.array([self.source_weights.get(n, 1.0) for n in self.source_names]) / np.maximum(sizes, 1)
+            gen = torch.Generator().manual_seed(self.seed)
+            sampler = WeightedRandomSampler(torch.as_tensor(w[ds.sources]), len(ds), replacement=True, generator=gen)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size if train else self.eval_batch_size,
+            shuffle=train and sampler is None,
+            sampler=sampler,
+            drop_last=train and len(ds) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=Collate(self.spec),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

@@ -1,0 +1,76 @@
+"""Loading a checkpoint back into a ready model from the checkpoint alone (DESIGN.md contract 2).
+
+The file is read with ``torch.load(weights_only=True)``: no pickled code runs. A file that is not a PyTorch
+checkpoint, or one that lacks mimic's hyper-parameters, is a ``CheckpointError`` saying what to do.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mimic.models.classifier import EmotionClassifier
+
+REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
+TRUSTED_NET_PREFIXES = ("mimic.models.",)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, or not a mimic checkpoint."""
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw checkpoint dict, validated as ours, read without running pickled code."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(
+            f"checkpoint not found: {path}. Pass the .ckpt file a training run printed on its last line "
+            f"(they live under outputs/<date>/<time>/checkpoints/)."
+        )
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path} is not a mimic checkpoint: it could not be read as a PyTorch checkpoint without running "
+            f"pickled code ({first}). Use a .ckpt written by `python train.py`."
+        ) from None
+    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
+    missing = [k for k in REQUIRED_HPARAMS if not isinstance(hp, dict) or k not in hp]
+    if missing or "state_dict" not in ckpt:
+        raise CheckpointError(
+            f"{path} is not a mimic checkpoint: it lacks {', '.join(missing) or 'state_dict'} in its "
+            f"hyper-parameters. Use a .ckpt written by `python train.py`."
+        )
+    return ckpt
+
+
+def model_from_hparams(hp: dict[str, Any], **overrides: Any) -> EmotionClassifier:
+    """Build an untrained EmotionClassifier from checkpoint hyper-parameters (never downloads pretrained weights)."""
+    hp = {**hp, **overrides}
+    net = dict(hp["net"])
+    target = str(net.get("_target_", ""))
+    if not target.startswith(TRUSTED_NET_PREFIXES):
+        raise CheckpointError(
+            f"the checkpoint names net builder {target!r}; only builders under {', '.join(TRUSTED_NET_PREFIXES)} are "
+            f"loaded, so a checkpoint cannot make mimic import arbitrary code."
+        )
+    net.pop("weights", None)
+    hp["net"], hp["weights"] = net, None  # the checkpoint's own state_dict replaces any pretrained weights
+    return EmotionClassifier(**hp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", **overrides: Any) -> EmotionClassifier:
+    """A mimic checkpoint -> EmotionClassifier in eval mode with its weights and calibration temperature."""
+    ckpt = read_checkpoint(path)
+    model = model_from_hparams(ckpt["hyper_parameters"], **overrides)
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: the weights do not fit the net its hyper-parameters describe: {e}") from None
+    return model.to(map_location).eval()

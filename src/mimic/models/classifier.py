@@ -1,0 +1,249 @@
+"""EmotionClassifier: the one LightningModule. It wraps any net named by config and owns loss, metrics, logging,
+optimizer set-up and the calibration temperature; the net itself stays a plain ``nn.Module``.
+
+Its hyper-parameters make every checkpoint self-describing (DESIGN.md contract 2): the net's config, the class
+names in index order and the preprocessing spec are all a predictor needs to rebuild it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import inspect
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassCalibrationError,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+
+from mimic import __version__
+from mimic.labels import validate_classes
+from mimic.preprocessing import PreprocessSpec
+
+
+def plain(value: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists, so checkpoints load with ``torch.load(weights_only=True)``."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain(v) for v in value]
+    return value
+
+
+def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05,
+                  final_lr_scale: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to ``final_lr_scale`` of the base LR."""
+    warmup = max(1, int(total_steps * warmup_fraction))
+
+    def scale(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = min(1.0, (step - warmup) / max(1, total_steps - warmup))
+        return final_lr_scale + (1 - final_lr_scale) * 0.5 * (1 + math.cos(math.pi * t))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
+
+
+def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro"),
+            "f1": MulticlassF1Score(num_classes, average="macro"),
+            "recall": MulticlassRecall(num_classes, average="none"),
+            "ece": MulticlassCalibrationError(num_classes, n_bins=15),
+        },
+        prefix=prefix,
+    )
+
+
+class EmotionClassifier(L.LightningModule):
+    """Classifies face crops into ``class_names``; ``net`` is a config with ``_target_`` naming a builder that takes
+    ``num_classes`` and ``in_channels`` (and ``weights``, pretrained weights to start from, when ``weights`` is set)."""
+
+    def __init__(
+        self,
+        net: dict,
+        class_names: Sequence[str],
+        preprocess: dict | None = None,
+        weights: str | None = None,
+        optimizer: dict | None = None,
+        scheduler: dict | None = None,
+        scheduler_interval: str = "step",
+        lr_groups: dict[str, float] | None = None,
+        label_smoothing: float = 0.0,
+        class_weights: str | Sequence[float] | None = None,
+        tta_flip: bool = False,
+        channels_last: bool = True,
+        log_images: bool = True,
+        mimic_version: str = __version__,
+    ) -> None:
+        super().__init__()
+        hp = plain(dict(locals()))
+        hp.pop("self"), hp.pop("__class__", None)
+        hp["class_names"] = validate_classes(hp["class_names"], where="model.class_names")
+        hp["preprocess"] = PreprocessSpec.from_dict(hp["preprocess"] or {}).to_dict()
+        hp["mimic_version"] = __version__
+        self.save_hyperparameters(hp)
+        self.class_names: list[str] = hp["class_names"]
+        self.spec = PreprocessSpec.from_dict(hp["preprocess"])
+        extra = {"weights": weights} if weights is not None else {}
+        self.net = instantiate(hp["net"], num_classes=len(self.class_names), in_channels=self.spec.channels, **extra)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.register_buffer("temperature", torch.ones(()))
+        self.register_buffer("class_weight", None, persistent=False)
+        n = len(self.class_names)
+        self.val_metrics = _metrics(n, "val/")
+        self.test_metrics = _metrics(n, "test/")
+        self.test_ece_raw = MulticlassCalibrationError(n, n_bins=15)
+        self.val_confusion = MulticlassConfusionMatrix(n)
+        self.test_confusion = MulticlassConfusionMatrix(n)
+        self.val_source_acc = nn.ModuleDict()
+        self._sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    # ---- inference -------------------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = self.net(x)
+        if self.hparams.tta_flip and not self.training:
+            logits = (logits + self.net(torch.flip(x, dims=[3]))) / 2
+        return logits
+
+    @torch.inference_mode()
+    def predict_proba(self, x: torch.Tensor, calibrated: bool = True) -> torch.Tensor:
+        """Class probabilities for a batch of preprocessed crops, with the fitted temperature applied."""
+        logits = self(x).float()
+        return F.softmax(logits / self.temperature if calibrated else logits, dim=1)
+
+    # ---- training --------------------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        cw = self.hparams.class_weights
+        if cw == "balanced" and dm is not None and stage == "fit":
+            counts = torch.as_tensor(dm.class_counts("train"), dtype=torch.float)
+            self.class_weight = counts.sum() / (len(counts) * counts.clamp(min=1))
+        elif isinstance(cw, list | tuple):
+            if len(cw) != len(self.class_names):
+                raise ValueError(f"model.class_weights has {len(cw)} values for {len(self.class_names)} classes")
+            self.class_weight = torch.tensor(cw, dtype=torch.float)
+        for name in getattr(dm, "source_names", []) if dm is not None else []:
+            if len(dm.source_names) > 1 and name not in self.val_source_acc:
+                self.val_source_acc[name] = MulticlassAccuracy(len(self.class_names), average="micro")
+
+    def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), y, weight=self.class_weight,
+                               label_smoothing=self.hparams.label_smoothing)
+
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        loss = self.loss(logits, y)
+        acc = (logits.argmax(1) == y).float().mean()
+        self.log_dict({"train/loss": loss, "train/acc": acc}, prog_bar=True, on_step=True, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        logits = self(x).float()
+        self.log("val/loss", self.loss(logits, y), prog_bar=True)
+        probs = F.softmax(logits, dim=1)
+        self.val_metrics.update(probs, y)
+        self.val_confusion.update(probs, y)
+        if len(batch) > 2 and len(self.val_source_acc):
+            for i, name in enumerate(self.trainer.datamodule.source_names):
+                mask = batch[2] == i
+                if mask.any():
+                    self.val_source_acc[name].update(probs[mask], y[mask])
+        if batch_idx == 0:
+            self._sample_batch = (x[:32].detach().cpu(), y[:32].cpu(), probs[:32].cpu())
+
+    def on_validation_epoch_end(self) -> None:
+        values = self.val_metrics.compute()
+        recall = values.pop("val/recall")
+        self.log_dict(values, prog_bar=True)
+        self.log_dict({f"val/recall_{c}": r for c, r in zip(self.class_names, recall)})
+        for name, metric in self.val_source_acc.items():
+            if metric.update_count:
+                self.log(f"val/acc_{name}", metric.compute())
+            metric.reset()
+        confusion = self.val_confusion.compute().cpu().numpy()
+        self.val_metrics.reset(), self.val_confusion.reset()
+        if self.hparams.log_images and not self.trainer.sanity_checking:
+            self._log_images("val", confusion)
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        x, y = batch[0], batch[1]
+        logits = self(x).float()
+        self.test_ece_raw.update(F.softmax(logits, dim=1), y)
+        probs = F.softmax(logits / self.temperature, dim=1)
+        self.test_metrics.update(probs, y)
+        self.test_confusion.update(probs, y)
+
+    def on_test_epoch_end(self) -> None:
+        values = self.test_metrics.compute()
+        recall = values.pop("test/recall")
+        values["test/ece_uncalibrated"] = self.test_ece_raw.compute()
+        values["test/temperature"] = self.temperature.detach().clone()
+        self.log_dict(values)
+        self.log_dict({f"test/recall_{c}": r for c, r in zip(self.class_names, recall)})
+        self.log("hp_metric", values["test/acc"])
+        confusion = self.test_confusion.compute().cpu().numpy()
+        self.test_confusion_matrix = confusion
+        self.test_metrics.reset(), self.test_ece_raw.reset(), self.test_confusion.reset()
+        if self.hparams.log_images:
+            self._log_images("test", confusion)
+
+    def _log_images(self, stage: str, confusion) -> None:
+        from mimic.evaluation import render_confusion, render_samples  # cv2 drawing, kept out of the hot path
+
+        experiment = getattr(self.logger, "experiment", None)
+        if experiment is None or not hasattr(experiment, "add_image"):
+            return
+        experiment.add_image(f"{stage}/confusion_matrix", render_confusion(confusion, self.class_names),
+                             self.global_step, dataformats="HWC")
+        if stage == "val" and self._sample_batch is not None:
+            x, y, probs = self._sample_batch
+            grid = render_samples(x, y, probs, self.class_names, self.spec)
+            experiment.add_image("val/samples", grid, self.global_step, dataformats="HWC")
+
+    # ---- optimisation ----------------------------------------------------------------------------------------
+    def param_groups(self, base_lr: float) -> list[dict]:
+        """Trainable parameters, split into groups by ``lr_groups`` ({glob on parameter name: LR scale}, first
+        match wins, unmatched parameters at scale 1). Frozen parameters are left out entirely."""
+        rules = list((self.hparams.lr_groups or {}).items())
+        groups: dict[float, list] = {}
+        for name, p in self.net.named_parameters():
+            if not p.requires_grad:
+                continue
+            scale = next((s for pat, s in rules if fnmatch.fnmatch(name, pat)), 1.0)
+            groups.setdefault(float(scale), []).append(p)
+        return [{"params": ps, "lr": base_lr * s, "lr_scale": s} for s, ps in groups.items()]
+
+    def configure_optimizers(self) -> Any:
+        opt_cfg = dict(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3})
+        optimizer = instantiate(opt_cfg)(self.param_groups(opt_cfg.get("lr", 1e-3)))
+        if not self.hparams.scheduler:
+            return optimizer
+        make = instantiate(dict(self.hparams.scheduler))
+        kwargs = {}
+        if "total_steps" in inspect.signature(make.func if hasattr(make, "func") else make).parameters:
+            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
+        scheduler = make(optimizer, **kwargs)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval,
+                                 "monitor": "val/acc"}}

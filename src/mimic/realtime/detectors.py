@@ -1,0 +1,258 @@
+"""Face detectors behind one small interface: a frame in, boxes with scores out.
+
+The public API, used by the realtime app, the capture script and the folder-dataset loader::
+
+    from mimic.realtime.detectors import make_detector, largest_face
+    detector = make_detector("haar")                      # or "yunet", or a config mapping with _target_
+    faces = detector.detect(frame_bgr)                    # list[Detection], best score first
+    face = largest_face(faces)                            # Detection | None
+    crop = mimic.preprocessing.crop_face(frame_bgr, face.box, spec)
+
+- ``Detection(box=(x, y, w, h), score)``: box in frame pixels (ints); score is "higher is surer", in [0, 1] for
+  YuNet and the number of merged neighbour windows for Haar (so not comparable across detectors).
+- `HaarDetector`: OpenCV's Haar cascade (the XML ships with opencv-python 4.x: works offline). It runs on a
+  grayscale copy downscaled to ``max_width`` pixels; ``min_face`` is the smallest face as a fraction of the frame's
+  shorter side. The defaults suit a webcam at arm's length (faces a fifth to a half of the frame's height).
+- `YuNetDetector`: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), more accurate and, downscaled, faster. Its ONNX file
+  is ``model_path``, or is downloaded once into a cache folder and checked against its sha256 (`ensure_model`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+import numpy as np
+
+from mimic.cli import UserError
+
+log = logging.getLogger(__name__)
+
+YUNET_URL = (
+    "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
+)
+YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One face: ``box`` (x, y, w, h) in frame pixels and the detector's confidence ``score``."""
+
+    box: tuple[int, int, int, int]
+    score: float
+
+    @property
+    def area(self) -> int:
+        return self.box[2] * self.box[3]
+
+
+class FaceDetector(Protocol):
+    """Anything with ``detect(frame_bgr) -> list[Detection]`` (uint8 BGR or gray frame, boxes in its pixels)."""
+
+    def detect(self, frame: np.ndarray) -> list[Detection]: ...
+
+
+def largest_face(detections: Sequence[Detection]) -> Detection | None:
+    """The detection with the largest box (ties: the higher score), or None when there is none."""
+    return max(detections, key=lambda d: (d.area, d.score), default=None)
+
+
+def default_cache_dir() -> Path:
+    """Where downloaded models and generated assets live: $MIMIC_CACHE, else $XDG_CACHE_HOME/mimic, else ~/.cache."""
+    if os.environ.get("MIMIC_CACHE"):
+        return Path(os.environ["MIMIC_CACHE"]).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "mimic"
+
+
+def _downscale(frame: np.ndarray, max_width: int | None) -> tuple[np.ndarray, float]:
+    """``frame`` shrunk to at most ``max_width`` pixels wide, and the factor that maps its pixels back."""
+    w = frame.shape[1]
+    if not max_width or w <= max_width:
+        return frame, 1.0
+    scale = max_width / w
+    small = cv2.resize(frame, (max_width, max(1, round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+    return small, w / max_width
+
+
+def _to_gray(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        return frame
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY if frame.shape[2] == 3 else cv2.COLOR_BGRA2GRAY)
+
+
+def _to_bgr(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    return frame if frame.shape[2] == 3 else cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+
+
+class HaarDetector:
+    """OpenCV Haar cascade on a downscaled grayscale frame. ``cascade``: a file name in ``cv2.data.haarcascades``
+    or a path. ``min_face`` / ``max_face``: face size limits as fractions of the frame's shorter side."""
+
+    def __init__(
+        self,
+        cascade: str = "haarcascade_frontalface_default.xml",
+        scale_factor: float = 1.2,
+        min_neighbors: int = 4,
+        min_face: float = 0.15,
+        max_face: float = 1.0,
+        max_width: int | None = 320,
+        equalize: bool = False,
+    ) -> None:
+        path = Path(cascade).expanduser()
+        if not path.is_file():
+            path = Path(cv2.data.haarcascades) / cascade
+        if not path.is_file():
+            raise UserError(
+                f"detector.cascade: Haar cascade {cascade!r} not found (looked in {cv2.data.haarcascades}). Use a "
+                f"file name from that folder, e.g. haarcascade_frontalface_default.xml, or a path to an XML file."
+            )
+        self.classifier = cv2.CascadeClassifier(str(path))
+        if self.classifier.empty():
+            raise UserError(f"detector.cascade: {path} is not a valid Haar cascade XML file")
+        if scale_factor <= 1.0:
+            raise UserError(f"detector.scale_factor must be above 1, got {scale_factor}")
+        self.scale_factor = float(scale_factor)
+        self.min_neighbors = int(min_neighbors)
+        self.min_face, self.max_face = float(min_face), float(max_face)
+        self.max_width = max_width
+        self.equalize = equalize
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        small, back = _downscale(_to_gray(frame), self.max_width)
+        if self.equalize:
+            small = cv2.equalizeHist(small)
+        side = min(small.shape[:2])
+        lo = max(20, int(self.min_face * side))
+        hi = max(lo + 1, int(self.max_face * side))
+        boxes, neighbours = self.classifier.detectMultiScale2(
+            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(lo, lo), maxSize=(hi, hi)
+        )
+        out = [
+            Detection(tuple(int(round(v * back)) for v in box), float(n))
+            for box, n in zip(boxes, neighbours, strict=True)
+        ]
+        return sorted(out, key=lambda d: -d.score)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def ensure_model(
+    model_path: str | os.PathLike | None,
+    url: str = YUNET_URL,
+    sha256: str | None = YUNET_SHA256,
+    cache_dir: str | os.PathLike | None = None,
+    timeout: float = 30.0,
+) -> Path:
+    """The local path of a model file: ``model_path`` when given (it must exist), else ``cache_dir/<url's file name>``,
+    downloaded from ``url`` the first time and checked against ``sha256``. Errors say how to get the file by hand."""
+    if model_path:
+        path = Path(model_path).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"detector.model_path: model file not found: {path}. Download {url} to that path, or leave "
+                f"detector.model_path empty (null) to download it once into the cache folder."
+            )
+        return path
+    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir() / "models"
+    path = cache / url.rstrip("/").rsplit("/", 1)[-1]
+    if path.is_file() and (not sha256 or _sha256(path) == sha256):
+        return path
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    log.info("downloading %s to %s", url, path)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
+            while chunk := response.read(1 << 16):
+                f.write(chunk)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise UserError(
+            f"could not download the face detector model from {url} ({e}). Download it by hand and pass "
+            f"detector.model_path=<file>, or use detector=haar, which needs no download."
+        ) from None
+    digest = _sha256(tmp)
+    if sha256 and digest != sha256:
+        tmp.unlink(missing_ok=True)
+        raise UserError(
+            f"the file downloaded from {url} has sha256 {digest}, expected {sha256}: not the expected model. "
+            f"Download it by hand and pass detector.model_path=<file>."
+        )
+    os.replace(tmp, path)
+    return path
+
+
+class YuNetDetector:
+    """OpenCV's YuNet face detector on a frame downscaled to ``max_width``; boxes scored in [0, 1]."""
+
+    def __init__(
+        self,
+        model_path: str | None = None,
+        url: str = YUNET_URL,
+        sha256: str | None = YUNET_SHA256,
+        cache_dir: str | None = None,
+        score_threshold: float = 0.7,
+        nms_threshold: float = 0.3,
+        top_k: int = 50,
+        max_width: int | None = 320,
+    ) -> None:
+        self.model_path = ensure_model(model_path, url, sha256, cache_dir)
+        self.max_width = max_width
+        try:
+            self.net = cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (320, 320), float(score_threshold), float(nms_threshold), int(top_k)
+            )
+        except cv2.error as e:
+            raise UserError(
+                f"detector.model_path: {self.model_path} is not a YuNet ONNX model OpenCV can load ({e})"
+            ) from None
+        self._size: tuple[int, int] | None = None
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        small, back = _downscale(_to_bgr(frame), self.max_width)
+        size = (small.shape[1], small.shape[0])
+        if size != self._size:
+            self.net.setInputSize(size)
+            self._size = size
+        _, faces = self.net.detect(small)
+        if faces is None:
+            return []
+        h, w = frame.shape[:2]
+        out = []
+        for f in faces:
+            x0, y0 = max(0.0, f[0] * back), max(0.0, f[1] * back)
+            x1, y1 = min(float(w), (f[0] + f[2]) * back), min(float(h), (f[1] + f[3]) * back)
+            if x1 - x0 >= 2 and y1 - y0 >= 2:
+                box = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
+                out.append(Detection(box, float(f[-1])))
+        return sorted(out, key=lambda d: -d.score)
+
+
+DETECTORS: dict[str, type] = {"haar": HaarDetector, "yunet": YuNetDetector}
+
+
+def make_detector(spec: str | Mapping[str, Any] = "haar", **overrides: Any) -> FaceDetector:
+    """A detector from a name (``"haar"``, ``"yunet"``) plus keyword settings, or from a config mapping with a
+    ``_target_`` (conf/detector/*.yaml) or a ``name``; ``overrides`` win over the mapping's values."""
+    if isinstance(spec, str):
+        name, kwargs = spec, {}
+    else:
+        kwargs = {str(k): v for k, v in dict(spec).items()}
+        target, name = kwargs.pop("_target_", None), kwargs.pop("name", None)
+        if target is not None:
+            from hydra.utils import get_class
+
+            return get_class(target)(**{**kwargs, **overrides})
+    if name not in DETECTORS:
+        raise UserError(f"unknown detector {name!r}: use one of {', '.join(DETECTORS)} (e.g. detector=yunet)")
+    return DETECTORS[name](**{**kwargs, **overrides})

@@ -1,0 +1,263 @@
+"""Where frames come from: a webcam by index, a video file, or a folder of images, behind one ``read()``.
+
+`open_source` picks the kind from the ``source`` setting (an int or a digit string is a camera index, a folder is an
+image folder, anything else a video file). ``read()`` returns the next BGR frame, or None when the source has ended;
+a camera that stops delivering frames is retried a few times first. `list_cameras` probes indices so a user can
+see which camera is which (a laptop often has a phone's camera at index 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mimic.cli import UserError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """Silence OpenCV's own log lines (a missing camera index prints several) inside the block."""
+    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
+    if logging_api is None:
+        yield
+        return
+    before = logging_api.getLogLevel()
+    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        logging_api.setLogLevel(before)
+
+
+def _backend(name: str | None) -> int:
+    if not name:
+        return cv2.CAP_ANY
+    value = getattr(cv2, f"CAP_{str(name).upper()}", None)
+    if value is None:
+        raise UserError(f"camera.backend: unknown OpenCV backend {name!r} (e.g. v4l2, avfoundation, dshow, msmf)")
+    return int(value)
+
+
+class FrameSource:
+    """Base of the three sources: ``read()`` -> BGR frame or None at the end; ``time`` is the last frame's time in
+    the media (seconds: video position, or seconds since the camera opened); ``index`` counts frames read."""
+
+    description = "frames"
+    fps: float | None = None
+
+    def __init__(self) -> None:
+        self.index = -1
+        self.time = 0.0
+
+    def read(self) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> FrameSource:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class CameraSource(FrameSource):
+    """A webcam by index. Opening checks that a frame actually arrives; a camera that stops mid-run is retried
+    ``retries`` times, ``retry_wait`` seconds apart, before ``read()`` reports the end."""
+
+    def __init__(
+        self,
+        index: int = 0,
+        width: int | None = 640,
+        height: int | None = 480,
+        fps: float | None = None,
+        backend: str | None = None,
+        retries: int = 5,
+        retry_wait: float = 0.2,
+        probe: int = 10,
+    ) -> None:
+        super().__init__()
+        self.retries, self.retry_wait = retries, retry_wait
+        self.description = f"camera {index}"
+        with quiet_opencv():
+            self.cap = cv2.VideoCapture(int(index), _backend(backend))
+            opened = self.cap.isOpened()
+            if opened:
+                for prop, value in (
+                    (cv2.CAP_PROP_FRAME_WIDTH, width),
+                    (cv2.CAP_PROP_FRAME_HEIGHT, height),
+                    (cv2.CAP_PROP_FPS, fps),
+                ):
+                    if value:
+                        self.cap.set(prop, float(value))
+                ok, self._first = self.cap.read()
+                opened = ok and self._first is not None
+        if not opened:
+            self.cap.release()
+            others = [c.index for c in list_cameras(probe) if c.index != index] if probe else []
+            raise UserError(
+                f"could not open camera {index} (indices tried: {index}"
+                + (f", then 0-{probe - 1} to look for others" if probe else "")
+                + "). "
+                + (
+                    f"Cameras that do open: {', '.join(map(str, others))}; pass source=<index>. "
+                    if others
+                    else "No camera opened at any of them: check it is connected and that this program may use it. "
+                )
+                + "`python realtime.py --list-cameras` lists them; source= also takes a video file or image folder."
+            )
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or None
+        self._start = time.monotonic()
+
+    def read(self) -> np.ndarray | None:
+        frame, self._first = self._first, None
+        tries = 0
+        while frame is None:
+            ok, frame = self.cap.read()
+            if ok and frame is not None:
+                break
+            frame = None
+            tries += 1
+            if tries > self.retries:
+                log.warning("%s stopped delivering frames (%d retries): stopping", self.description, self.retries)
+                return None
+            time.sleep(self.retry_wait)
+        self.index += 1
+        self.time = time.monotonic() - self._start
+        return frame
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class VideoSource(FrameSource):
+    """A video file, read to its end (an unreadable frame is retried ``retries`` times, then treated as the end)."""
+
+    def __init__(self, path: str | Path, retries: int = 3) -> None:
+        super().__init__()
+        self.path = Path(path).expanduser()
+        self.description = str(self.path)
+        self.retries = retries
+        if not self.path.is_file():
+            raise UserError(
+                f"source: no such file or folder: {self.path} (source= takes a camera index, a video "
+                f"file or a folder of images)"
+            )
+        with quiet_opencv():
+            self.cap = cv2.VideoCapture(str(self.path))
+        if not self.cap.isOpened():
+            raise UserError(f"source: OpenCV cannot read {self.path} as a video")
+        self.fps = self.cap.get(cv2.CAP_PROP_FPS) or None
+        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+
+    def read(self) -> np.ndarray | None:
+        for _ in range(self.retries + 1):
+            ok, frame = self.cap.read()
+            if ok and frame is not None:
+                self.index += 1
+                self.time = self.index / self.fps if self.fps else self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+                return frame
+        return None
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class ImageFolderSource(FrameSource):
+    """The images of a folder in name order, one frame each; ``fps`` sets their media time. Unreadable files are
+    skipped with a warning."""
+
+    def __init__(self, path: str | Path, fps: float = 1.0) -> None:
+        super().__init__()
+        self.path = Path(path).expanduser()
+        self.description = f"images in {self.path}"
+        self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise UserError(f"source: {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        self.fps = fps
+        self._next = 0
+
+    def read(self) -> np.ndarray | None:
+        while self._next < len(self.files):
+            path = self.files[self._next]
+            self._next += 1
+            frame = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if frame is None:
+                log.warning("skipping %s: not an image OpenCV can read", path)
+                continue
+            self.index += 1
+            self.time = self.index / self.fps
+            return frame
+        return None
+
+
+def open_source(source: int | str | Path, camera: dict | None = None, folder_fps: float = 1.0) -> FrameSource:
+    """A camera index (int or digit string), a video file or an image folder -> its `FrameSource`."""
+    camera = dict(camera or {})
+    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
+        return CameraSource(int(source), **camera)
+    path = Path(str(source)).expanduser()
+    if path.is_dir():
+        return ImageFolderSource(path, fps=folder_fps)
+    return VideoSource(path)
+
+
+@dataclass(frozen=True)
+class CameraInfo:
+    """What `list_cameras` found at one index."""
+
+    index: int
+    width: int
+    height: int
+    fps: float
+    backend: str
+    name: str
+    frame: np.ndarray | None = None
+
+
+def _device_name(index: int) -> str:
+    if sys.platform.startswith("linux"):
+        name = Path(f"/sys/class/video4linux/video{index}/name")
+        with contextlib.suppress(OSError):
+            return name.read_text().strip()
+    return ""
+
+
+def list_cameras(max_index: int = 10, backend: str | None = None) -> list[CameraInfo]:
+    """Every camera index below ``max_index`` that opens and delivers a frame, with its size, fps and name."""
+    found = []
+    with quiet_opencv():
+        for index in range(max_index):
+            if sys.platform.startswith("linux") and not Path(f"/dev/video{index}").exists():
+                continue  # opening a missing V4L2 device is slow and noisy
+            cap = cv2.VideoCapture(index, _backend(backend))
+            try:
+                ok, frame = cap.read() if cap.isOpened() else (False, None)
+                if ok and frame is not None:
+                    found.append(
+                        CameraInfo(
+                            index,
+                            frame.shape[1],
+                            frame.shape[0],
+                            cap.get(cv2.CAP_PROP_FPS) or 0.0,
+                            cap.getBackendName(),
+                            _device_name(index),
+                            frame,
+                        )
+                    )
+            finally:
+                cap.release()
+    return found

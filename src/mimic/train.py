@@ -1,0 +1,90 @@
+"""Training: instantiate data, model, callbacks, loggers and trainer from the composed config; fit; calibrate the
+best checkpoint on the validation split; test it; write the test metrics next to it.
+
+``train.py`` at the repository root is the Hydra entry point and calls ``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mimic.evaluation import collect_logits, fit_temperature, metrics_from_logits, write_json
+
+log = logging.getLogger(__name__)
+
+
+def _instantiate_all(group: DictConfig | None) -> list:
+    return [instantiate(c) for c in (group or {}).values() if c is not None and "_target_" in c]
+
+
+def calibrate_checkpoint(model: L.LightningModule, ckpt_path: str, dm) -> float:
+    """Load ``ckpt_path`` into ``model``, fit its temperature on the validation split, and store it in the file."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    model.load_state_dict(ckpt["state_dict"])
+    logits, labels, _ = collect_logits(model, dm.val_dataloader(), model.device)
+    temperature = fit_temperature(logits, labels)
+    model.temperature.fill_(temperature)
+    ckpt["state_dict"]["temperature"] = torch.tensor(temperature)
+    tmp = f"{ckpt_path}.tmp"
+    torch.save(ckpt, tmp)
+    os.replace(tmp, ckpt_path)
+    before = metrics_from_logits(logits, labels, model.class_names)
+    log.info("temperature %.3f: validation ECE %.4f -> %.4f", temperature, before["ece_uncalibrated"],
+             metrics_from_logits(logits, labels, model.class_names, temperature)["ece"])
+    return temperature
+
+
+def run(cfg: DictConfig) -> dict:
+    """Fit, calibrate and test one configuration; returns the test metrics (empty when ``test`` is off)."""
+    if cfg.get("threads"):
+        torch.set_num_threads(int(cfg.threads))
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    dm = instantiate(cfg.data)
+    model = instantiate(cfg.model, _recursive_=False)
+    if cfg.get("finetune"):
+        from mimic.finetune import prepare_finetune
+
+        model = prepare_finetune(model, cfg)
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for lg in loggers:
+        lg.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
+
+    trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    if not trainer.is_global_zero:
+        return {}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if not best:
+        log.warning("no checkpoint was saved (fast_dev_run or checkpointing off): nothing to calibrate or test")
+        return {}
+
+    results: dict = {"best_checkpoint": str(Path(best).resolve())}
+    if cfg.get("calibrate", True):
+        results["temperature"] = calibrate_checkpoint(model, best, dm)
+    if cfg.get("test", True):
+        tester = trainer if trainer.world_size == 1 else L.Trainer(
+            accelerator=trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(), devices=1,
+            logger=loggers or False, callbacks=[], enable_checkpointing=False)
+        # The model already holds the best weights and the fitted temperature: test it as it is.
+        metrics = tester.test(model, datamodule=dm, verbose=True)[0]
+        results.update({k: float(v) for k, v in metrics.items()})
+        confusion = getattr(model, "test_confusion_matrix", None)
+        if confusion is not None:
+            results["test/confusion_matrix"] = confusion.tolist()
+        results["class_names"] = model.class_names
+        write_json(output_dir / "test_metrics.json", results)
+        print(f"Test accuracy {results.get('test/acc', float('nan')):.4f}, macro-F1 "
+              f"{results.get('test/f1', float('nan')):.4f}, ECE {results.get('test/ece_uncalibrated', 0):.4f} -> "
+              f"{results.get('test/ece', 0):.4f} after temperature scaling; metrics in {output_dir / 'test_metrics.json'}")
+    print(f"Best checkpoint: {results['best_checkpoint']}")
+    return results

@@ -1,0 +1,61 @@
+"""Every option of every config group composes, resolves, and (for data and model) instantiates."""
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from conftest import CONF, compose
+
+TRAIN_GROUPS = ["data", "model", "trainer", "callbacks", "logger", "paths", "hydra", "experiment", "debug"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
+
+
+CASES = [(g, o) for g in TRAIN_GROUPS if g != "hydra" for o in options(g)]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_every_option_composes_and_resolves(group, option, tmp_path):
+    cfg = compose("train", [f"{group}={option}"], output_dir=tmp_path)
+    OmegaConf.resolve(cfg)
+    assert cfg.trainer.max_epochs >= 1
+    assert list(cfg.model.class_names) == list(cfg.data.classes)
+
+
+def test_hydra_group_sets_run_dirs_under_outputs(tmp_path):
+    from hydra import compose as hc
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = hc("train", return_hydra_config=True)
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    assert raw["hydra"]["run"]["dir"].startswith("${paths.log_dir}/")
+    assert raw["paths"]["log_dir"] == "${paths.root_dir}/outputs"
+    assert cfg.hydra.job.chdir is False
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_every_model_instantiates_offline(model, tmp_path):
+    overrides = [f"model={model}", "data=synthetic"] + (["model.weights=null"] if model != "small_cnn" else [])
+    cfg = compose("train", overrides, output_dir=tmp_path)
+    net = instantiate(cfg.model, _recursive_=False)
+    assert net.class_names == list(cfg.data.classes)
+
+
+def test_finetune_and_realtime_configs_compose(tmp_path):
+    for name in options("finetune"):
+        compose("train", [f"+finetune={name}"], output_dir=tmp_path)
+    if (CONF / "realtime.yaml").exists():
+        for det in options("detector"):
+            compose("realtime", [f"detector={det}", "ckpt=x.ckpt"], output_dir=tmp_path)
+    compose("evaluate", ["ckpt=x.ckpt", "data=synthetic"], output_dir=tmp_path)
+
+
+def test_data_configs_instantiate(tmp_path: Path):
+    cfg = compose("train", ["data=synthetic"], output_dir=tmp_path)
+    dm = instantiate(cfg.data)
+    assert dm.classes == list(cfg.data.classes)

@@ -1,0 +1,189 @@
+"""The realtime app's windows under Xvfb: the main window with its overlay and a reaction pop-up appear (checked on a
+screenshot of the whole screen), the reaction's sound goes through SDL's disk driver, and both ``q`` and closing the
+window end the run promptly. Set MIMIC_SCREENSHOT_DIR to keep the screenshot."""
+
+from __future__ import annotations
+
+import csv
+import ctypes
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from test_opencv_install import gui_env, xvfb  # noqa: F401  (the fixture)
+from test_realtime_app import patches  # noqa: F401  (the fixture)
+from test_realtime_parts import REPO, load_video_maker
+
+from mimic.realtime.assets import draw_reaction_image
+
+pytestmark = pytest.mark.gui
+
+WINDOW_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "([^"]*)": \([^)]*\)\s+(\d+)x(\d+)\+(-?\d+)\+(-?\d+)', re.M)
+
+
+@pytest.fixture(autouse=True)
+def _x_tools():
+    missing = [t for t in ("xwininfo", "xwd", "xdotool") if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"missing X tools {missing} (apt-get install x11-utils x11-apps xdotool)")
+
+
+def windows(display: str) -> dict[str, tuple[int, tuple[int, int, int, int]]]:
+    """Top-level windows by name: (id, (x, y, w, h))."""
+    out = subprocess.run(["xwininfo", "-root", "-tree"], env=gui_env(display), capture_output=True, text=True).stdout
+    return {m[1]: (int(m[0], 16), tuple(int(v) for v in (m[4], m[5], m[2], m[3]))) for m in WINDOW_LINE.findall(out)}
+
+
+def screenshot(display: str) -> np.ndarray:
+    """The whole screen as BGR, from ``xwd -root`` decoded here (no image converter needed)."""
+    data = subprocess.run(["xwd", "-root", "-silent"], env=gui_env(display), capture_output=True, check=True).stdout
+    header = np.frombuffer(data[:100], ">u4")
+    header_size, width, height, bits, line, colours = (int(header[i]) for i in (0, 4, 5, 11, 12, 19))
+    start = header_size + 12 * colours
+    pixels = np.frombuffer(data[start : start + height * line], np.uint8).reshape(height, line)
+    return np.ascontiguousarray(pixels[:, : width * bits // 8].reshape(height, width, bits // 8)[:, :, :3])
+
+
+def close_window(display: str, window: int) -> None:
+    """Ask a window to close as a window manager would (WM_DELETE_WINDOW), through libX11."""
+
+    class ClientMessage(ctypes.Structure):
+        _fields_ = [
+            ("type", ctypes.c_int),
+            ("serial", ctypes.c_ulong),
+            ("send_event", ctypes.c_int),
+            ("display", ctypes.c_void_p),
+            ("window", ctypes.c_ulong),
+            ("message_type", ctypes.c_ulong),
+            ("format", ctypes.c_int),
+            ("data", ctypes.c_long * 5),
+        ]
+
+    class Event(ctypes.Union):
+        _fields_ = [("xclient", ClientMessage), ("pad", ctypes.c_long * 24)]
+
+    x11 = ctypes.cdll.LoadLibrary("libX11.so.6")
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XInternAtom.restype = ctypes.c_ulong
+    x11.XInternAtom.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int]
+    x11.XSendEvent.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_long, ctypes.c_void_p]
+    x11.XFlush.argtypes = x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    dpy = x11.XOpenDisplay(display.encode())
+    assert dpy, f"cannot open display {display}"
+    event = Event()
+    event.xclient.type, event.xclient.window, event.xclient.format = 33, window, 32  # 33: ClientMessage
+    event.xclient.message_type = x11.XInternAtom(dpy, b"WM_PROTOCOLS", False)
+    event.xclient.data[0] = x11.XInternAtom(dpy, b"WM_DELETE_WINDOW", False)
+    x11.XSendEvent(dpy, window, False, 0, ctypes.byref(event))
+    x11.XFlush(dpy)
+    x11.XCloseDisplay(dpy)
+
+
+@pytest.fixture
+def start_app(tiny_checkpoint, patches, tmp_path, xvfb):  # noqa: F811
+    """Start realtime.py with display=true on a 10 s video played at its own pace; yields a starter."""
+    video = tmp_path / "faces.mp4"
+    load_video_maker().make_video(video, patches, frames=300, layout="one")
+    procs = []
+
+    def start(*overrides: str, **env: str) -> subprocess.Popen:
+        cmd = [
+            sys.executable,
+            "realtime.py",
+            f"ckpt={tiny_checkpoint}",
+            f"source={video}",
+            "pace=true",
+            f"log.path={tmp_path / 'faces.csv'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            *overrides,
+        ]
+        proc = subprocess.Popen(
+            cmd, cwd=REPO, env=gui_env(xvfb, **env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the app exited early: {proc.communicate()[0]}"
+        if result := predicate():
+            return result
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for the app's windows")
+
+
+def test_main_window_and_reaction_popup_show_then_q_quits(start_app, xvfb, tmp_path):  # noqa: F811
+    audio = tmp_path / "audio.raw"
+    proc = start_app(
+        "reactions.hold_s=0.2",
+        "reactions.cooldown_s=0.5",
+        "reactions.popup_s=60",
+        "reactions.popup_position=[700,60]",
+        "reactions.skip=[]",
+        "smoothing.margin=1.0",
+        SDL_AUDIODRIVER="disk",
+        SDL_DISKAUDIOFILE=str(audio),
+    )
+
+    def both_windows():
+        found = windows(xvfb)
+        popups = [n for n in found if n.startswith("mimic: ")]
+        return (found["mimic"], popups[0], found[popups[0]]) if "mimic" in found and popups else None
+
+    (main_id, main_box), popup_name, (_, popup_box) = wait_for(both_windows, proc)
+    time.sleep(1.0)  # let both windows paint
+    shot = screenshot(xvfb)
+    cv2.imwrite(str(tmp_path / "screen.png"), shot)
+    if os.environ.get("MIMIC_SCREENSHOT_DIR"):
+        shutil.copy(tmp_path / "screen.png", Path(os.environ["MIMIC_SCREENSHOT_DIR"]) / "realtime_gui.png")
+    assert shot.std() > 20, "the screenshot is blank"
+
+    x, y, w, h = main_box
+    main = shot[y : y + h, x : x + w]
+    assert (w, h) == (640, 360) and main.std() > 25, "the main window shows the video"
+    assert (main[:30, :130] > 200).any(), "the FPS text is drawn in the top-left corner"
+
+    found = windows(xvfb)
+    print(found)
+    x, y, w, h = popup_box
+    label = popup_name.removeprefix("mimic: ")
+    expected = draw_reaction_image(label)
+    popup = shot[y : y + expected.shape[0], x : x + expected.shape[1]]
+    assert np.abs(popup.astype(int) - expected).mean() < 20, f"the pop-up shows the {label} picture"
+
+    subprocess.run(["xdotool", "windowfocus", str(main_id)], env=gui_env(xvfb), check=False)
+    subprocess.run(["xdotool", "key", "q"], env=gui_env(xvfb), check=True)
+    out = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "frames in" in out
+    with open(tmp_path / "faces.csv", newline="") as f:
+        assert label in {r["reaction"] for r in csv.DictReader(f)}
+    deadline = time.monotonic() + 5
+    while not (audio.is_file() and audio.stat().st_size > 0) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert audio.stat().st_size > 0, "the reaction's sound went to SDL's disk driver"
+
+
+def test_closing_the_window_quits(start_app, xvfb):  # noqa: F811
+    proc = start_app("reactions.sound=false", SDL_AUDIODRIVER="dummy")
+    main_id, _ = wait_for(lambda: windows(xvfb).get("mimic"), proc)
+    time.sleep(0.5)
+    close_window(xvfb, main_id)
+    out = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0 and "frames in" in out, out

@@ -1,0 +1,347 @@
+"""The realtime app's parts one by one: detectors, tracker, smoothing, predictor, sources, CSV log, assets, reactions,
+sound and overlay. End-to-end runs are in test_realtime_app.py, windows in test_realtime_gui.py."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import importlib.util
+import logging
+import shutil
+import time
+import wave
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mimic.cli import UserError
+from mimic.realtime import detectors as det
+from mimic.realtime.assets import default_assets
+from mimic.realtime.csvlog import CsvLog, columns
+from mimic.realtime.detectors import Detection, HaarDetector, largest_face, make_detector
+from mimic.realtime.overlay import FaceView, draw
+from mimic.realtime.reactions import Reactions, SoundPlayer
+from mimic.realtime.smoothing import LabelSmoother
+from mimic.realtime.sources import ImageFolderSource, VideoSource, open_source
+from mimic.realtime.tracker import IoUTracker, iou
+
+REPO = Path(__file__).resolve().parents[1]
+YUNET = "models/face_detection_yunet_2023mar.onnx"
+
+
+def load_video_maker():
+    spec = importlib.util.spec_from_file_location("make_test_video", REPO / "scripts" / "make_test_video.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def photo_frames(shared_data) -> list[tuple[np.ndarray, list]]:
+    """A few 640x360 frames with the real portraits pasted in: (frame, true face boxes)."""
+    vm = load_video_maker()
+    patches = vm.photo_patches(shared_data / "faces")
+    assert len(patches) == 2, "both portraits should have a Haar-detectable face"
+    frames = []
+    for layout in ("one", "two"):
+        frame = vm._background(640, 360)
+        if layout == "one":
+            boxes = [vm._paste(frame, patches[0], 320, 180, 230)]
+        else:
+            boxes = [vm._paste(frame, p, 170 + 300 * k, 180, 190) for k, p in enumerate(patches)]
+        frames.append((frame, boxes))
+    return frames
+
+
+def _matches(found: list[Detection], truth: list, min_iou: float = 0.3) -> bool:
+    return all(any(iou(d.box, t) >= min_iou for d in found) for t in truth)
+
+
+# ---------------------------------------------------------------------------------------------------------- detectors
+def test_haar_finds_the_real_faces(photo_frames):
+    detector = make_detector("haar")
+    for frame, truth in photo_frames:
+        found = detector.detect(frame)
+        assert len(found) == len(truth) and _matches(found, truth)
+        assert all(isinstance(v, int) for d in found for v in d.box)
+
+
+def test_yunet_finds_the_real_faces(photo_frames, shared_data):
+    detector = make_detector(
+        {"_target_": "mimic.realtime.detectors.YuNetDetector", "model_path": str(shared_data / YUNET)}
+    )
+    for frame, truth in photo_frames:
+        found = detector.detect(frame)
+        assert len(found) == len(truth) and _matches(found, truth)
+        assert all(0 <= d.score <= 1 for d in found)
+    assert detector.detect(np.zeros((360, 640, 3), np.uint8)) == []
+
+
+def test_detectors_take_gray_frames_and_find_nothing_in_noise(photo_frames):
+    frame, truth = photo_frames[0]
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    assert _matches(HaarDetector().detect(gray), truth)
+    assert HaarDetector().detect(np.full((480, 640, 3), 128, np.uint8)) == []
+
+
+def test_largest_face_and_make_detector_errors():
+    small, big = Detection((0, 0, 10, 10), 0.9), Detection((5, 5, 40, 40), 0.5)
+    assert largest_face([small, big]) is big and largest_face([]) is None
+    with pytest.raises(UserError, match="unknown detector 'nope'"):
+        make_detector("nope")
+    with pytest.raises(UserError, match="cascade"):
+        HaarDetector(cascade="missing_cascade.xml")
+    assert isinstance(make_detector({"name": "haar", "min_neighbors": 3}, max_width=200), HaarDetector)
+
+
+def test_missing_yunet_model_file_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match=r"detector.model_path: model file not found: .*nope.onnx"):
+        det.YuNetDetector(model_path=str(tmp_path / "nope.onnx"))
+
+
+def test_yunet_download_is_checked_and_cached(shared_data, tmp_path, monkeypatch):
+    """The download path, offline: a file:// URL to a local copy stands in for GitHub."""
+    source = tmp_path / "mirror" / "face_detection_yunet_2023mar.onnx"
+    source.parent.mkdir()
+    shutil.copy(shared_data / YUNET, source)
+    calls = []
+    real_urlopen = det.urllib.request.urlopen
+    monkeypatch.setattr(det.urllib.request, "urlopen", lambda url, timeout: calls.append(url) or real_urlopen(url))
+    cache = tmp_path / "cache"
+    path = det.ensure_model(None, source.as_uri(), det.YUNET_SHA256, cache)
+    assert path == cache / source.name and hashlib.sha256(path.read_bytes()).hexdigest() == det.YUNET_SHA256
+    assert det.ensure_model(None, source.as_uri(), det.YUNET_SHA256, cache) == path
+    assert len(calls) == 1, "the second call must use the cached file"
+    assert det.YuNetDetector(url=source.as_uri(), cache_dir=str(cache)).model_path == path
+
+    with pytest.raises(UserError, match="sha256"):
+        det.ensure_model(None, source.as_uri(), "0" * 64, tmp_path / "other")
+    assert not list((tmp_path / "other").iterdir()), "a file with the wrong hash must not stay in the cache"
+    with pytest.raises(UserError, match="could not download"):
+        det.ensure_model(None, (tmp_path / "absent.onnx").as_uri(), None, tmp_path / "third")
+
+
+# ---------------------------------------------------------------------------------------------------------- tracker
+def test_tracker_keeps_ids_while_faces_move_and_drops_lost_ones():
+    tracker = IoUTracker(iou_threshold=0.3, max_missed=2)
+    ids = []
+    for step in range(10):
+        dets = [Detection((50 + 4 * step, 50, 80, 80), 1.0), Detection((400 - 3 * step, 60, 90, 90), 1.0)]
+        seen, ended = tracker.update(dets if step % 2 == 0 else dets[::-1])
+        ids.append(sorted((t.box[0] < 250, t.id) for t in seen))
+        assert ended == []
+    assert all(i == ids[0] for i in ids) and {i for _, i in ids[0]} == {0, 1}
+    for _ in range(2):
+        seen, ended = tracker.update([Detection((400, 60, 90, 90), 1.0)])
+        assert ended == []
+    seen, ended = tracker.update([Detection((400, 60, 90, 90), 1.0)])
+    assert len(ended) == 1 and len(tracker.tracks) == 1
+    seen, _ = tracker.update([Detection((400, 60, 90, 90), 1.0), Detection((10, 200, 60, 60), 1.0)])
+    assert seen[1].id == 2, "a new face gets a new id"
+
+
+# ---------------------------------------------------------------------------------------------------------- smoothing
+def test_smoothing_stops_flicker_at_a_class_boundary():
+    rng = np.random.default_rng(0)
+    on, off = LabelSmoother(alpha=0.3, margin=0.1), LabelSmoother(enabled=False)
+    switches = {"on": 0, "off": 0}
+    last = {"on": None, "off": None}
+    for _ in range(200):
+        a = 0.45 + rng.uniform(-0.06, 0.06)
+        p = np.array([a, 0.9 - a, 0.1])
+        for name, s in (("on", on), ("off", off)):
+            label, probs = s.update(p)
+            switches[name] += last[name] is not None and label != last[name]
+            last[name] = label
+    assert switches["off"] > 40 and switches["on"] <= 2
+    for _ in range(30):  # a real change still comes through
+        label, probs = on.update(np.array([0.05, 0.05, 0.9]))
+    assert label == 2 and abs(probs.sum() - 1) < 1e-6
+    with pytest.raises(ValueError):
+        LabelSmoother(alpha=0)
+
+
+# ---------------------------------------------------------------------------------------------------------- predictor
+def test_predictor_matches_the_lightning_module(tiny_checkpoint):
+    from mimic.models import load_checkpoint
+    from mimic.preprocessing import crop_face, preprocess
+    from mimic.realtime.predictor import Predictor
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
+    boxes = [(100, 80, 120, 120), (400, 100, 90, 90), (0, 0, 60, 60)]
+    for tta in (False, True):
+        predictor = Predictor(tiny_checkpoint, tta_flip=tta)
+        model = load_checkpoint(tiny_checkpoint, tta_flip=tta)
+        x = preprocess([crop_face(frame, b, model.spec) for b in boxes], model.spec)
+        expected = model.predict_proba(x).numpy()
+        got = predictor.predict(frame, boxes)
+        assert got.shape == (3, 7) and got.dtype == np.float32
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        assert predictor.class_names == model.class_names
+    assert predictor.predict(frame, []).shape == (0, 7)
+
+
+def test_predictor_bad_checkpoint(tmp_path):
+    from mimic.models import CheckpointError
+    from mimic.realtime.predictor import Predictor
+
+    bad = tmp_path / "bad.ckpt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a mimic checkpoint"):
+        Predictor(bad)
+    with pytest.raises(CheckpointError, match="not found"):
+        Predictor(tmp_path / "missing.ckpt")
+
+
+# ---------------------------------------------------------------------------------------------------------- sources
+def test_video_and_folder_sources(tmp_path):
+    video = tmp_path / "v.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 25, (64, 48))
+    for i in range(7):
+        writer.write(np.full((48, 64, 3), i * 30, np.uint8))
+    writer.release()
+    src = open_source(str(video))
+    assert isinstance(src, VideoSource) and src.fps == 25
+    frames = [src.read() for _ in range(8)]
+    assert all(f is not None for f in frames[:7]) and frames[7] is None and src.index == 6
+    assert src.time == pytest.approx(6 / 25)
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), np.full((20, 30, 3), i, np.uint8))
+    (folder / "broken.jpg").write_text("nope")
+    src = open_source(folder)
+    assert isinstance(src, ImageFolderSource)
+    assert [src.read() is not None for _ in range(4)] == [True, True, True, False]
+
+    with pytest.raises(UserError, match="no such file"):
+        open_source(tmp_path / "missing.mp4")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no images"):
+        open_source(tmp_path / "empty")
+
+
+def test_missing_camera_lists_the_indices_tried():
+    with pytest.raises(UserError, match=r"could not open camera 9 \(indices tried: 9, then 0-2"):
+        open_source(9, {"probe": 3})
+    with pytest.raises(UserError, match="could not open camera 7"):
+        open_source("7", {"probe": 0})
+
+
+# ---------------------------------------------------------------------------------------------------------- csv log
+def test_csv_log_writes_whole_rows_and_flushes_each_frame(tmp_path):
+    names = ["happy", "sad"]
+    path = tmp_path / "run" / "faces.csv"
+    log = CsvLog(path, names)
+    row = ["2024-01-01T00:00:00.000+00:00", 0.1, 0.0, 0, 3, 1, 2, 3, 4, 0.9, "happy", 0.8, "happy", 0.7, "", 0.8, 0.2]
+    log.write_frame([row, row])
+    rows = list(csv.reader(path.open()))  # readable before close: nothing waits in a buffer
+    assert rows[0] == columns(names) and len(rows) == 3 and rows[1][4] == "3"
+    log.write_frame([])
+    log.close()
+    assert log.rows == 2
+
+
+# ---------------------------------------------------------------------------------------------------------- assets
+def test_default_assets_are_generated_once(tmp_path):
+    names = ["angry", "happy", "my class"]
+    first = default_assets(names, tmp_path)
+    stamps = {p: p.stat().st_mtime_ns for pair in first.values() for p in pair}
+    time.sleep(0.01)
+    assert default_assets(names, tmp_path) == first
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    for image, sound in first.values():
+        img = cv2.imread(str(image))
+        assert img is not None and img.shape == (240, 240, 3) and img.std() > 20
+        with wave.open(str(sound)) as w:
+            assert w.getnchannels() == 1 and w.getsampwidth() == 2 and w.getnframes() > 0.1 * w.getframerate()
+    assert len({p.read_bytes() for _, p in first.values()}) == 3, "every class has its own sound"
+
+
+# ---------------------------------------------------------------------------------------------------------- reactions
+def _reactions(tmp_path, **kw) -> Reactions:
+    names = ["angry", "happy", "neutral"]
+    kw = {"popups": False, "sound": False, "hold_s": 1.0, "cooldown_s": 5.0, **kw}
+    return Reactions(names, default_assets(names, tmp_path), **kw)
+
+
+def test_reactions_fire_after_hold_and_respect_cooldown(tmp_path):
+    r = _reactions(tmp_path, popups=True)
+    r._show = lambda label: None  # fire without opening windows
+    fired = [
+        (t, r.update(0, label, t))
+        for t, label in [
+            (0.0, "happy"),
+            (0.5, "happy"),
+            (1.0, "happy"),
+            (1.5, "happy"),  # fires at 1.0, once
+            (2.0, "angry"),
+            (3.5, "angry"),  # held, but inside the cooldown
+            (6.0, "angry"),  # cooldown over: fires
+            (6.5, "neutral"),
+            (9.0, "neutral"),
+            (12.0, "neutral"),
+        ]
+    ]  # skipped class: never
+    assert [(t, f) for t, f in fired if f] == [(1.0, "happy"), (6.0, "angry")]
+    assert r.update(1, "happy", 20.0) is None and r.update(1, "happy", 21.0) == "happy", "faces are separate"
+
+
+def test_reactions_config_errors(tmp_path):
+    with pytest.raises(UserError, match="per_class names"):
+        _reactions(tmp_path, per_class={"joy": {"image": None}})
+    with pytest.raises(UserError, match="sound: no such file"):
+        _reactions(tmp_path, sound=True, per_class={"happy": {"sound": str(tmp_path / "none.wav")}})
+    r = _reactions(tmp_path, popups=True, per_class={"happy": {"image": None}})
+    assert set(r.images) == {"angry"}, "null switches a class's picture off; neutral is skipped"
+    r.close()
+
+
+# ---------------------------------------------------------------------------------------------------------- sound
+def _play(tmp_path, monkeypatch, driver: str) -> SoundPlayer:
+    monkeypatch.setenv("SDL_AUDIODRIVER", driver)
+    monkeypatch.setenv("SDL_DISKAUDIOFILE", str(tmp_path / "sdl.raw"))
+    monkeypatch.setenv("SDL_DISKAUDIODELAY", "1")
+    pytest.importorskip("pygame")
+    sound = default_assets(["happy"], tmp_path)["happy"][1]
+    player = SoundPlayer()
+    start = time.perf_counter()
+    player.play(sound)
+    assert time.perf_counter() - start < 0.05, "play() must not block"
+    player.close()
+    return player
+
+
+def test_sound_plays_through_sdl_disk_driver(tmp_path, monkeypatch):
+    player = _play(tmp_path, monkeypatch, "disk")
+    assert player.available and player.played == 1
+    assert (tmp_path / "sdl.raw").stat().st_size > 1000
+
+
+def test_sound_plays_through_sdl_dummy_driver(tmp_path, monkeypatch):
+    player = _play(tmp_path, monkeypatch, "dummy")
+    assert player.available and player.played == 1
+
+
+def test_no_audio_device_warns_once_and_carries_on(tmp_path, monkeypatch, caplog):
+    with caplog.at_level(logging.WARNING):
+        player = _play(tmp_path, monkeypatch, "no_such_sdl_driver")
+    assert player.available is False and player.played == 0
+    assert len([r for r in caplog.records if "no sound" in r.getMessage()]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------------- overlay
+def test_overlay_draws_boxes_bars_and_fps():
+    img = np.zeros((360, 640, 3), np.uint8)
+    names = ["angry", "happy", "neutral"]
+    faces = [
+        FaceView(0, (100, 100, 120, 120), "happy", 0.8, [0.1, 0.8, 0.1]),
+        FaceView(1, (560, 250, 70, 70), "angry", 0.6, [0.6, 0.3, 0.1]),
+    ]  # bars must go left of it
+    out = draw(img, faces, names, fps=31.0)
+    assert out is img and (img.sum(axis=2) > 0).mean() > 0.02
+    assert img[100:220, 100].any() and img[5:25, 5:120].any()

@@ -1,0 +1,113 @@
+"""End-to-end training: a real Trainer run on synthetic faces writes a self-describing, calibrated checkpoint, test
+metrics and TensorBoard events that read back; the command line prints where the best checkpoint is."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, TINY_SYNTHETIC, compose
+from mimic.models import load_checkpoint
+from mimic.train import run
+
+
+RUN = ["trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
+
+
+def _event_tags(logdir: Path) -> dict[str, list[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags: dict[str, list[str]] = {"scalars": [], "images": []}
+    for events in logdir.rglob("events.out.tfevents.*"):
+        acc = EventAccumulator(str(events), size_guidance={"images": 0, "scalars": 0})
+        acc.Reload()
+        for kind in tags:
+            tags[kind] += acc.Tags()[kind]
+    return tags
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose("train", TINY_SYNTHETIC + RUN, output_dir=out)
+    results = run(cfg)
+    return out, results, cfg
+
+
+def test_run_writes_checkpoint_metrics_and_events(trained):
+    out, results, _ = trained
+    best = Path(results["best_checkpoint"])
+    assert best.is_file() and best.parent == out / "checkpoints"
+    metrics = json.loads((out / "test_metrics.json").read_text())
+    for key in ["test/acc", "test/f1", "test/ece", "test/ece_uncalibrated", "test/temperature", "test/recall_happy"]:
+        assert key in metrics
+    assert len(metrics["test/confusion_matrix"]) == 7
+    tags = _event_tags(out / "tensorboard")
+    for tag in ["train/loss_step", "val/acc", "val/f1", "val/loss", "val/recall_angry", "lr-SGD", "test/acc"]:
+        assert tag in tags["scalars"], tags["scalars"]
+    assert {"val/confusion_matrix", "val/samples", "test/confusion_matrix"} <= set(tags["images"])
+    assert (out / "tensorboard" / "hparams.yaml").is_file()
+
+
+def test_checkpoint_is_self_describing_and_calibrated(trained):
+    _, results, cfg = trained
+    ckpt = torch.load(results["best_checkpoint"], map_location="cpu", weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["class_names"] == list(cfg.data.classes)
+    assert hp["preprocess"]["size"] == 48 and hp["net"]["_target_"].endswith("small_cnn")
+    assert float(ckpt["state_dict"]["temperature"]) == pytest.approx(results["temperature"])
+    model = load_checkpoint(results["best_checkpoint"])
+    assert float(model.temperature) == pytest.approx(results["temperature"])
+
+
+def test_same_seed_same_metrics(trained, tmp_path):
+    _, results, _ = trained
+    again = run(compose("train", TINY_SYNTHETIC + RUN, output_dir=tmp_path))
+    assert again["test/acc"] == results["test/acc"]
+    assert again["test/ece"] == pytest.approx(results["test/ece"], abs=1e-6)
+
+
+def test_resume_from_last_checkpoint(trained, tmp_path):
+    out, _, _ = trained
+    last = out / "checkpoints" / "last.ckpt"
+    cfg = compose("train", TINY_SYNTHETIC + ["trainer.max_epochs=3", f"ckpt_path={last}"], output_dir=tmp_path)
+    results = run(cfg)
+    assert torch.load(results["best_checkpoint"], weights_only=True)["epoch"] <= 2
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 2
+
+
+def _train_cli(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_command_line_run_prints_best_checkpoint_last(tmp_path):
+    proc = _train_cli(TINY_SYNTHETIC + ["trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("Best checkpoint: ") and Path(last.split(": ", 1)[1]).is_file()
+    assert (tmp_path / "run" / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_multirun_sweeps_seeds(tmp_path):
+    proc = _train_cli(["-m", *TINY_SYNTHETIC, "trainer.max_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep"],
+                      cwd=tmp_path, timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1"]
+    assert len(list((tmp_path / "sweep").rglob("test_metrics.json"))) == 2
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes(tmp_path):
+    proc = _train_cli(TINY_SYNTHETIC + ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
+                                        "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
+                      timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "Best checkpoint: " in proc.stdout.strip().splitlines()[-1]
+    assert json.loads((tmp_path / "run" / "test_metrics.json").read_text())["test/acc"] >= 0
