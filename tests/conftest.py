@@ -40,8 +40,14 @@ def train_tiny_checkpoint(path: Path, classes=None, widths=(8, 16, 32), steps: i
         log_images=False,
     )
     trainer = L.Trainer(
-        max_steps=steps, limit_val_batches=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0,
+        max_steps=steps,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
     )
     trainer.fit(model, datamodule=dm)
     path.parent.mkdir(parents=True, exist_ok=True)

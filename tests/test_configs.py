@@ -3,10 +3,9 @@
 from pathlib import Path
 
 import pytest
+from conftest import CONF, compose
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-
-from conftest import CONF, compose
 
 TRAIN_GROUPS = ["data", "model", "trainer", "callbacks", "logger", "paths", "hydra", "experiment", "debug"]
 

@@ -12,7 +12,7 @@ def test_any_crop_becomes_the_model_input(shape):
     crop = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     x = preprocess(crop, PreprocessSpec())
     assert x.shape == (1, 48, 48) and x.dtype == torch.float32
-    assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x.min()) >= -1.0 and float(x.max()) <= 1.0
 
 
 def test_rgb_spec_and_batch():

@@ -89,9 +89,9 @@ def close_window(display: str, window: int) -> None:
 
 @pytest.fixture
 def start_app(tiny_checkpoint, patches, tmp_path, xvfb):  # noqa: F811
-    """Start realtime.py with display=true on a 10 s video played at its own pace; yields a starter."""
+    """Start realtime.py with display=true on a 40 s video played at its own pace; yields a starter."""
     video = tmp_path / "faces.mp4"
-    load_video_maker().make_video(video, patches, frames=300, layout="one")
+    load_video_maker().make_video(video, patches, frames=600, fps=15, layout="one")  # 40 s: time enough to look
     procs = []
 
     def start(*overrides: str, **env: str) -> subprocess.Popen:
@@ -146,26 +146,37 @@ def test_main_window_and_reaction_popup_show_then_q_quits(start_app, xvfb, tmp_p
         popups = [n for n in found if n.startswith("mimic: ")]
         return (found["mimic"], popups[0], found[popups[0]]) if "mimic" in found and popups else None
 
-    (main_id, main_box), popup_name, (_, popup_box) = wait_for(both_windows, proc)
-    time.sleep(1.0)  # let both windows paint
-    shot = screenshot(xvfb)
+    (main_id, _), popup_name, _ = wait_for(both_windows, proc)
+    label = popup_name.removeprefix("mimic: ")
+    expected = draw_reaction_image(label)
+
+    def painted():  # windows move, resize and paint a moment after they appear: poll them and the screen
+        found = windows(xvfb)
+        main_box, popup_box = found["mimic"][1], found[popup_name][1]
+        shot = screenshot(xvfb)
+        x, y, w, h = main_box
+        main = shot[y : y + h, x : x + w]
+        x, y = popup_box[:2]
+        popup = shot[y : y + expected.shape[0], x : x + expected.shape[1]]
+        checks = {
+            "the screenshot is not blank": shot.std() > 20,
+            "the main window shows the video": (w, h) == (640, 360) and main.std() > 25 and main.min(2).mean() > 40,
+            "the FPS text is drawn in the top-left corner": (main[:30, :130] > 200).all(2).any(),
+            f"the pop-up shows the {label} picture": np.abs(popup.astype(int) - expected).mean() < 20,
+        }
+        return shot, {**checks, f"windows where expected: {found}": popup_box[:2] == (700, 60)}
+
+    deadline = time.monotonic() + 20
+    while True:
+        shot, checks = painted()
+        if all(checks.values()) or time.monotonic() > deadline:
+            break
+        assert proc.poll() is None, f"the app exited early: {proc.communicate()[0]}"
+        time.sleep(0.3)
     cv2.imwrite(str(tmp_path / "screen.png"), shot)
     if os.environ.get("MIMIC_SCREENSHOT_DIR"):
         shutil.copy(tmp_path / "screen.png", Path(os.environ["MIMIC_SCREENSHOT_DIR"]) / "realtime_gui.png")
-    assert shot.std() > 20, "the screenshot is blank"
-
-    x, y, w, h = main_box
-    main = shot[y : y + h, x : x + w]
-    assert (w, h) == (640, 360) and main.std() > 25, "the main window shows the video"
-    assert (main[:30, :130] > 200).any(), "the FPS text is drawn in the top-left corner"
-
-    found = windows(xvfb)
-    print(found)
-    x, y, w, h = popup_box
-    label = popup_name.removeprefix("mimic: ")
-    expected = draw_reaction_image(label)
-    popup = shot[y : y + expected.shape[0], x : x + expected.shape[1]]
-    assert np.abs(popup.astype(int) - expected).mean() < 20, f"the pop-up shows the {label} picture"
+    assert all(checks.values()), [name for name, ok in checks.items() if not ok]
 
     subprocess.run(["xdotool", "windowfocus", str(main_id)], env=gui_env(xvfb), check=False)
     subprocess.run(["xdotool", "key", "q"], env=gui_env(xvfb), check=True)

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import REPO, TINY_SYNTHETIC, compose
+
 from mimic.models import load_checkpoint
 from mimic.train import run
-
 
 RUN = ["trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
 
@@ -82,8 +81,14 @@ def test_resume_from_last_checkpoint(trained, tmp_path):
 
 def _train_cli(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(REPO / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def test_command_line_run_prints_best_checkpoint_last(tmp_path):
@@ -96,8 +101,11 @@ def test_command_line_run_prints_best_checkpoint_last(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_sweeps_seeds(tmp_path):
-    proc = _train_cli(["-m", *TINY_SYNTHETIC, "trainer.max_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep"],
-                      cwd=tmp_path, timeout=400)
+    proc = _train_cli(
+        ["-m", *TINY_SYNTHETIC, "trainer.max_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep"],
+        cwd=tmp_path,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1"]
     assert len(list((tmp_path / "sweep").rglob("test_metrics.json"))) == 2
@@ -105,9 +113,18 @@ def test_multirun_sweeps_seeds(tmp_path):
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes(tmp_path):
-    proc = _train_cli(TINY_SYNTHETIC + ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2",
-                                        "trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path,
-                      timeout=400)
+    proc = _train_cli(
+        TINY_SYNTHETIC
+        + [
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            "trainer.max_epochs=1",
+            f"hydra.run.dir={tmp_path}/run",
+        ],
+        cwd=tmp_path,
+        timeout=400,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Best checkpoint: " in proc.stdout.strip().splitlines()[-1]
     assert json.loads((tmp_path / "run" / "test_metrics.json").read_text())["test/acc"] >= 0

@@ -40,16 +40,26 @@ def run(cfg: DictConfig) -> dict:
     if sources is not None and len(dm.source_names) > 1:
         metrics["per_source_accuracy"] = {
             name: float((logits[sources == k].argmax(1) == labels[sources == k]).float().mean())
-            for k, name in enumerate(dm.source_names) if (sources == k).any()
+            for k, name in enumerate(dm.source_names)
+            if (sources == k).any()
         }
-    metrics.update(checkpoint=str(Path(cfg.ckpt).resolve()), split=cfg.split, tta_flip=bool(model.hparams.tta_flip),
-                   data=OmegaConf.to_container(cfg.data.sources, resolve=True))
+    metrics.update(
+        checkpoint=str(Path(cfg.ckpt).resolve()),
+        split=cfg.split,
+        tta_flip=bool(model.hparams.tta_flip),
+        data=OmegaConf.to_container(cfg.data.sources, resolve=True),
+    )
     out = Path(cfg.paths.output_dir)
     write_json(out / "metrics.json", metrics)
     png = out / "confusion_matrix.png"
-    cv2.imwrite(str(png), cv2.cvtColor(render_confusion(metrics["confusion_matrix"], model.class_names), cv2.COLOR_RGB2BGR))
-    print(f"{cfg.split}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
-          f"ECE {metrics['ece_uncalibrated']:.4f} -> {metrics['ece']:.4f} (temperature {temperature:.3f}), n={metrics['n']}")
+    cv2.imwrite(
+        str(png), cv2.cvtColor(render_confusion(metrics["confusion_matrix"], model.class_names), cv2.COLOR_RGB2BGR)
+    )
+    print(
+        f"{cfg.split}: accuracy {metrics['accuracy']:.4f}, macro-F1 {metrics['macro_f1']:.4f}, "
+        f"ECE {metrics['ece_uncalibrated']:.4f} -> {metrics['ece']:.4f} (temperature {temperature:.3f}), "
+        f"n={metrics['n']}"
+    )
     for name, r in metrics["per_class_recall"].items():
         print(f"  recall {name:<9} {r:.4f}")
     print(f"Metrics: {out / 'metrics.json'}\nConfusion matrix: {png}")

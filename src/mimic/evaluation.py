@@ -55,9 +55,10 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
-def metrics_from_logits(logits: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str],
-                        temperature: float = 1.0) -> dict:
-    """Accuracy, macro-F1, per-class recall, ECE (15 bins) before and after ``temperature``, and the confusion matrix."""
+def metrics_from_logits(
+    logits: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], temperature: float = 1.0
+) -> dict:
+    """Accuracy, macro-F1, per-class recall, ECE (15 bins) with and without ``temperature``, confusion matrix."""
     n = len(class_names)
     probs = F.softmax(logits / temperature, dim=1)
     recall = multiclass_recall(probs, labels, n, average="none")
@@ -106,8 +107,15 @@ def render_confusion(confusion: np.ndarray, class_names: Sequence[str], cell: in
     return img
 
 
-def render_samples(x: torch.Tensor, y: torch.Tensor, probs: torch.Tensor, class_names: Sequence[str],
-                   spec: PreprocessSpec, cols: int = 8, scale: int = 2) -> np.ndarray:
+def render_samples(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    probs: torch.Tensor,
+    class_names: Sequence[str],
+    spec: PreprocessSpec,
+    cols: int = 8,
+    scale: int = 2,
+) -> np.ndarray:
     """Grid of input crops (de-normalised) captioned 'pred p' in green when right, red when wrong. RGB uint8."""
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1) * 255
     std = torch.tensor(spec.std).view(1, -1, 1, 1) * 255
@@ -124,6 +132,14 @@ def render_samples(x: torch.Tensor, y: torch.Tensor, probs: torch.Tensor, class_
         grid[y0 : y0 + side, x0 : x0 + side] = im
         ok = int(pred[k]) == int(y[k])
         text = f"{class_names[int(pred[k])][:8]} {float(conf[k]):.2f}"
-        cv2.putText(grid, text, (x0 + 2, y0 + side + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.35,
-                    (0, 150, 0) if ok else (220, 0, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            grid,
+            text,
+            (x0 + 2, y0 + side + 13),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.35,
+            (0, 150, 0) if ok else (220, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     return grid

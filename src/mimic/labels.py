@@ -57,9 +57,7 @@ def validate_classes(names: Sequence[str], known: Sequence[str] | None = None, w
         known_c = [canonical(k) for k in known]
         unknown = [n for n in out if n not in known_c]
         if unknown:
-            raise UnknownClassError(
-                f"{where}: unknown class name(s) {unknown}. Known classes: {', '.join(known_c)}."
-            )
+            raise UnknownClassError(f"{where}: unknown class name(s) {unknown}. Known classes: {', '.join(known_c)}.")
     return out
 
 

@@ -51,7 +51,7 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict | "PreprocessSpec") -> "PreprocessSpec":
+    def from_dict(cls, d: dict | PreprocessSpec) -> PreprocessSpec:
         if isinstance(d, PreprocessSpec):
             return d
         d = dict(d)
@@ -87,7 +87,9 @@ def to_model_image(crop: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     if crop.ndim == 2:
         img = crop if spec.channels == 1 else cv2.cvtColor(crop, cv2.COLOR_GRAY2RGB)
     elif crop.ndim == 3 and crop.shape[2] in (3, 4):
-        code = (cv2.COLOR_BGR2GRAY, cv2.COLOR_BGR2RGB) if crop.shape[2] == 3 else (cv2.COLOR_BGRA2GRAY, cv2.COLOR_BGRA2RGB)
+        code = (
+            (cv2.COLOR_BGR2GRAY, cv2.COLOR_BGR2RGB) if crop.shape[2] == 3 else (cv2.COLOR_BGRA2GRAY, cv2.COLOR_BGRA2RGB)
+        )
         img = cv2.cvtColor(crop, code[0] if spec.channels == 1 else code[1])
     else:
         raise ValueError(f"expected a gray or BGR image, got shape {crop.shape}")
@@ -98,7 +100,7 @@ def to_model_image(crop: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 
 def image_to_tensor(img: np.ndarray, spec: PreprocessSpec) -> torch.Tensor:
-    """uint8 (H, W, C) or a batch (N, H, W, C) in the spec's size -> normalised float tensor (C, H, W) / (N, C, H, W)."""
+    """uint8 (H, W, C) or a batch (N, H, W, C) of the spec's size -> normalised float (C, H, W) / (N, C, H, W)."""
     t = torch.from_numpy(np.ascontiguousarray(img))
     t = t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
     mean = torch.tensor(spec.mean).view(-1, 1, 1) * 255.0

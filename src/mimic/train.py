@@ -36,8 +36,12 @@ def calibrate_checkpoint(model: L.LightningModule, ckpt_path: str, dm) -> float:
     torch.save(ckpt, tmp)
     os.replace(tmp, ckpt_path)
     before = metrics_from_logits(logits, labels, model.class_names)
-    log.info("temperature %.3f: validation ECE %.4f -> %.4f", temperature, before["ece_uncalibrated"],
-             metrics_from_logits(logits, labels, model.class_names, temperature)["ece"])
+    log.info(
+        "temperature %.3f: validation ECE %.4f -> %.4f",
+        temperature,
+        before["ece_uncalibrated"],
+        metrics_from_logits(logits, labels, model.class_names, temperature)["ece"],
+    )
     return temperature
 
 
@@ -72,9 +76,17 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("calibrate", True):
         results["temperature"] = calibrate_checkpoint(model, best, dm)
     if cfg.get("test", True):
-        tester = trainer if trainer.world_size == 1 else L.Trainer(
-            accelerator=trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(), devices=1,
-            logger=loggers or False, callbacks=[], enable_checkpointing=False)
+        tester = (
+            trainer
+            if trainer.world_size == 1
+            else L.Trainer(
+                accelerator=trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
+                devices=1,
+                logger=loggers or False,
+                callbacks=[],
+                enable_checkpointing=False,
+            )
+        )
         # The model already holds the best weights and the fitted temperature: test it as it is.
         metrics = tester.test(model, datamodule=dm, verbose=True)[0]
         results.update({k: float(v) for k, v in metrics.items()})
@@ -83,8 +95,10 @@ def run(cfg: DictConfig) -> dict:
             results["test/confusion_matrix"] = confusion.tolist()
         results["class_names"] = model.class_names
         write_json(output_dir / "test_metrics.json", results)
-        print(f"Test accuracy {results.get('test/acc', float('nan')):.4f}, macro-F1 "
-              f"{results.get('test/f1', float('nan')):.4f}, ECE {results.get('test/ece_uncalibrated', 0):.4f} -> "
-              f"{results.get('test/ece', 0):.4f} after temperature scaling; metrics in {output_dir / 'test_metrics.json'}")
+        print(
+            f"Test accuracy {results.get('test/acc', float('nan')):.4f}, macro-F1 "
+            f"{results.get('test/f1', float('nan')):.4f}, ECE {results.get('test/ece_uncalibrated', 0):.4f} -> "
+            f"{results.get('test/ece', 0):.4f} after temperature scaling; metrics in {output_dir / 'test_metrics.json'}"
+        )
     print(f"Best checkpoint: {results['best_checkpoint']}")
     return results

@@ -42,7 +42,7 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, index: np.ndarray) -> "SplitData":
+    def subset(self, index: np.ndarray) -> SplitData:
         index = np.asarray(index, dtype=np.int64)
         images = self.images[index] if isinstance(self.images, np.ndarray) else [self.images[i] for i in index]
         paths = [self.paths[i] for i in index] if self.paths is not None else None

@@ -56,9 +56,15 @@ class Collate:
 
 
 def _to_spec(images: np.ndarray | list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
-    if isinstance(images, np.ndarray) and images.ndim == 3 and spec.channels == 1 and images.shape[1:] == (
-        spec.size,
-        spec.size,
+    if (
+        isinstance(images, np.ndarray)
+        and images.ndim == 3
+        and spec.channels == 1
+        and images.shape[1:]
+        == (
+            spec.size,
+            spec.size,
+        )
     ):
         return images[..., None]
     out = np.empty((len(images), spec.size, spec.size, spec.channels), np.uint8)
@@ -162,8 +168,14 @@ class EmotionDataModule(L.LightningDataModule):
         labels = remap(sd.labels, source.class_names, self.classes)
         keep = labels >= 0
         if (~keep).any():
-            log.info("%s/%s: dropped %d of %d images whose class is not in %s", name, split, int((~keep).sum()),
-                     len(labels), self.classes)
+            log.info(
+                "%s/%s: dropped %d of %d images whose class is not in %s",
+                name,
+                split,
+                int((~keep).sum()),
+                len(labels),
+                self.classes,
+            )
         sd = sd.subset(np.flatnonzero(keep)) if not keep.all() else sd
         return _to_spec(sd.images, self.spec), labels[keep], np.full(int(keep.sum()), k, np.int64)
 

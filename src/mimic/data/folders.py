@@ -194,9 +194,10 @@ class FolderSource:
             self._detector = None
             self.detector_spec = detector if isinstance(detector, str) else dict(detector)
         self.margin = float(crop_margin)
-        self.cache_dir = None if cache_dir is False else Path(cache_dir).expanduser() if cache_dir else None
         if cache_dir is None:
-            self.cache_dir = default_cache_dir()
+            self.cache_dir: Path | None = default_cache_dir()
+        else:
+            self.cache_dir = Path(cache_dir).expanduser() if cache_dir not in (False, "") else None
         self.val_fraction, self.test_fraction, self.seed = val_fraction, float(test_fraction), int(seed)
         self.requested = list(classes) if classes is not None else None
         if not self.root.is_dir():

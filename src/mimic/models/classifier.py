@@ -44,8 +44,9 @@ def plain(value: Any) -> Any:
     return value
 
 
-def warmup_cosine(optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05,
-                  final_lr_scale: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
+def warmup_cosine(
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05, final_lr_scale: float = 0.01
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to ``final_lr_scale`` of the base LR."""
     warmup = max(1, int(total_steps * warmup_fraction))
 
@@ -146,8 +147,9 @@ class EmotionClassifier(L.LightningModule):
                 self.val_source_acc[name] = MulticlassAccuracy(len(self.class_names), average="micro")
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), y, weight=self.class_weight,
-                               label_smoothing=self.hparams.label_smoothing)
+        return F.cross_entropy(
+            logits.float(), y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing
+        )
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
@@ -214,8 +216,12 @@ class EmotionClassifier(L.LightningModule):
         experiment = getattr(self.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_image"):
             return
-        experiment.add_image(f"{stage}/confusion_matrix", render_confusion(confusion, self.class_names),
-                             self.global_step, dataformats="HWC")
+        experiment.add_image(
+            f"{stage}/confusion_matrix",
+            render_confusion(confusion, self.class_names),
+            self.global_step,
+            dataformats="HWC",
+        )
         if stage == "val" and self._sample_batch is not None:
             x, y, probs = self._sample_batch
             grid = render_samples(x, y, probs, self.class_names, self.spec)
@@ -244,6 +250,7 @@ class EmotionClassifier(L.LightningModule):
         if "total_steps" in inspect.signature(make.func if hasattr(make, "func") else make).parameters:
             kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
         scheduler = make(optimizer, **kwargs)
-        return {"optimizer": optimizer,
-                "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval,
-                                 "monitor": "val/acc"}}
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": self.hparams.scheduler_interval, "monitor": "val/acc"},
+        }

@@ -29,6 +29,7 @@ from mimic.cli import UserError
 from mimic.realtime import overlay
 from mimic.realtime.csvlog import CsvLog, now_iso
 from mimic.realtime.detectors import Detection, make_detector
+from mimic.realtime.reactions import NEW_WINDOW_SETTLE_MS
 from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.sources import FrameSource, list_cameras, open_source
 from mimic.realtime.tracker import IoUTracker
@@ -321,14 +322,16 @@ def run(cfg: DictConfig) -> Stats:
             if recorder is not None:
                 recorder.write(frame)
             if display:
-                if not window_open:
-                    cv2.namedWindow(window, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
-                    window_open = True
+                settle = 0
+                if not window_open:  # resizable; sized once here (AUTOSIZE windows sometimes never paint under Xvfb)
+                    cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+                    cv2.resizeWindow(window, frame.shape[1], frame.shape[0])
+                    window_open, settle = True, NEW_WINDOW_SETTLE_MS
                 cv2.imshow(window, frame)
                 if reactions is not None:
-                    reactions.tick()
+                    settle = max(settle, reactions.tick())
                 wait = max(1, int((pace - (timer() - last)) * 1000)) if pace else 1
-                key = cv2.waitKey(wait) & 0xFF
+                key = cv2.waitKey(max(wait, settle)) & 0xFF
                 if key in (ord("q"), ord("Q"), 27) or not window_visible(window):
                     window_open = window_visible(window)
                     break

@@ -27,6 +27,8 @@ from mimic.cli import UserError
 
 log = logging.getLogger(__name__)
 
+NEW_WINDOW_SETTLE_MS = 100
+
 
 def _no_audio_device() -> str | None:
     """Why there is surely no audio device (Linux without sound cards or a sound server), else None. Checked first
@@ -160,6 +162,7 @@ class Reactions:
         self.last_fired = -float("inf")
         self.fired: list[tuple[float, int, str]] = []
         self._open: dict[str, float] = {}  # pop-up window name -> wall time to close it
+        self._pending: list[str] = []  # pop-ups to open at the next tick()
 
     def update(self, face_id: int, label: str, t: float) -> str | None:
         """Feed a face's shown label at media time ``t``; returns the class whose reaction fired now, if any."""
@@ -184,19 +187,28 @@ class Reactions:
         self.faces.pop(face_id, None)
 
     def _show(self, label: str) -> None:
-        name = f"mimic: {label}"
-        cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
-        if self.popup_position:
-            cv2.moveWindow(name, *self.popup_position)
-        cv2.imshow(name, self.images[label])
-        self._open[name] = time.monotonic() + self.popup_s
+        self._pending.append(label)
 
-    def tick(self) -> None:
-        """Close pop-ups whose time is up (call from the GUI thread, before its ``waitKey``)."""
+    def tick(self) -> int:
+        """Open the pop-ups that fired and close those whose time is up. Call from the GUI thread just before its
+        ``waitKey``, and wait at least the milliseconds returned: a new window must get its events handled promptly
+        or (seen with Qt under Xvfb) it may never be painted."""
+        settle = 0
+        for label in self._pending:
+            name, image = f"mimic: {label}", self.images[label]
+            cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+            cv2.resizeWindow(name, image.shape[1], image.shape[0])
+            if self.popup_position:
+                cv2.moveWindow(name, *self.popup_position)
+            cv2.imshow(name, image)
+            self._open[name] = time.monotonic() + self.popup_s
+            settle = NEW_WINDOW_SETTLE_MS
+        self._pending.clear()
         now = time.monotonic()
         for name, until in list(self._open.items()):
             if now >= until:
                 self._close_window(name)
+        return settle
 
     def _close_window(self, name: str) -> None:
         del self._open[name]
@@ -208,6 +220,7 @@ class Reactions:
         return list(self._open)
 
     def close(self) -> None:
+        self._pending.clear()
         for name in list(self._open):
             self._close_window(name)
         if self.player is not None:

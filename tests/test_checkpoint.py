@@ -1,0 +1,66 @@
+"""Checkpoints are self-describing and load without running pickled code; foreign files get a clear error."""
+
+import numpy as np
+import pytest
+import torch
+
+from mimic.models import CheckpointError, load_checkpoint, read_checkpoint
+from mimic.preprocessing import preprocess
+
+
+def test_round_trip_gives_the_same_predictions(tiny_checkpoint):
+    a, b = load_checkpoint(tiny_checkpoint), load_checkpoint(tiny_checkpoint)
+    faces = [np.random.default_rng(i).integers(0, 256, (90, 80, 3), dtype=np.uint8) for i in range(4)]
+    x = preprocess(faces, a.spec)
+    assert torch.equal(a.predict_proba(x), b.predict_proba(x))
+    assert a.class_names == ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    assert not a.training
+
+
+def test_state_dict_matches_the_file(tiny_checkpoint):
+    model = load_checkpoint(tiny_checkpoint)
+    saved = torch.load(tiny_checkpoint, weights_only=True)["state_dict"]
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.ckpt"):
+        load_checkpoint(tmp_path / "nope.ckpt")
+
+
+def test_not_a_checkpoint(tmp_path):
+    junk = tmp_path / "junk.ckpt"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.ckpt is not a mimic checkpoint"):
+        load_checkpoint(junk)
+
+
+def test_foreign_checkpoint_without_our_hparams(tmp_path):
+    other = tmp_path / "other.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hyper_parameters": {"lr": 0.1}}, other)
+    with pytest.raises(CheckpointError, match="lacks net, class_names, preprocess, mimic_version"):
+        load_checkpoint(other)
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_pickled_code_is_not_run(tmp_path, capsys):
+    evil = tmp_path / "evil.ckpt"
+    with open(evil, "wb") as f:
+        torch.save({"state_dict": {}, "hyper_parameters": {"x": Evil()}}, f)
+    with pytest.raises(CheckpointError, match="without running pickled code"):
+        load_checkpoint(evil)
+    assert "pickled code ran" not in capsys.readouterr().out
+
+
+def test_net_target_must_be_ours(tiny_checkpoint, tmp_path):
+    ckpt = read_checkpoint(tiny_checkpoint)
+    ckpt["hyper_parameters"]["net"]["_target_"] = "os.system"
+    bad = tmp_path / "bad.ckpt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match="only builders under mimic.models"):
+        load_checkpoint(bad)

@@ -1,0 +1,84 @@
+"""EmotionDataModule: merging sources by name, drop counts, missing classes, splits, sampling weights, batches."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from mimic.data import DataError, EmotionDataModule, SplitData
+from mimic.labels import FER2013_CLASSES, UnknownClassError
+
+
+class ArraySource:
+    """A source over arrays the test makes: every image's pixel value is its index, so splits can be traced."""
+
+    def __init__(self, name, class_names, labels, with_val=True, start=0):
+        self.name, self.class_names = name, tuple(class_names)
+        n = len(labels)
+        imgs = ((np.arange(n) + start) % 256).astype(np.uint8)[:, None, None] * np.ones((1, 48, 48), np.uint8)
+        self.splits = {"train": SplitData(imgs, np.asarray(labels))}
+        if with_val:
+            self.splits["val"] = SplitData(imgs[:7], np.asarray(labels[:7]))
+        self.splits["test"] = SplitData(imgs[:7], np.asarray(labels[:7]))
+
+    def load(self):
+        return dict(self.splits)
+
+
+def test_merge_onto_a_class_set_by_name(caplog):
+    fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(70) % 7)  # 10 of each FER2013 class
+    web = ArraySource("webcam", ["neutral", "happy", "sad"], np.arange(30) % 3, with_val=False, start=100)
+    dm = EmotionDataModule({"fer2013": fer, "webcam": web}, ["happy", "sad", "neutral"], val_fraction=0.2, seed=1)
+    with caplog.at_level(logging.INFO):
+        dm.setup("fit")
+    assert "fer2013/train: dropped 40 of 70" in caplog.text
+    # FER2013: happy(3), sad(4), neutral(6) -> 0, 1, 2; webcam: 8 of 10 per class stay in train
+    assert dm.class_counts("train").tolist() == [10 + 8, 10 + 8, 10 + 8]
+    assert dm.source_counts("train") == {"fer2013": 30, "webcam": 24}
+    assert dm.source_counts("val")["webcam"] == 6
+
+
+def test_folder_split_is_seeded_and_disjoint():
+    web = ArraySource("webcam", ["happy", "sad"], np.arange(40) % 2, with_val=False)
+    a = EmotionDataModule({"webcam": web}, ["happy", "sad"], val_fraction=0.25, seed=3)
+    b = EmotionDataModule({"webcam": web}, ["happy", "sad"], val_fraction=0.25, seed=3)
+    a.setup(), b.setup()
+    train_ids = set(a.data["train"]["images"][:, 0, 0, 0].tolist())
+    val_ids = set(a.data["val"]["images"][:, 0, 0, 0].tolist())
+    assert not train_ids & val_ids and len(train_ids | val_ids) == 40
+    assert np.array_equal(a.data["val"]["images"], b.data["val"]["images"])
+
+
+def test_a_class_no_source_provides_is_an_error_before_training():
+    fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(14) % 7)
+    with pytest.raises(UnknownClassError, match=r"no source provides \['contempt'\].*fer2013: angry, disgust"):
+        EmotionDataModule({"fer2013": fer}, ["happy", "contempt"])
+
+
+def test_source_weights_balance_the_mix():
+    fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(700) % 7)
+    web = ArraySource("webcam", ["happy"], np.zeros(20, int), start=200)
+    dm = EmotionDataModule(
+        {"fer2013": fer, "webcam": web},
+        list(FER2013_CLASSES),
+        batch_size=100,
+        source_weights={"fer2013": 1.0, "webcam": 1.0},
+    )
+    sources = torch.cat([b[2] for b in dm.train_dataloader()])
+    share = float((sources == 1).float().mean())
+    assert 0.4 < share < 0.6  # 20 webcam faces drawn as often as 700 FER2013 ones
+
+
+def test_batches_are_normalised_tensors():
+    fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(70) % 7)
+    dm = EmotionDataModule({"fer2013": fer}, list(FER2013_CLASSES), batch_size=16)
+    x, y, src = next(iter(dm.val_dataloader()))
+    assert x.shape == (7, 1, 48, 48) and x.dtype == torch.float32 and y.dtype == torch.long
+    assert float(x[1].mean()) == pytest.approx((1 / 255 - 0.5) / 0.5)
+
+
+def test_unknown_source_weight_names_the_sources():
+    fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(14) % 7)
+    with pytest.raises(DataError, match=r"source_weights names \['webcam'\]"):
+        EmotionDataModule({"fer2013": fer}, ["happy"], source_weights={"webcam": 2})
