@@ -1,7 +1,7 @@
 """Make a test video of moving, scaling faces: real portraits pasted into frames, or synthetic faces without them.
 
     python scripts/make_test_video.py out.mp4 [--faces-dir ../shared/data/faces] [--frames 300] [--size 640x360]
-                                              [--layout one-two|one|two] [--fps 30]
+                                              [--layout one-two|one|two] [--fps 30] [--noise 6]
 
 The first half of ``one-two`` shows one face drifting and zooming, the second half two faces side by side. Without
 ``--faces-dir`` (or when it holds no usable photo) synthetic faces from `mimic.data.synthetic` stand in. The tests
@@ -86,8 +86,12 @@ def make_video(
     size: tuple[int, int] = (640, 360),
     fps: float = 30.0,
     layout: str = "one-two",
+    noise: float = 0.0,
+    seed: int = 0,
 ) -> list[list[tuple[int, int, int, int]]]:
-    """Write the video; returns per frame the face boxes pasted (left to right), the ground truth for tests."""
+    """Write the video; returns per frame the face boxes pasted (left to right), the ground truth for tests.
+    ``noise``: sigma of a webcam-like sensor noise in gray levels, with a matching flicker of the exposure."""
+    rng = np.random.default_rng(seed)
     width, height = size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +117,9 @@ def make_video(
                 cx = width * (0.27 + 0.46 * k) + width * 0.04 * math.sin(2 * phase + k)
                 cy = height / 2 + height * 0.04 * math.cos(2 * phase)
                 boxes.append(_paste(frame, patch, cx, cy, int(side)))
+        if noise > 0:
+            jitter = rng.normal(0, noise, frame.shape).astype(np.float32) + rng.normal(0, noise / 2)
+            frame = np.clip(frame + jitter, 0, 255).astype(np.uint8)
         writer.write(frame)
         truth.append(boxes)
     writer.release()
@@ -129,13 +136,14 @@ def main() -> None:
     parser.add_argument("--size", default="640x360", help="WIDTHxHEIGHT")
     parser.add_argument("--fps", type=float, default=30.0)
     parser.add_argument("--layout", choices=["one-two", "one", "two"], default="one-two")
+    parser.add_argument("--noise", type=float, default=0.0, help="webcam-like sensor noise, sigma in gray levels")
     args = parser.parse_args()
     patches = photo_patches(args.faces_dir) if args.faces_dir else []
     if not patches:
         print("no usable photos: using synthetic faces")
         patches = synthetic_patches()
     width, height = (int(v) for v in args.size.lower().split("x"))
-    make_video(args.out, patches, args.frames, (width, height), args.fps, args.layout)
+    make_video(args.out, patches, args.frames, (width, height), args.fps, args.layout, args.noise)
     print(f"wrote {args.frames} frames of {width}x{height} to {args.out}")
 
 

@@ -107,7 +107,8 @@ class EmotionDataModule(L.LightningDataModule):
         self.spec = PreprocessSpec.from_dict(preprocess or {})
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
-        self.transform = A.Compose(list(augment)) if augment else None
+        # albumentations keeps its own RNG, which seed_everything does not reach: seed it for repeatable runs
+        self.transform = A.Compose(list(augment), seed=seed) if augment else None
         self.val_fraction, self.seed = val_fraction, seed
         self.source_weights = dict(source_weights or {})
         unknown = set(self.source_weights) - set(self.sources)

@@ -1,6 +1,8 @@
 """The realtime loop: read a frame, find the faces, classify them in one batch, smooth, react, log, draw, show.
 
-``realtime.py`` (Hydra, conf/realtime.yaml) calls `run`. Everything is rebuilt from the checkpoint alone. The loop
+``realtime.py`` (Hydra, conf/realtime.yaml) calls `run`. Everything is rebuilt from the checkpoint alone. With
+``pipeline=true`` a reader thread decodes and detects frame N+1 while the loop classifies and draws frame N (OpenCV
+and PyTorch both release the GIL, so the two overlap on two cores). The loop
 stops at the end of a video or folder, after ``max_frames``, on ``q`` / ESC, when the window is closed, on Ctrl-C or
 SIGTERM, and when a camera stops delivering frames; in every case the CSV keeps every row written so far, the
 recording is closed properly and the windows opened here are destroyed one by one (never ``destroyAllWindows``,
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import signal
 import threading
 import time
@@ -29,7 +32,7 @@ from mimic.cli import UserError
 from mimic.realtime import overlay
 from mimic.realtime.csvlog import CsvLog, now_iso
 from mimic.realtime.detectors import Detection, make_detector
-from mimic.realtime.reactions import NEW_WINDOW_SETTLE_MS
+from mimic.realtime.reactions import NEW_WINDOW_QUIET_S, NEW_WINDOW_SETTLE_MS
 from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.sources import FrameSource, list_cameras, open_source
 from mimic.realtime.tracker import IoUTracker
@@ -37,6 +40,7 @@ from mimic.realtime.tracker import IoUTracker
 log = logging.getLogger(__name__)
 
 STAGES = ("decode", "detect", "classify", "smooth", "log", "draw", "show")
+_END = object()
 
 
 @dataclass
@@ -125,53 +129,144 @@ def show_cameras(cfg: DictConfig) -> list:
     return cams
 
 
-class App:
-    """The parts of one run, and ``step(frame)`` for one frame. `run` builds it from the config."""
+@dataclass
+class Captured:
+    """A frame and its faces, as the reader hands them to the loop."""
+
+    frame: np.ndarray
+    index: int
+    time: float  # media seconds
+    detections: list[Detection]
+    decode_s: float
+    detect_s: float
+
+
+class FrameReader:
+    """Reads frames and detects their faces, on a thread (``threaded``) one frame ahead of the loop, or inline.
+
+    ``detect_every``: run the detector on every N-th frame only and reuse its boxes in between. ``largest``: keep the
+    largest face only; else the ``max_faces`` largest."""
 
     def __init__(
         self,
-        cfg: DictConfig,
-        predictor: Any,
-        detector: Any,
         source: FrameSource,
-        csv: CsvLog | None,
-        reactions: Any | None,
+        detector: Any,
+        detect_every: int = 1,
+        largest: bool = False,
+        max_faces: int = 8,
+        threaded: bool = True,
     ) -> None:
-        self.predictor, self.detector, self.source = predictor, detector, source
-        self.csv, self.reactions = csv, reactions
+        self.source, self.detector = source, detector
+        self.detect_every, self.largest, self.max_faces = max(1, detect_every), largest, max_faces
+        self.detections: list[Detection] = []
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="mimic-reader", daemon=True) if threaded else None
+        if self._thread is not None:
+            self._thread.start()
+
+    def _capture(self) -> Captured | None:
+        t0 = time.perf_counter()
+        frame = self.source.read()
+        if frame is None:
+            return None
+        t1 = time.perf_counter()
+        if self.source.index % self.detect_every == 0:
+            dets = self.detector.detect(frame)
+            if self.largest:
+                dets = [max(dets, key=lambda d: (d.area, d.score))] if dets else []
+            self.detections = sorted(dets, key=lambda d: -d.area)[: self.max_faces]
+        return Captured(frame, self.source.index, self.source.time, self.detections, t1 - t0, time.perf_counter() - t1)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            try:
+                item = self._capture()
+            except BaseException as e:  # handed to the loop, which raises it
+                item = e
+            while not self._stop.is_set():
+                try:
+                    self._queue.put(_END if item is None else item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item is None or isinstance(item, BaseException):
+                return
+
+    def next(self) -> Captured | None:
+        """The next frame with its faces, or None at the end of the source."""
+        if self._thread is None:
+            return self._capture()
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return None if item is _END else item
+
+    def close(self) -> None:
+        """Stop the reader thread (before the source is released: it may be inside ``read``)."""
+        self._stop.set()
+        if self._thread is not None:
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()
+            self._thread.join(timeout=5)
+
+
+class App:
+    """The per-run state after detection: tracker, per-face smoothing, reactions, log; ``step`` does one frame."""
+
+    def __init__(self, cfg: DictConfig, predictor: Any, csv: CsvLog | None, reactions: Any | None) -> None:
+        self.predictor, self.csv, self.reactions = predictor, csv, reactions
         self.class_names = predictor.class_names
         self.tracker = IoUTracker(cfg.tracker.iou_threshold, cfg.tracker.max_missed)
         # plain values: reading an OmegaConf node costs microseconds, too much to do per frame
-        self.detect_every, self.max_faces = max(1, int(cfg.detect_every)), int(cfg.max_faces)
-        self.largest = cfg.faces == "largest"
         self.smoothing = {k: cfg.smoothing[k] for k in ("alpha", "margin", "enabled")}
         self.show_fps, self.bars = bool(cfg.overlay.fps), bool(cfg.overlay.bars)
         self.draw_always = bool(cfg.overlay.get("headless_draw", False))
         self.faces: dict[int, _Face] = {}
         self.stats = Stats()
-        self.detections: list[Detection] = []
         self.fps = 0.0
         self.t_start = time.monotonic()
 
-    def step(self, frame: np.ndarray, annotate: bool) -> tuple[np.ndarray, list[overlay.FaceView]]:
-        """Detect, classify, smooth, react, log (and draw on ``frame`` when ``annotate``) for the source's frame."""
+    def _row(
+        self,
+        c: Captured,
+        stamp: str,
+        mono: float,
+        track,
+        p: np.ndarray,
+        raw: int,
+        label: str,
+        conf: float,
+        fired: str | None,
+    ) -> list:
+        return [
+            stamp,
+            mono,
+            round(c.time, 4),
+            c.index,
+            track.id,
+            *track.box,
+            round(track.score, 4),
+            self.class_names[raw],
+            round(float(p[raw]), 4),
+            label,
+            round(conf, 4),
+            fired or "",
+            *(round(float(v), 4) for v in p),
+        ]
+
+    def step(self, c: Captured, annotate: bool) -> np.ndarray:
+        """Track, classify, smooth, react, log (and draw on the frame when ``annotate``); returns the frame."""
         st, timer = self.stats.stages, time.perf_counter
         t0 = timer()
-        if self.source.index % self.detect_every == 0:
-            dets = self.detector.detect(frame)
-            if self.largest:
-                dets = dets and [max(dets, key=lambda d: (d.area, d.score))]
-            self.detections = sorted(dets, key=lambda d: -d.area)[: self.max_faces]
-        tracks, ended = self.tracker.update(self.detections)
+        tracks, ended = self.tracker.update(c.detections)
         for face_id in ended:
             self.faces.pop(face_id, None)
             if self.reactions is not None:
                 self.reactions.forget(face_id)
+        probs = self.predictor.predict(c.frame, [t.box for t in tracks])
         t1 = timer()
-        probs = self.predictor.predict(frame, [t.box for t in tracks])
-        t2 = timer()
         rows, views = [], []
-        index, media = self.source.index, self.source.time
         stamp, mono = now_iso(), round(time.monotonic() - self.t_start, 4)
         for track, p in zip(tracks, probs, strict=True):
             face = self.faces.get(track.id) or self.faces.setdefault(track.id, _Face(LabelSmoother(**self.smoothing)))
@@ -180,44 +275,29 @@ class App:
             self.stats.switches_raw += face.raw is not None and raw != face.raw
             self.stats.switches_shown += face.shown is not None and shown != face.shown
             face.raw, face.shown = raw, shown
-            label = self.class_names[shown]
-            fired = self.reactions.update(track.id, label, media) if self.reactions is not None else None
+            label, conf = self.class_names[shown], float(smoothed[shown])
+            fired = self.reactions.update(track.id, label, c.time) if self.reactions is not None else None
             self.stats.reactions += fired is not None
-            rows.append(
-                [
-                    stamp,
-                    mono,
-                    round(media, 4),
-                    index,
-                    track.id,
-                    *track.box,
-                    round(track.score, 4),
-                    self.class_names[raw],
-                    round(float(p[raw]), 4),
-                    label,
-                    round(float(smoothed[shown]), 4),
-                    fired or "",
-                    *(round(float(v), 4) for v in p),
-                ]
-            )
-            views.append(overlay.FaceView(track.id, track.box, label, float(smoothed[shown]), smoothed))
-        t3 = timer()
+            rows.append(self._row(c, stamp, mono, track, p, raw, label, conf, fired))
+            views.append(overlay.FaceView(track.id, track.box, label, conf, smoothed))
+        t2 = timer()
         if self.csv is not None:
             self.csv.write_frame(rows)
         self.stats.rows += len(rows)
-        t4 = timer()
+        t3 = timer()
         if annotate or self.draw_always:
-            overlay.draw(frame, views, self.class_names, self.fps if self.show_fps else None, self.bars)
-        t5 = timer()
-        for name, a, b in (
-            ("detect", t0, t1),
-            ("classify", t1, t2),
-            ("smooth", t2, t3),
-            ("log", t3, t4),
-            ("draw", t4, t5),
+            overlay.draw(c.frame, views, self.class_names, self.fps if self.show_fps else None, self.bars)
+        t4 = timer()
+        for name, value in (
+            ("decode", c.decode_s),
+            ("detect", c.detect_s),
+            ("classify", t1 - t0),
+            ("smooth", t2 - t1),
+            ("log", t3 - t2),
+            ("draw", t4 - t3),
         ):
-            st[name].append(b - a)
-        return frame, views
+            st[name].append(value)
+        return c.frame
 
 
 def window_visible(name: str) -> bool:
@@ -232,6 +312,55 @@ def _stop_on_sigterm(stop: threading.Event) -> Any:
     if threading.current_thread() is not threading.main_thread():
         return None
     return signal.signal(signal.SIGTERM, lambda *_: stop.set())
+
+
+def _load(cfg: DictConfig) -> tuple[Any, Any, FrameSource]:
+    """Predictor, detector and source; torch and the model load on a thread while the camera opens."""
+    ckpt = Path(str(cfg.ckpt)).expanduser()
+    if not ckpt.is_file():
+        raise UserError(f"checkpoint not found: {ckpt}. Pass the .ckpt file a training run printed on its last line.")
+
+    def load_predictor():
+        from mimic.realtime.predictor import Predictor
+
+        p = cfg.predictor
+        return Predictor(ckpt, threads=cfg.threads, tta_flip=p.tta_flip, calibrated=p.calibrated)
+
+    detector = make_detector(OmegaConf.to_container(cfg.detector, resolve=True))
+    with ThreadPoolExecutor(1, thread_name_prefix="mimic-load") as pool:
+        loading = pool.submit(load_predictor)
+        try:
+            source = open_source(cfg.source, OmegaConf.to_container(cfg.camera, resolve=True), cfg.folder_fps)
+        except BaseException:
+            loading.result()  # a bad checkpoint is reported before a missing camera
+            raise
+        try:
+            return loading.result(), detector, source
+        except BaseException:
+            source.close()
+            raise
+
+
+def _reactions(cfg: DictConfig, class_names: list[str], display: bool) -> Any | None:
+    r = cfg.reactions
+    if not r.enabled or not (display and r.popups or r.sound):
+        return None
+    from mimic.realtime.assets import default_assets
+    from mimic.realtime.reactions import Reactions
+
+    return Reactions(
+        class_names,
+        default_assets(class_names, r.assets_dir),
+        per_class=OmegaConf.to_container(r.per_class, resolve=True),
+        skip=list(r.skip),
+        hold_s=r.hold_s,
+        cooldown_s=r.cooldown_s,
+        popups=display and r.popups,
+        popup_s=r.popup_s,
+        popup_position=r.get("popup_position"),
+        sound=r.sound,
+        volume=r.volume,
+    )
 
 
 def run(cfg: DictConfig) -> Stats:
@@ -250,75 +379,34 @@ def run(cfg: DictConfig) -> Stats:
     if cfg.get("cv_threads") is not None:
         cv2.setNumThreads(int(cfg.cv_threads))
 
-    ckpt = Path(str(cfg.ckpt)).expanduser()
-    if not ckpt.is_file():
-        raise UserError(f"checkpoint not found: {ckpt}. Pass the .ckpt file a training run printed on its last line.")
-
-    def load_predictor():  # torch and the model load in the background while the camera opens
-        from mimic.realtime.predictor import Predictor
-
-        return Predictor(
-            ckpt, threads=cfg.threads, tta_flip=cfg.predictor.tta_flip, calibrated=cfg.predictor.calibrated
-        )
-
-    detector = make_detector(OmegaConf.to_container(cfg.detector, resolve=True))
-    with ThreadPoolExecutor(1, thread_name_prefix="mimic-load") as pool:
-        loading = pool.submit(load_predictor)
-        try:
-            source = open_source(cfg.source, OmegaConf.to_container(cfg.camera, resolve=True), cfg.folder_fps)
-        except BaseException:
-            loading.result()  # a bad checkpoint is reported before a missing camera
-            raise
-        try:
-            predictor = loading.result()
-        except BaseException:
-            source.close()
-            raise
-    run_dir = _run_dir()
-    csv_path = Path(cfg.log.path).expanduser() if cfg.log.get("path") else run_dir / "faces.csv"
-    csv = CsvLog(csv_path, predictor.class_names) if cfg.log.enabled else None
-    reactions = None
+    predictor, detector, source = _load(cfg)
     display = bool(cfg.display)
-    r = cfg.reactions
-    if r.enabled and (display and r.popups or r.sound):
-        from mimic.realtime.assets import default_assets
-        from mimic.realtime.reactions import Reactions
-
-        reactions = Reactions(
-            predictor.class_names,
-            default_assets(predictor.class_names, r.assets_dir),
-            per_class=OmegaConf.to_container(r.per_class, resolve=True),
-            skip=list(r.skip),
-            hold_s=r.hold_s,
-            cooldown_s=r.cooldown_s,
-            popups=display and r.popups,
-            popup_s=r.popup_s,
-            popup_position=r.get("popup_position"),
-            sound=r.sound,
-            volume=r.volume,
-        )
-    app = App(cfg, predictor, detector, source, csv, reactions)
+    csv_path = Path(cfg.log.path).expanduser() if cfg.log.get("path") else _run_dir() / "faces.csv"
+    csv = CsvLog(csv_path, predictor.class_names) if cfg.log.enabled else None
+    reactions = _reactions(cfg, predictor.class_names, display)
+    app = App(cfg, predictor, csv, reactions)
     stats = app.stats
     stats.csv = str(csv_path) if csv is not None else ""
     log.info("%s: %s -> %s", source.description, cfg.ckpt, stats.csv or "(no log)")
 
     stop = threading.Event()
     previous_handler = _stop_on_sigterm(stop)
-    window, window_open = str(cfg.overlay.window), False
+    window, window_open, opened_at = str(cfg.overlay.window), False, 0.0
     recorder = Recorder(cfg.record, source.fps) if cfg.record else None
     pace = 1.0 / source.fps if cfg.pace and source.fps else 0.0
     max_frames = int(cfg.max_frames) if cfg.get("max_frames") else None
+    reader = FrameReader(
+        source, detector, int(cfg.detect_every), cfg.faces == "largest", int(cfg.max_faces), threaded=bool(cfg.pipeline)
+    )
     timer = time.perf_counter
     last = timer()
     try:
         while not stop.is_set() and (max_frames is None or stats.frames < max_frames):
-            t0 = timer()
-            frame = source.read()
-            if frame is None:
+            captured = reader.next()
+            if captured is None:
                 break
-            stats.stages["decode"].append(timer() - t0)
-            frame, _ = app.step(frame, annotate=display or recorder is not None)
-            t5 = timer()
+            frame = app.step(captured, annotate=display or recorder is not None)
+            t_shown = timer()
             if recorder is not None:
                 recorder.write(frame)
             if display:
@@ -326,10 +414,10 @@ def run(cfg: DictConfig) -> Stats:
                 if not window_open:  # resizable; sized once here (AUTOSIZE windows sometimes never paint under Xvfb)
                     cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
                     cv2.resizeWindow(window, frame.shape[1], frame.shape[0])
-                    window_open, settle = True, NEW_WINDOW_SETTLE_MS
+                    window_open, settle, opened_at = True, NEW_WINDOW_SETTLE_MS, time.monotonic()
                 cv2.imshow(window, frame)
                 if reactions is not None:
-                    settle = max(settle, reactions.tick())
+                    settle = max(settle, reactions.tick(time.monotonic() - opened_at > NEW_WINDOW_QUIET_S))
                 wait = max(1, int((pace - (timer() - last)) * 1000)) if pace else 1
                 key = cv2.waitKey(max(wait, settle)) & 0xFF
                 if key in (ord("q"), ord("Q"), 27) or not window_visible(window):
@@ -338,21 +426,23 @@ def run(cfg: DictConfig) -> Stats:
             elif pace:
                 time.sleep(max(0.0, pace - (timer() - last)))
             now = timer()
-            stats.stages["show"].append(now - t5)
-            stats.loop.append(now - last if stats.frames else now - t0)
-            app.fps = 1.0 / max(1e-6, now - last) if app.fps == 0 else 0.9 * app.fps + 0.1 / max(1e-6, now - last)
-            last = now
-            if stats.frames == 0:
+            stats.stages["show"].append(now - t_shown)
+            if stats.frames:
+                stats.loop.append(now - last)
+                app.fps = 0.9 * app.fps + 0.1 / max(1e-6, now - last) if app.fps else 1.0 / max(1e-6, now - last)
+            else:
                 stats.first_frame_s = time.monotonic() - t_run
                 log.info("first frame processed %.2f s after the app started", stats.first_frame_s)
+            last = now
             stats.frames += 1
-            stats.media_s = source.time
+            stats.media_s = captured.time
     except KeyboardInterrupt:
         log.info("interrupted: stopping")
     finally:
         if previous_handler is not None:
             signal.signal(signal.SIGTERM, previous_handler)
         stats.wall_s = time.monotonic() - app.t_start
+        reader.close()
         source.close()
         if recorder is not None:
             recorder.close()

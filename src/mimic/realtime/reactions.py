@@ -27,7 +27,8 @@ from mimic.cli import UserError
 
 log = logging.getLogger(__name__)
 
-NEW_WINDOW_SETTLE_MS = 100
+NEW_WINDOW_SETTLE_MS = 100  # wait this long in waitKey after opening a window
+NEW_WINDOW_QUIET_S = 1.0  # open no pop-up in the main window's first second
 
 
 def _no_audio_device() -> str | None:
@@ -189,12 +190,14 @@ class Reactions:
     def _show(self, label: str) -> None:
         self._pending.append(label)
 
-    def tick(self) -> int:
-        """Open the pop-ups that fired and close those whose time is up. Call from the GUI thread just before its
-        ``waitKey``, and wait at least the milliseconds returned: a new window must get its events handled promptly
-        or (seen with Qt under Xvfb) it may never be painted."""
+    def tick(self, open_new: bool = True) -> int:
+        """Open the pop-ups that fired (unless ``open_new`` is false: they wait) and close those whose time is up.
+        Call from the GUI thread just before its ``waitKey`` and wait at least the milliseconds returned.
+
+        Qt under Xvfb showed why: a window opened while another is still being mapped, or whose events wait too long,
+        may never be painted. So the app holds pop-ups back for a moment after opening its main window."""
         settle = 0
-        for label in self._pending:
+        for label in self._pending if open_new else ():
             name, image = f"mimic: {label}", self.images[label]
             cv2.namedWindow(name, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
             cv2.resizeWindow(name, image.shape[1], image.shape[0])
@@ -203,7 +206,8 @@ class Reactions:
             cv2.imshow(name, image)
             self._open[name] = time.monotonic() + self.popup_s
             settle = NEW_WINDOW_SETTLE_MS
-        self._pending.clear()
+        if open_new:
+            self._pending.clear()
         now = time.monotonic()
         for name, until in list(self._open.items()):
             if now >= until:
