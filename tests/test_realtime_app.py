@@ -165,6 +165,37 @@ def test_image_folder_source(tiny_checkpoint, videos, tmp_path):
     assert stats.frames == 5 and len(rows) >= 4 and float(rows[-1]["media_s"]) == pytest.approx(int(rows[-1]["frame"]))
 
 
+def test_a_camera_that_stops_mid_run_ends_cleanly_with_its_rows(tiny_checkpoint, videos, tmp_path, monkeypatch):
+    from mimic.realtime import sources
+
+    path, _ = videos["one"]
+    real_capture = cv2.VideoCapture
+
+    class StoppingCamera:  # a camera giving the video's first 12 frames, then nothing
+        def __init__(self, *_):
+            self.video, self.count = real_capture(str(path)), 0
+
+        def isOpened(self):  # noqa: N802  (OpenCV's name)
+            return True
+
+        def set(self, *_):
+            return True
+
+        def get(self, _):
+            return 30.0
+
+        def read(self):
+            self.count += 1
+            return self.video.read() if self.count <= 12 else (False, None)
+
+        def release(self):
+            self.video.release()
+
+    monkeypatch.setattr(sources.cv2, "VideoCapture", StoppingCamera)
+    stats, rows = run_app(tiny_checkpoint, 0, tmp_path, "camera.retries=2", "camera.retry_wait=0.01")
+    assert stats.frames == 12 and len(rows) >= 10 and {r["face_id"] for r in rows} == {"0"}
+
+
 # ---------------------------------------------------------------------------------------------------------- realtime.py
 def realtime(*args: str, tmp_path: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "SDL_AUDIODRIVER": "dummy"}
@@ -185,12 +216,15 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
         assert fragment in proc.stderr, proc.stderr
 
 
-def test_bad_checkpoint_is_a_clear_error(tmp_path):
+@pytest.mark.parametrize(
+    "case, message",
+    [("junk", "is not a mimic checkpoint"), ("missing", "checkpoint not found"), ("none", "ckpt= is required")],
+)
+def test_bad_checkpoint_is_a_clear_error(tmp_path, case, message):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"definitely not a checkpoint")
-    assert_user_error(realtime(f"ckpt={bad}", "display=false", tmp_path=tmp_path), "is not a mimic checkpoint")
-    assert_user_error(realtime(f"ckpt={tmp_path / 'nope.ckpt'}", tmp_path=tmp_path), "checkpoint not found")
-    assert_user_error(realtime("display=false", tmp_path=tmp_path), "ckpt= is required")
+    ckpt = {"junk": [f"ckpt={bad}"], "missing": [f"ckpt={tmp_path / 'nope.ckpt'}"], "none": []}[case]
+    assert_user_error(realtime(*ckpt, "display=false", tmp_path=tmp_path), message)
 
 
 def test_missing_camera_is_a_clear_error(tiny_checkpoint, tmp_path):

@@ -225,6 +225,54 @@ def test_video_and_folder_sources(tmp_path):
         open_source(tmp_path / "empty")
 
 
+def test_haar_between_full_scans_follows_the_faces(photo_frames):
+    """full_every: the calls between full scans look only near the last faces, and find the same faces."""
+    frame, truth = photo_frames[1]
+    tracking, full = HaarDetector(full_every=4), HaarDetector()
+    for dx in range(0, 24, 3):  # the faces drift right a few pixels per frame
+        shifted = np.roll(frame, dx, axis=1)
+        moved = [(x + dx, y, w, h) for x, y, w, h in truth]
+        found = tracking.detect(shifted)
+        assert len(found) == 2 and _matches(found, moved, 0.5) and _matches(full.detect(shifted), moved, 0.5)
+
+
+class FakeCapture:
+    """Stands in for cv2.VideoCapture: a camera that gives ``frames`` frames, then nothing."""
+
+    def __init__(self, frames: int) -> None:
+        self.left, self.reads = frames, 0
+
+    def isOpened(self) -> bool:  # noqa: N802  (OpenCV's name)
+        return True
+
+    def set(self, *_) -> bool:
+        return True
+
+    def get(self, _) -> float:
+        return 30.0
+
+    def read(self):
+        self.reads += 1
+        self.left -= 1
+        return (True, np.zeros((48, 64, 3), np.uint8)) if self.left >= 0 else (False, None)
+
+    def release(self) -> None:
+        pass
+
+
+def test_a_camera_that_stops_is_retried_then_ends(monkeypatch, caplog):
+    from mimic.realtime import sources
+
+    fake = FakeCapture(4)
+    monkeypatch.setattr(sources.cv2, "VideoCapture", lambda *_: fake)
+    camera = open_source(0, {"retries": 3, "retry_wait": 0.0})
+    assert isinstance(camera, sources.CameraSource) and camera.fps == 30.0
+    with caplog.at_level(logging.WARNING):
+        frames = [camera.read() for _ in range(5)]
+    assert [f is not None for f in frames] == [True, True, True, True, False]
+    assert fake.reads == 4 + 4 and "stopped delivering frames" in caplog.text  # 1 failed read + 3 retries
+
+
 def test_missing_camera_lists_the_indices_tried():
     with pytest.raises(UserError, match=r"could not open camera 9 \(indices tried: 9, then 0-2"):
         open_source(9, {"probe": 3})

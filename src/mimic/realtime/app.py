@@ -227,34 +227,6 @@ class App:
         self.fps = 0.0
         self.t_start = time.monotonic()
 
-    def _row(
-        self,
-        c: Captured,
-        stamp: str,
-        mono: float,
-        track,
-        p: np.ndarray,
-        raw: int,
-        label: str,
-        conf: float,
-        fired: str | None,
-    ) -> list:
-        return [
-            stamp,
-            mono,
-            round(c.time, 4),
-            c.index,
-            track.id,
-            *track.box,
-            round(track.score, 4),
-            self.class_names[raw],
-            round(float(p[raw]), 4),
-            label,
-            round(conf, 4),
-            fired or "",
-            *(round(float(v), 4) for v in p),
-        ]
-
     def step(self, c: Captured, annotate: bool) -> np.ndarray:
         """Track, classify, smooth, react, log (and draw on the frame when ``annotate``); returns the frame."""
         st, timer = self.stats.stages, time.perf_counter
@@ -278,7 +250,9 @@ class App:
             label, conf = self.class_names[shown], float(smoothed[shown])
             fired = self.reactions.update(track.id, label, c.time) if self.reactions is not None else None
             self.stats.reactions += fired is not None
-            rows.append(self._row(c, stamp, mono, track, p, raw, label, conf, fired))
+            row = [stamp, mono, round(c.time, 4), c.index, track.id, *track.box, round(track.score, 4)]
+            row += [self.class_names[raw], round(float(p[raw]), 4), label, round(conf, 4), fired or ""]
+            rows.append(row + [round(float(v), 4) for v in p])
             views.append(overlay.FaceView(track.id, track.box, label, conf, smoothed))
         t2 = timer()
         if self.csv is not None:

@@ -5,7 +5,7 @@ The checkpoint alone describes everything (DESIGN.md contracts 1 and 2): it is r
 rebuilt from its ``net`` config (builders under ``mimic.models.`` only), faces go through
 `mimic.preprocessing.crop_face` + `preprocess`, and the probabilities are those of
 `EmotionClassifier.predict_proba`: softmax of the logits divided by the checkpoint's calibration temperature, with
-optional flip test-time augmentation (tests/test_realtime_predictor.py holds the two equal).
+optional flip test-time augmentation (tests/test_realtime_parts.py holds the two equal).
 
 The bare net is used rather than the LightningModule so that starting the app does not import Lightning.
 """

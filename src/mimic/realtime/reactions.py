@@ -161,7 +161,6 @@ class Reactions:
         self.player = SoundPlayer(volume) if self.sounds else None
         self.faces: dict[int, _FaceState] = {}
         self.last_fired = -float("inf")
-        self.fired: list[tuple[float, int, str]] = []
         self._open: dict[str, float] = {}  # pop-up window name -> wall time to close it
         self._pending: list[str] = []  # pop-ups to open at the next tick()
 
@@ -177,7 +176,6 @@ class Reactions:
         if label not in self.images and label not in self.sounds:
             return None
         self.last_fired = t
-        self.fired.append((t, face_id, label))
         if label in self.sounds and self.player is not None:
             self.player.play(self.sounds[label])
         if label in self.images:
@@ -218,10 +216,6 @@ class Reactions:
         del self._open[name]
         with contextlib.suppress(cv2.error):  # already closed by the user
             cv2.destroyWindow(name)
-
-    @property
-    def open_windows(self) -> list[str]:
-        return list(self._open)
 
     def close(self) -> None:
         self._pending.clear()
