@@ -337,6 +337,7 @@ def test_reactions_fire_after_hold_and_respect_cooldown(tmp_path):
     ]  # skipped class: never
     assert [(t, f) for t, f in fired if f] == [(1.0, "happy"), (6.0, "angry")]
     assert r.update(1, "happy", 20.0) is None and r.update(1, "happy", 21.0) == "happy", "faces are separate"
+    r.close()
 
 
 def test_reactions_config_errors(tmp_path):

@@ -65,6 +65,12 @@ def run(cfg: DictConfig) -> dict:
         lg.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
 
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
+    if trainer.world_size > 1:
+        # Calibration and testing run once, in process 0, on one device: end the process group first, or metric
+        # syncs would wait for processes that have finished.
+        trainer.strategy.barrier()
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     if not trainer.is_global_zero:
         return {}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
