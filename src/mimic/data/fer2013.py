@@ -32,6 +32,7 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
+from mimic.cache import cache_dir
 from mimic.data.base import DataError, SplitData
 from mimic.labels import FER2013_CLASSES, FERPLUS_CLASSES, canonical
 
@@ -61,12 +62,8 @@ _MAX_PROBLEMS = 10
 
 
 def default_cache_dir() -> Path:
-    """``$MIMIC_CACHE_DIR/fer2013``, else ``$XDG_CACHE_HOME/mimic/fer2013``, else ``~/.cache/mimic/fer2013``."""
-    root = os.environ.get("MIMIC_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "fer2013"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "mimic" / "fer2013"
+    """``cache_dir("fer2013")``: $MIMIC_CACHE_DIR/fer2013, else ~/.cache/mimic/fer2013."""
+    return cache_dir("fer2013")
 
 
 class FER2013Source:

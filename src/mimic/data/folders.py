@@ -30,6 +30,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mimic.cache import cache_dir
 from mimic.data.base import SPLITS, DataError, SplitData, stratified_split
 from mimic.labels import canonical, validate_classes
 from mimic.preprocessing import PreprocessSpec, crop_face
@@ -54,12 +55,8 @@ class ClassFolder:
 
 
 def default_cache_dir() -> Path:
-    """``$MIMIC_CACHE_DIR/faces``, else ``$XDG_CACHE_HOME/mimic/faces``, else ``~/.cache/mimic/faces``."""
-    root = os.environ.get("MIMIC_CACHE_DIR")
-    if root:
-        return Path(root).expanduser() / "faces"
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "mimic" / "faces"
+    """``cache_dir("faces")``: $MIMIC_CACHE_DIR/faces, else ~/.cache/mimic/faces."""
+    return cache_dir("faces")
 
 
 def is_class_dir(path: Path) -> bool:

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from mimic.models.classifier import EmotionClassifier
+from mimic.preprocessing import PreprocessSpec
 
 REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
 TRUSTED_NET_PREFIXES = ("mimic.models.",)
@@ -48,9 +50,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return ckpt
 
 
-def model_from_hparams(hp: dict[str, Any], **overrides: Any) -> EmotionClassifier:
-    """Build an untrained EmotionClassifier from checkpoint hyper-parameters (never downloads pretrained weights)."""
-    hp = {**hp, **overrides}
+def net_config(hp: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's net config, checked to name one of our builders, with pretrained weights switched off (the
+    checkpoint's own state_dict replaces them)."""
     net = dict(hp["net"])
     target = str(net.get("_target_", ""))
     if not target.startswith(TRUSTED_NET_PREFIXES):
@@ -59,8 +61,31 @@ def model_from_hparams(hp: dict[str, Any], **overrides: Any) -> EmotionClassifie
             f"loaded, so a checkpoint cannot make mimic import arbitrary code."
         )
     net.pop("weights", None)
-    hp["net"], hp["weights"] = net, None  # the checkpoint's own state_dict replaces any pretrained weights
+    return net
+
+
+def model_from_hparams(hp: dict[str, Any], **overrides: Any) -> EmotionClassifier:
+    """Build an untrained EmotionClassifier from checkpoint hyper-parameters (never downloads pretrained weights)."""
+    hp = {**hp, **overrides}
+    hp["net"], hp["weights"] = net_config(hp), None
     return EmotionClassifier(**hp)
+
+
+def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any], float]:
+    """The bare net of a checkpoint in eval mode, its hyper-parameters and its calibration temperature: inference
+    without the LightningModule's metrics and training state (the realtime predictor)."""
+    from hydra.utils import instantiate
+
+    ckpt = read_checkpoint(path)
+    hp = ckpt["hyper_parameters"]
+    spec = PreprocessSpec.from_dict(hp["preprocess"])
+    net = instantiate(net_config(hp), num_classes=len(hp["class_names"]), in_channels=spec.channels)
+    state = ckpt["state_dict"]
+    try:
+        net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
+    except RuntimeError as e:
+        raise CheckpointError(f"{path}: the weights do not fit the net its hyper-parameters describe: {e}") from None
+    return net.eval(), hp, float(state["temperature"]) if "temperature" in state else 1.0
 
 
 def load_checkpoint(

@@ -66,10 +66,11 @@ def largest_face(detections: Sequence[Detection]) -> Detection | None:
 
 
 def default_cache_dir() -> Path:
-    """Where downloaded models and generated assets live: $MIMIC_CACHE, else $XDG_CACHE_HOME/mimic, else ~/.cache."""
-    if os.environ.get("MIMIC_CACHE"):
-        return Path(os.environ["MIMIC_CACHE"]).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")).expanduser() / "mimic"
+    """Where downloaded models and generated assets live: ``mimic.cache.cache_dir()`` ($MIMIC_CACHE_DIR or
+    ~/.cache/mimic)."""
+    from mimic.cache import cache_dir
+
+    return cache_dir()
 
 
 def _downscale(frame: np.ndarray, max_width: int | None) -> tuple[np.ndarray, float]:

@@ -24,31 +24,9 @@ from mimic.preprocessing import PreprocessSpec, crop_face, preprocess
 
 
 def _build_net(path: str | os.PathLike) -> tuple[torch.nn.Module, dict, float]:
-    from hydra.utils import instantiate
+    from mimic.models.checkpoint import load_net
 
-    from mimic.models.checkpoint import TRUSTED_NET_PREFIXES, CheckpointError, read_checkpoint
-
-    ckpt = read_checkpoint(path)
-    hp = ckpt["hyper_parameters"]
-    net_cfg = dict(hp["net"])
-    target = str(net_cfg.get("_target_", ""))
-    if not target.startswith(TRUSTED_NET_PREFIXES):
-        raise CheckpointError(
-            f"{path}: the checkpoint names net builder {target!r}; only builders under "
-            f"{', '.join(TRUSTED_NET_PREFIXES)} are loaded, so a checkpoint cannot make mimic import arbitrary code."
-        )
-    if "weights" in net_cfg:
-        net_cfg["weights"] = None  # the checkpoint's own weights replace any pretrained ones
-    spec = PreprocessSpec.from_dict(hp["preprocess"])
-    net = instantiate(net_cfg, num_classes=len(hp["class_names"]), in_channels=spec.channels)
-    state = ckpt["state_dict"]
-    weights = {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
-    try:
-        net.load_state_dict(weights)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: the weights do not fit the net its hyper-parameters describe: {e}") from None
-    temperature = float(state["temperature"]) if "temperature" in state else 1.0
-    return net.eval(), hp, temperature
+    return load_net(path)
 
 
 class Predictor:
