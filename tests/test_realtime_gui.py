@@ -160,7 +160,8 @@ def test_main_window_and_reaction_popup_show_then_q_quits(start_app, xvfb, tmp_p
         popup = shot[y : y + expected.shape[0], x : x + expected.shape[1]]
         checks = {
             "the screenshot is not blank": shot.std() > 20,
-            "the main window shows the video": abs(w - 640) + abs(h - 360) <= 2
+            f"the main window shows the video {(w, h, main.std(), main.min(2).mean())}": abs(w - 640) + abs(h - 360)
+            <= 2
             and main.std() > 25
             and main.min(2).mean() > 40,
             "the FPS text is drawn in the top-left corner": (main[:30, :130] > 200).all(2).any(),

@@ -364,7 +364,7 @@ def run(cfg: DictConfig) -> Stats:
 
     stop = threading.Event()
     previous_handler = _stop_on_sigterm(stop)
-    window, window_open, nudge_at = str(cfg.overlay.window), False, None
+    window, window_open = str(cfg.overlay.window), False
     recorder = Recorder(cfg.record, source.fps) if cfg.record else None
     pace = 1.0 / source.fps if cfg.pace and source.fps else 0.0
     max_frames = int(cfg.max_frames) if cfg.get("max_frames") else None
@@ -383,20 +383,16 @@ def run(cfg: DictConfig) -> Stats:
             if recorder is not None:
                 recorder.write(frame)
             if display:
+                settle = 0
                 if not window_open:  # resizable, sized to the frame once
                     cv2.namedWindow(window, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
                     cv2.resizeWindow(window, frame.shape[1], frame.shape[0])
-                    window_open, nudge_at = True, time.monotonic() + 0.3
-                elif nudge_at and time.monotonic() >= nudge_at:
-                    # Qt (xcb, no window manager) can hold a new window's first paint until a geometry change it
-                    # expects arrives, which after an early resize may never come: resize it once more, a bit later.
-                    cv2.resizeWindow(window, frame.shape[1] + 1, frame.shape[0])
-                    cv2.waitKey(1)
-                    cv2.resizeWindow(window, frame.shape[1], frame.shape[0])
-                    nudge_at = None
+                    # let the GUI map, size and paint the new window before the loop keeps it busy: Qt (xcb, no
+                    # window manager) was seen to never paint a window whose first events waited too long
+                    window_open, settle = True, 300
                 cv2.imshow(window, frame)
                 wait = max(1, int((pace - (timer() - last)) * 1000)) if pace else 1
-                key = cv2.waitKey(wait) & 0xFF
+                key = cv2.waitKey(max(wait, settle)) & 0xFF
                 if key in (ord("q"), ord("Q"), 27) or not window_visible(window):
                     window_open = window_visible(window)
                     break

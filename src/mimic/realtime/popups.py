@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 log = logging.getLogger(__name__)
 
+MOVE_AFTER_S = 0.5
+
 
 class PopupWindows:
     """The app's side: ``show(name, image_path, seconds)`` opens (or refreshes) a pop-up, never blocking."""
@@ -69,7 +71,7 @@ def main() -> None:
     commands: queue.Queue = queue.Queue()
     threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()
     open_until: dict[str, float] = {}
-    nudges: list[tuple[float, str, list[int]]] = []
+    moves: list[tuple[float, str, list[int]]] = []
     running = True
     while running:
         while True:
@@ -87,19 +89,16 @@ def main() -> None:
             if name not in open_until:
                 cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
                 if position:
-                    cv2.moveWindow(name, *position)
-                    # Qt (xcb, no window manager) can hold a new window's first paint until a geometry change it
-                    # expects arrives, which after an early move may never come: move it once more, a bit later.
-                    nudges.append((time.monotonic() + 0.3, name, position))
+                    # Moved only once painted: Qt (xcb, no window manager) may never paint a window moved right
+                    # after it opens, while a painted window keeps its picture when moved.
+                    moves.append((time.monotonic() + MOVE_AFTER_S, name, position))
             cv2.imshow(name, image)
             open_until[name] = time.monotonic() + float(command["seconds"])
         now = time.monotonic()
-        for due, name, (x, y) in [n for n in nudges if n[0] <= now]:
-            nudges.remove((due, name, [x, y]))
-            if name in open_until:
-                cv2.moveWindow(name, x, y + 1)
-                cv2.waitKey(1)
-                cv2.moveWindow(name, x, y)
+        for move in [m for m in moves if m[0] <= now]:
+            moves.remove(move)
+            if move[1] in open_until:
+                cv2.moveWindow(move[1], *move[2])
         for name in [n for n, until in open_until.items() if now >= until]:
             del open_until[name]
             with contextlib.suppress(cv2.error):
