@@ -7,7 +7,7 @@ Also holds the `xvfb` fixture (a private X server) the GUI tests share.
 from __future__ import annotations
 
 import os
-import select
+import random
 import shutil
 import subprocess
 import sys
@@ -18,34 +18,44 @@ import cv2
 import pytest
 
 
+def _accepts(display: str) -> bool:
+    """Whether the X server at ``display`` takes a client (its socket appears before it is ready)."""
+    probe = shutil.which("xwininfo") or shutil.which("xdpyinfo")
+    if probe is None:
+        return True
+    args = [probe, "-root"] if probe.endswith("xwininfo") else [probe]
+    return subprocess.run(args, env={**os.environ, "DISPLAY": display}, capture_output=True).returncode == 0
+
+
 @pytest.fixture(scope="session")
 def xvfb() -> str:
-    """Start Xvfb on a display number it picks itself (-displayfd: no race with other X servers); yields the
+    """Start Xvfb on a free display number (random, high: away from real displays and other test runs); yields the
     DISPLAY value. Skips when Xvfb is not installed."""
     exe = shutil.which("Xvfb")
     if exe is None:
         pytest.skip("Xvfb is not installed (apt-get install xvfb x11-utils x11-apps xdotool)")
-    read_end, write_end = os.pipe()
-    proc = subprocess.Popen(
-        [exe, "-displayfd", str(write_end), "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
-        pass_fds=(write_end,),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    number = b""
-    deadline = time.monotonic() + 20
-    while not number.endswith(b"\n") and time.monotonic() < deadline:
-        if select.select([read_end], [], [], 0.2)[0]:
-            chunk = os.read(read_end, 16)
-            if not chunk:
-                break
-            number += chunk
-    os.close(read_end)
-    if not number.strip().isdigit():
+    proc = None
+    for number in random.Random(os.getpid()).sample(range(100, 900), 20):
+        if Path(f"/tmp/.X{number}-lock").exists() or Path(f"/tmp/.X11-unix/X{number}").exists():
+            continue
+        proc = subprocess.Popen(
+            [exe, f":{number}", "-screen", "0", "1280x720x24", "-nolisten", "tcp"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 15
+        while proc.poll() is None and not Path(f"/tmp/.X11-unix/X{number}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        while proc.poll() is None and time.monotonic() < deadline and not _accepts(f":{number}"):
+            time.sleep(0.1)
+        if proc.poll() is None and _accepts(f":{number}"):
+            break
         proc.kill()
+        proc.wait()
+        proc = None
+    if proc is None:
         pytest.skip("Xvfb did not start")
-    yield f":{number.decode().strip()}"
+    yield f":{number}"
     proc.terminate()
     try:
         proc.wait(5)
