@@ -27,9 +27,9 @@ import numpy as np
 
 from mimic.cli import UserError, user_errors
 from mimic.data.folders import NOT_CLASSES, is_class_dir, scan_class_folders, write_image_atomic
+from mimic.faces import largest_face, make_detector
 from mimic.labels import canonical
 from mimic.preprocessing import PreprocessSpec, crop_face
-from mimic.realtime.detectors import largest_face, make_detector
 from mimic.realtime.sources import CameraSource, FrameSource, open_source, quiet_opencv
 
 AUTO_CAMERAS = range(4)

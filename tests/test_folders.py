@@ -104,7 +104,7 @@ def test_photos_are_cropped_cached_and_bad_files_skipped(tmp_path, shared_data, 
     assert "broken.jpg: not an image" in warnings[0].getMessage() and "wall.png: no face" in warnings[0].getMessage()
     assert "(2 skipped)" in caplog.text
 
-    import mimic.realtime.detectors as detectors
+    import mimic.faces as detectors
 
     monkeypatch.setattr(detectors, "make_detector", lambda *a, **k: pytest.fail("the cache was not used"))
     again = FolderSource(root, cache_dir=cache).load()["train"]

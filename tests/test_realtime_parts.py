@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
+from mimic import faces as det
 from mimic.cli import UserError
-from mimic.realtime import detectors as det
+from mimic.faces import Detection, HaarDetector, largest_face, make_detector
 from mimic.realtime.assets import default_assets
 from mimic.realtime.csvlog import CsvLog, columns
-from mimic.realtime.detectors import Detection, HaarDetector, largest_face, make_detector
 from mimic.realtime.overlay import FaceView, draw
 from mimic.realtime.reactions import Reactions, SoundPlayer
 from mimic.realtime.smoothing import LabelSmoother
@@ -69,9 +69,7 @@ def test_haar_finds_the_real_faces(photo_frames):
 
 
 def test_yunet_finds_the_real_faces(photo_frames, shared_data):
-    detector = make_detector(
-        {"_target_": "mimic.realtime.detectors.YuNetDetector", "model_path": str(shared_data / YUNET)}
-    )
+    detector = make_detector({"_target_": "mimic.faces.YuNetDetector", "model_path": str(shared_data / YUNET)})
     for frame, truth in photo_frames:
         found = detector.detect(frame)
         assert len(found) == len(truth) and _matches(found, truth)
@@ -194,6 +192,25 @@ def test_predictor_bad_checkpoint(tmp_path):
         Predictor(bad)
     with pytest.raises(CheckpointError, match="not found"):
         Predictor(tmp_path / "missing.ckpt")
+
+
+def test_the_app_loads_a_checkpoint_without_importing_lightning(tiny_checkpoint):
+    """Startup time (issue 5: under 3 s): the app and its predictor must not pull in Lightning or torchmetrics, which
+    cost about 1.5 s to import here. A fresh interpreter, so that this test session's imports do not count."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from mimic.realtime.app import run\n"
+        "from mimic.realtime.predictor import Predictor\n"
+        f"p = Predictor({str(tiny_checkpoint)!r})\n"
+        "heavy = [m for m in ('lightning', 'pytorch_lightning', 'torchmetrics') if m in sys.modules]\n"
+        "print(','.join(heavy) or 'none')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "none"
 
 
 # ---------------------------------------------------------------------------------------------------------- sources

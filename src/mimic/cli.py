@@ -14,13 +14,20 @@ class UserError(Exception):
     """A mistake in the user's input (a path, a setting, a file) with a message that says what to do."""
 
 
-def _user_error(exc: BaseException) -> BaseException | None:
-    from mimic.data.base import DataError
-    from mimic.labels import UnknownClassError
-    from mimic.models.checkpoint import CheckpointError
-    from mimic.models.weights import WeightsError
+# Error classes of mimic's modules that count as user mistakes. A module not imported yet cannot have raised its
+# error, so it is not imported here either (importing mimic.data would pull in Lightning: slow, and the realtime
+# app's startup time counts).
+_USER_ERROR_CLASSES = {
+    "mimic.data.base": "DataError",
+    "mimic.labels": "UnknownClassError",
+    "mimic.models.checkpoint": "CheckpointError",
+    "mimic.models.weights": "WeightsError",
+}
 
-    kinds = (UserError, DataError, UnknownClassError, CheckpointError, WeightsError, FileNotFoundError)
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    loaded = [getattr(sys.modules[m], name) for m, name in _USER_ERROR_CLASSES.items() if m in sys.modules]
+    kinds = (UserError, FileNotFoundError, *loaded)
     while exc is not None:
         if isinstance(exc, kinds):
             return exc

@@ -7,7 +7,7 @@ gives the splits explicitly; otherwise the photos are one pool, split by a seede
 ``_`` are not classes (the capture script's ``unsorted/`` waits there for review).
 
 Photos may have any size and any format OpenCV reads. A photo that is not a face crop is cropped at load time with
-the realtime app's detector and crop (`mimic.realtime.detectors`, `mimic.preprocessing.crop_face`); crops are cached
+the realtime app's detector and crop (`mimic.faces`, `mimic.preprocessing.crop_face`); crops are cached
 by content hash. ``detect_faces="auto"`` treats small images (at most 160 px) as crops already, detects faces in the
 rest, and keeps a square-ish image the detector finds no face in whole (an already-cropped face); other faceless or
 unreadable files are skipped, listed in one warning. Exact duplicates (same bytes) are kept once, so the same photo
@@ -32,6 +32,7 @@ import numpy as np
 
 from mimic.cache import cache_dir
 from mimic.data.base import SPLITS, DataError, SplitData, stratified_split
+from mimic.faces import largest_face, make_detector
 from mimic.labels import canonical, validate_classes
 from mimic.preprocessing import PreprocessSpec, crop_face
 
@@ -159,7 +160,7 @@ class FolderSource:
 
     classes: class order for plain ``<name>/`` folders. detect_faces: True (always detect and crop), False (images
     are crops), "auto". detector: a detector name ("haar", "yunet"), a config mapping for
-    `mimic.realtime.detectors.make_detector`, or a detector object. crop_margin: as the model's
+    `mimic.faces.make_detector`, or a detector object. crop_margin: as the model's
     ``preprocess.crop_margin``. cache_dir: where face crops are cached (None: the user cache, False: no cache).
     val_fraction / test_fraction: hold out that part of a pooled layout here, seeded by ``seed`` (val_fraction None:
     leave the validation split to the datamodule).
@@ -345,8 +346,6 @@ class FolderSource:
         h, w = img.shape[:2]
         if self.detect_faces is False or (self.detect_faces == "auto" and max(h, w) <= CROP_MAX_SIDE):
             return img
-        from mimic.realtime.detectors import largest_face, make_detector  # a leaf module: cv2 only
-
         if self._detector is None:
             self._detector = make_detector(self.detector_spec)
         face = largest_face(self._detector.detect(img))

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from mimic.models.classifier import EmotionClassifier
 from mimic.preprocessing import PreprocessSpec
+
+if TYPE_CHECKING:  # imported where used: the realtime app reads checkpoints without Lightning (startup time)
+    from mimic.models.classifier import EmotionClassifier
 
 REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
 TRUSTED_NET_PREFIXES = ("mimic.models.",)
@@ -66,6 +68,8 @@ def net_config(hp: dict[str, Any]) -> dict[str, Any]:
 
 def model_from_hparams(hp: dict[str, Any], **overrides: Any) -> EmotionClassifier:
     """Build an untrained EmotionClassifier from checkpoint hyper-parameters (never downloads pretrained weights)."""
+    from mimic.models.classifier import EmotionClassifier
+
     hp = {**hp, **overrides}
     hp["net"], hp["weights"] = net_config(hp), None
     return EmotionClassifier(**hp)

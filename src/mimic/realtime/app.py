@@ -29,9 +29,9 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from mimic.cli import UserError
+from mimic.faces import Detection, make_detector
 from mimic.realtime import overlay
 from mimic.realtime.csvlog import CsvLog, now_iso
-from mimic.realtime.detectors import Detection, make_detector
 from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.sources import FrameSource, list_cameras, open_source
 from mimic.realtime.tracker import IoUTracker

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mimic.realtime.detectors import default_cache_dir
+from mimic.faces import default_cache_dir
 from mimic.realtime.overlay import FONT, class_color
 
 VERSION = 1

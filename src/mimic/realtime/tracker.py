@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mimic.realtime.detectors import Detection
+from mimic.faces import Detection
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:

@@ -2,7 +2,7 @@
 
 The public API, used by the realtime app, the capture script and the folder-dataset loader::
 
-    from mimic.realtime.detectors import make_detector, largest_face
+    from mimic.faces import make_detector, largest_face
     detector = make_detector("haar")                      # or "yunet", or a config mapping with _target_
     faces = detector.detect(frame_bgr)                    # list[Detection], best score first
     face = largest_face(faces)                            # Detection | None
