@@ -104,9 +104,9 @@ def test_photos_are_cropped_cached_and_bad_files_skipped(tmp_path, shared_data, 
     assert "broken.jpg: not an image" in warnings[0].getMessage() and "wall.png: no face" in warnings[0].getMessage()
     assert "(2 skipped)" in caplog.text
 
-    import mimic.faces as detectors
+    import mimic.data.folders as folders
 
-    monkeypatch.setattr(detectors, "make_detector", lambda *a, **k: pytest.fail("the cache was not used"))
+    monkeypatch.setattr(folders, "make_detector", lambda *a, **k: pytest.fail("the cache was not used"))
     again = FolderSource(root, cache_dir=cache).load()["train"]
     assert all(np.array_equal(a, b) for a, b in zip(split.images, again.images, strict=True))
 

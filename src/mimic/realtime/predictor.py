@@ -20,13 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mimic.models.checkpoint import load_net
 from mimic.preprocessing import PreprocessSpec, crop_face, preprocess
-
-
-def _build_net(path: str | os.PathLike) -> tuple[torch.nn.Module, dict, float]:
-    from mimic.models.checkpoint import load_net
-
-    return load_net(path)
 
 
 class Predictor:
@@ -46,7 +41,7 @@ class Predictor:
     ) -> None:
         self.threads = int(threads) if threads else None
         self._threads_set_in: int | None = None
-        self.net, hp, temperature = _build_net(ckpt)
+        self.net, hp, temperature = load_net(ckpt)
         self.class_names: list[str] = list(hp["class_names"])
         self.spec = PreprocessSpec.from_dict(hp["preprocess"])
         self.temperature = temperature if calibrated else 1.0
