@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mimic.cli import UserError, user_errors
+from mimic.cli import user_errors
 from mimic.data.fer2013 import FER2013Source
 from mimic.data.folders import FolderSource
+from mimic.errors import UserError
 from mimic.labels import FER2013_CLASSES, canonical, remap
 from mimic.models import load_checkpoint, read_checkpoint
 from mimic.preprocessing import preprocess

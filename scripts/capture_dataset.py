@@ -25,8 +25,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mimic.cli import UserError, user_errors
+from mimic.cli import user_errors
 from mimic.data.folders import NOT_CLASSES, is_class_dir, scan_class_folders, write_image_atomic
+from mimic.errors import UserError
 from mimic.faces import largest_face, make_detector
 from mimic.labels import canonical
 from mimic.preprocessing import PreprocessSpec, crop_face

@@ -21,8 +21,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from mimic.cli import UserError, user_errors
+from mimic.cli import user_errors
 from mimic.data.folders import list_images, scan_class_folders
+from mimic.errors import UserError
 from mimic.labels import canonical
 
 

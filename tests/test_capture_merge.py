@@ -131,7 +131,7 @@ def test_bad_camera_fails_cleanly(tmp_path):
 
 
 def test_no_camera_at_all_lists_the_indices_tried(tmp_path, capsys, monkeypatch):
-    from mimic.cli import UserError
+    from mimic.errors import UserError
 
     def refuse(index, **kw):
         raise UserError(f"could not open camera {index}")

@@ -10,9 +10,9 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mimic.callbacks import FreezeModules
-from mimic.cli import UserError
 from mimic.data import EmotionDataModule
 from mimic.data.synthetic import SyntheticSource
+from mimic.errors import UserError
 from mimic.models import EmotionClassifier
 
 CLASSES = ["happy", "sad", "neutral"]

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from mimic import faces as det
-from mimic.cli import UserError
+from mimic.errors import UserError
 from mimic.faces import Detection, HaarDetector, largest_face, make_detector
 from mimic.realtime.assets import default_assets
 from mimic.realtime.csvlog import CsvLog, columns

@@ -9,27 +9,13 @@ from collections.abc import Iterator
 
 from hydra.errors import InstantiationException
 
-
-class UserError(Exception):
-    """A mistake in the user's input (a path, a setting, a file) with a message that says what to do."""
+from mimic.errors import UserError
 
 
-# Error classes of mimic's modules that count as user mistakes. A module not imported yet cannot have raised its
-# error, so it is not imported here either (importing mimic.data would pull in Lightning: slow, and the realtime
-# app's startup time counts).
-_USER_ERROR_CLASSES = {
-    "mimic.data.base": "DataError",
-    "mimic.labels": "UnknownClassError",
-    "mimic.models.checkpoint": "CheckpointError",
-    "mimic.models.weights": "WeightsError",
-}
-
-
-def _user_error(exc: BaseException) -> BaseException | None:
-    loaded = [getattr(sys.modules[m], name) for m, name in _USER_ERROR_CLASSES.items() if m in sys.modules]
-    kinds = (UserError, FileNotFoundError, *loaded)
+def _user_error(exc: BaseException | None) -> BaseException | None:
+    """The user mistake behind ``exc`` (looking through Hydra's instantiation wrapper), or None for a bug."""
     while exc is not None:
-        if isinstance(exc, kinds):
+        if isinstance(exc, UserError | FileNotFoundError):
             return exc
         exc = exc.__cause__ if isinstance(exc, InstantiationException) else None
     return None

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from mimic.cli import UserError
+from mimic.errors import UserError
 
 log = logging.getLogger(__name__)
 

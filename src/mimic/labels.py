@@ -10,6 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mimic.errors import UserError
+
 FER2013_CLASSES: tuple[str, ...] = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 """FER2013's label order: 0 Angry, 1 Disgust, 2 Fear, 3 Happy, 4 Sad, 5 Surprise, 6 Neutral."""
 
@@ -32,7 +34,7 @@ _ALIASES = {
 }
 
 
-class UnknownClassError(ValueError):
+class UnknownClassError(UserError, ValueError):
     """A class name that no known emotion or source provides."""
 
 

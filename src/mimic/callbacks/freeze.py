@@ -28,7 +28,7 @@ import lightning as L
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mimic.cli import UserError
+from mimic.errors import UserError
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,12 @@ from typing import Protocol
 
 import numpy as np
 
+from mimic.errors import UserError
+
 SPLITS = ("train", "val", "test")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset that is missing or malformed; the message names the file, row or setting and says what to do."""
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from mimic.errors import UserError
 from mimic.preprocessing import PreprocessSpec
 
 if TYPE_CHECKING:  # imported where used: the realtime app reads checkpoints without Lightning (startup time)
@@ -22,7 +23,7 @@ REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
 TRUSTED_NET_PREFIXES = ("mimic.models.",)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, unreadable, or not a mimic checkpoint."""
 
 

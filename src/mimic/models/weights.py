@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.hub import download_url_to_file
 
+from mimic.errors import UserError
 from mimic.preprocessing import PreprocessSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,7 +42,7 @@ IMAGENET_GRAY_STD = (round(sum(w * s for w, s in zip(LUMA, IMAGENET_STD, strict=
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """A pretrained-weights file that is missing, corrupted, or does not fit the net."""
 
 

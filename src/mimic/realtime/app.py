@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-from mimic.cli import UserError
+from mimic.errors import UserError
 from mimic.faces import Detection, make_detector
 from mimic.realtime import overlay
 from mimic.realtime.csvlog import CsvLog, now_iso

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import cv2
 
-from mimic.cli import UserError
+from mimic.errors import UserError
 from mimic.realtime.popups import PopupWindows
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mimic.cli import UserError
+from mimic.errors import UserError
 
 log = logging.getLogger(__name__)
 
