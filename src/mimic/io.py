@@ -1,0 +1,96 @@
+"""File plumbing written once: atomic writes, never-overwrite names, sha256, downloads, the cache folder and the image
+suffixes mimic reads.
+
+Every file mimic writes goes through `atomic_write` (a reader or a crash never sees half a file), and every file a user
+keeps (logs, recordings, captures) gets a name from `free_path`, so nothing the user made is overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from mimic.errors import UserError
+
+# What OpenCV's imread decodes everywhere (HEIC and RAW formats are not among them).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+
+
+def cache_dir(name: str = "") -> Path:
+    """``$MIMIC_CACHE_DIR/<name>``, else ``$XDG_CACHE_HOME/mimic/<name>``, else ``~/.cache/mimic/<name>``: where mimic
+    keeps what it can rebuild (parsed datasets, face crops, downloaded models, generated assets)."""
+    root = os.environ.get("MIMIC_CACHE_DIR")
+    if root:
+        return Path(root).expanduser() / name
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "mimic" / name
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
+    """Create or replace ``path`` all at once: ``write(tmp)`` fills a hidden temporary file in the same folder, which
+    then takes the name. Parent folders are created. The temporary file is removed when ``write`` fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.part", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    return atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def free_path(path: str | os.PathLike) -> Path:
+    """``path`` when nothing is there, else the first free ``<stem>-1<suffix>``, ``<stem>-2<suffix>``, ... beside it:
+    the name for a file the user keeps (a log, a recording), so that an earlier one is never overwritten."""
+    path = Path(path)
+    n = 0
+    candidate = path
+    while candidate.exists() or candidate.is_symlink():
+        n += 1
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+    return candidate
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, path: str | os.PathLike, sha256: str | None = None, what: str = "file", timeout: float = 60):
+    """Fetch ``url`` into ``path`` (atomically) and check its sha256; a `UserError` that says how to get the file by
+    hand when the download fails or the file is not the expected one. Only called where the user asked for it."""
+    path = Path(path)
+
+    def fetch(tmp: Path) -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
+                while block := response.read(1 << 20):
+                    f.write(block)
+        except OSError as e:
+            raise UserError(f"could not download the {what} from {url} ({e}). Download it by hand to {path}.") from None
+        if sha256 and (digest := sha256_file(tmp)) != sha256:
+            raise UserError(
+                f"the {what} downloaded from {url} has sha256 {digest}, expected {sha256}: not the expected file. "
+                f"Download it by hand to {path}."
+            )
+
+    return atomic_write(path, fetch)
