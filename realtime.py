@@ -9,13 +9,15 @@ import hydra
 from omegaconf import DictConfig
 
 from mimic.cli import user_errors
+from mimic.settings import check_settings
 
 
 @hydra.main(config_path="conf", config_name="realtime", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from mimic.realtime.app import run
-
     with user_errors():
+        check_settings(cfg, "realtime")
+        from mimic.realtime.app import run
+
         run(cfg)
 
 

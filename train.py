@@ -4,13 +4,15 @@ import hydra
 from omegaconf import DictConfig
 
 from mimic.cli import user_errors
+from mimic.settings import check_settings
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from mimic.train import run
-
     with user_errors():
+        check_settings(cfg, "train")
+        from mimic.train import run
+
         run(cfg)
 
 

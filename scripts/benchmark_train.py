@@ -116,7 +116,7 @@ def eval_throughput(model: EmotionClassifier, dm: EmotionDataModule, tta: bool) 
     model.eval()
     model.hparams.tta_flip = tta
     n, t = 0, time.perf_counter()
-    for x, _, _ in dm.val_dataloader():
+    for x, *_ in dm.val_dataloader():
         model(x)
         n += len(x)
     return n / (time.perf_counter() - t)

@@ -5,12 +5,12 @@
     python scripts/capture_dataset.py --auto-label ckpt=outputs/.../best.ckpt [--confidence 0.8] ...
 
 Every ``--every`` seconds (of video time for a file) the largest face is cut out with the realtime app's detector and
-crop and saved as ``<out>/<index>_<label>/NNNN.png``, numbering on from the highest number already there. The label's
-folder is found by class name, or made with the next free index. A live preview shows the box, a countdown before the
-first shot and the progress; q or Esc stops. Writes are atomic (a temporary file renamed into place), so Ctrl-C never
-leaves half an image. ``--auto-label`` captures without a label: each crop goes to the folder of the model's
-prediction when its probability reaches ``--confidence``, else to ``<out>/unsorted/`` (named with the guess) for you
-to review and move.
+crop and saved as ``<out>/<index>_<label>/NNNN.png``, numbering on from the highest number there at that moment, so an
+existing photo is never overwritten. The label's folder is found by class name, or made with the next free index. A
+live preview shows the box, a countdown before the first shot and the progress; q or Esc stops. Writes are atomic (a
+temporary file renamed into place), so Ctrl-C never leaves half an image. ``--auto-label`` captures without a label:
+each crop goes to the folder of the model's prediction when its probability reaches ``--confidence``, else to
+``<out>/unsorted/`` (named with the guess) for you to review and move.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import numpy as np
 from mimic.cli import user_errors
 from mimic.data.folders import NOT_CLASSES, is_class_dir, scan_class_folders, write_image_atomic
 from mimic.errors import UserError
-from mimic.faces import largest_face, make_detector
+from mimic.faces import largest_face, load_detector
+from mimic.io import free_path
 from mimic.labels import canonical
 from mimic.preprocessing import PreprocessSpec, crop_face
 from mimic.realtime.sources import CameraSource, FrameSource, open_source, quiet_opencv
@@ -61,6 +62,18 @@ def next_number(folder: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+def check_out(root: Path) -> None:
+    """A clear error when ``root`` or a folder above it is a file: the class folders go in a folder there."""
+    for p in (root, *root.parents):
+        if p.is_dir():
+            return
+        if p.exists():
+            raise UserError(
+                f"--out {root}: {p} is a file, not a folder. Name the folder that holds (or will hold) the class "
+                f"folders, e.g. --out data/webcam."
+            )
+
+
 def open_frames(camera: int | None, source: str | None) -> FrameSource:
     """A video file / image folder, the given camera, or the first camera of 0-3 that opens."""
     if source is not None:
@@ -86,7 +99,6 @@ class Saver:
 
     def __init__(self, root: Path, label: str | None, predictor=None, confidence: float = 0.8) -> None:
         self.root, self.label, self.predictor, self.confidence = root, label, predictor, confidence
-        self.numbers: dict[Path, int] = {}
         self.counts: dict[str, int] = {}
 
     def save(self, crop: np.ndarray) -> Path:
@@ -101,12 +113,8 @@ class Saver:
                 folder = class_folder(self.root, guess)
             else:
                 folder, suffix = self.root / "unsorted", f"_{guess}-{int(100 * probs[best]):02d}"
-        number = self.numbers.get(folder)
-        if number is None:
-            number = next_number(folder)
-        path = folder / f"{number:04d}{suffix}.png"
+        path = free_path(folder / f"{next_number(folder):04d}{suffix}.png")  # rescanned: files may have come meanwhile
         write_image_atomic(path, crop)
-        self.numbers[folder] = number + 1
         self.counts[folder.name] = self.counts.get(folder.name, 0) + 1
         return path
 
@@ -134,6 +142,7 @@ def _draw(frame: np.ndarray, face, status: str, countdown: float | None) -> np.n
 def capture(args: argparse.Namespace) -> int:
     """Run the capture loop; returns the number of crops saved."""
     root = Path(args.out).expanduser()
+    check_out(root)
     predictor = None
     margin = args.margin
     if args.auto_label:
@@ -148,7 +157,7 @@ def capture(args: argparse.Namespace) -> int:
     else:
         print(f"capturing '{canonical(args.label)}' into {class_folder(root, args.label)}")
     spec = PreprocessSpec(crop_margin=0.1 if margin is None else margin)
-    detector = make_detector(args.detector)
+    detector = load_detector(args.detector)
     saver = Saver(root, args.label, predictor, args.confidence)
     preview = not args.no_preview and _display_available()
     if not args.no_preview and not preview:

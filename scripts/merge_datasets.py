@@ -6,7 +6,8 @@
 Class names are matched after `mimic.labels.canonical` (``Happiness`` is ``happy``) and ``--rename``. OUT gets one
 ``<index>_<name>/`` folder per class, in ``--classes`` order or else in order of first appearance, with the files
 copied byte for byte and numbered ``0000.jpg``, ``0001.png``, ... Exact duplicates (same content hash) are kept once,
-the first copy wins. Per-class counts are printed before and after, and ``OUT/merge_manifest.csv`` records where
+the first copy wins. Files that do not decode as images (broken, zero bytes) and files of other formats are not
+copied and are listed. Per-class counts are printed before and after, and ``OUT/merge_manifest.csv`` records where
 every file came from. OUT must be new or empty; inputs are only read.
 """
 
@@ -15,15 +16,14 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import os
-import shutil
+import io
 import sys
-import tempfile
 from pathlib import Path
 
 from mimic.cli import user_errors
-from mimic.data.folders import list_images, scan_class_folders
+from mimic.data.folders import list_files, read_image, scan_class_folders
 from mimic.errors import UserError
+from mimic.io import write_bytes
 from mimic.labels import canonical
 
 
@@ -53,17 +53,6 @@ def _table(header: list[str], rows: list[list]) -> str:
     return "\n".join([line(header), *map(line, rows)])
 
 
-def _copy_atomic(src: Path, dst: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def merge(
     out: Path,
     inputs: list[Path],
@@ -85,6 +74,7 @@ def merge(
 
     found: dict[str, list[tuple[Path, Path]]] = {}  # class -> [(input root, file)]
     before: dict[str, dict[Path, int]] = {}
+    not_read: list[Path] = []
     for root in roots:
         if (root / "train").is_dir():
             raise UserError(
@@ -93,7 +83,8 @@ def merge(
             )
         for folder in scan_class_folders(root):
             name = rename.get(folder.name, folder.name)
-            files = list_images(folder.path)
+            files, others = list_files(folder.path)
+            not_read += others
             before.setdefault(name, {})[root] = before.get(name, {}).get(root, 0) + len(files)
             found.setdefault(name, []).extend((root, f) for f in files)
     order = [canonical(c) for c in classes] if classes else list(found)
@@ -113,6 +104,7 @@ def merge(
     written: dict[str, int] = {}
     duplicates: dict[str, int] = {}
     conflicts: list[str] = []
+    broken: list[Path] = []
     manifest: list[list[str]] = []
     for index, name in enumerate(order):
         folder = out / f"{index}_{name}"
@@ -120,7 +112,11 @@ def merge(
             folder.mkdir(parents=True, exist_ok=True)
         written[name], duplicates[name] = 0, 0
         for _root, file in found[name]:
-            digest = hashlib.sha256(file.read_bytes()).hexdigest()
+            data = file.read_bytes()
+            if read_image(data) is None:
+                broken.append(file)
+                continue
+            digest = hashlib.sha256(data).hexdigest()
             if digest in seen:
                 duplicates[name] += 1
                 if seen[digest][0] != name:
@@ -129,12 +125,13 @@ def merge(
             seen[digest] = (name, file)
             target = folder / f"{written[name]:04d}{file.suffix.lower()}"
             if not dry_run:
-                _copy_atomic(file, target)
+                write_bytes(target, data)
             manifest.append([str(target.relative_to(out)), str(file), digest])
             written[name] += 1
     if not dry_run:
-        with open(out / "merge_manifest.csv", "w", newline="") as f:
-            csv.writer(f).writerows([["file", "source", "sha256"], *manifest])
+        text = io.StringIO()
+        csv.writer(text).writerows([["file", "source", "sha256"], *manifest])
+        write_bytes(out / "merge_manifest.csv", text.getvalue().encode())
     print(f"after ({'dry run, nothing written' if dry_run else out}):")
     print(
         _table(
@@ -142,6 +139,11 @@ def merge(
             [[f"{i}_{c}", written[c], duplicates[c]] for i, c in enumerate(order)],
         )
     )
+    for what, files in (("broken images (they do not decode)", broken), ("files mimic does not read", not_read)):
+        if files:
+            print(f"{len(files)} {what}, not copied:")
+            for f in files:
+                print(f"  {f}")
     if conflicts:
         print(f"{len(conflicts)} photos were in two classes; the first copy's class was kept:")
         for c in conflicts[:20]:

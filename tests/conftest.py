@@ -12,9 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """Root of the real datasets: $MIMIC_TEST_DATA, else ../shared/data beside the checkout; skip when absent."""
+    """Root of the real datasets: $MIMIC_TEST_DATA, else ../shared/data beside the checkout; skip when it is absent
+    or empty (a user's clone has neither)."""
     root = Path(os.environ.get("MIMIC_TEST_DATA", REPO.parent / "shared" / "data"))
-    if not root.is_dir():
+    if not root.is_dir() or not any(root.iterdir()):
         pytest.skip(f"real test data not found at {root} (set MIMIC_TEST_DATA)")
     return root
 

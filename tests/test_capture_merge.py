@@ -130,6 +130,31 @@ def test_bad_camera_fails_cleanly(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+@pytest.mark.parametrize("under", ["", "sub"], ids=["out_is_a_file", "out_below_a_file"])
+def test_out_naming_a_file_is_refused_and_left_alone(tmp_path, capsys, under):
+    """--out naming a file, or a folder below one: exit 2 with the path named, the file byte-identical, nothing made."""
+    user_file = tmp_path / "notes.txt"
+    user_file.write_bytes(b"my notes\n")
+    out = user_file / under if under else user_file
+    with pytest.raises(SystemExit) as e:
+        _capture("--label happy --source nowhere.mp4", "--out", str(out))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"{user_file} is a file, not a folder" in err and "--out" in err
+    assert user_file.read_bytes() == b"my notes\n" and sorted(tmp_path.iterdir()) == [user_file]
+
+
+def test_saved_crop_never_overwrites_a_photo_added_meanwhile(tmp_path):
+    root = tmp_path / "webcam"
+    saver = capture_dataset.Saver(root, "happy")
+    crop = np.full((64, 64, 3), 200, np.uint8)
+    assert saver.save(crop).name == "0000.png"
+    mine = root / "0_happy" / "0001.png"  # another capture (or the user) adds a photo between two saves
+    mine.write_bytes(b"not to be overwritten")
+    assert saver.save(crop).name == "0002.png"
+    assert mine.read_bytes() == b"not to be overwritten"
+    assert sorted(_files(root / "0_happy")) == ["0000.png", "0001.png", "0002.png"]
+
+
 def test_no_camera_at_all_lists_the_indices_tried(tmp_path, capsys, monkeypatch):
     from mimic.errors import UserError
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from mimic.models import CheckpointError, load_checkpoint, read_checkpoint
-from mimic.preprocessing import preprocess
+from mimic.models import CheckpointError, ModelCard, load_checkpoint, read_card, read_checkpoint
+from mimic.models.checkpoint import load_net
+from mimic.preprocessing import PreprocessSpec, preprocess
 
 
 def test_round_trip_gives_the_same_predictions(tiny_checkpoint):
@@ -62,5 +63,44 @@ def test_net_target_must_be_ours(tiny_checkpoint, tmp_path):
     ckpt["hyper_parameters"]["net"]["_target_"] = "os.system"
     bad = tmp_path / "bad.ckpt"
     torch.save(ckpt, bad)
-    with pytest.raises(CheckpointError, match="only builders under mimic.models"):
+    with pytest.raises(CheckpointError, match="'os.system'; only mimic's own net builders are built"):
         load_checkpoint(bad)
+
+
+def test_checkpoints_as_written_before_still_load(tiny_checkpoint, tmp_path):
+    """Today's configs spell the net's builder mimic.models.small_cnn.small_cnn, store the optimizer and scheduler
+    configs, and older files carry an empty ``preprocess.extra``: all of it loads, to the same predictions."""
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    hp = ckpt["hyper_parameters"]
+    assert hp["net"]["_target_"] == "mimic.models.small_cnn.small_cnn"
+    hp["preprocess"]["extra"] = {}
+    hp["optimizer"] = {"_target_": "torch.optim.SGD", "_partial_": True, "lr": 0.05, "momentum": 0.9}
+    hp["scheduler"] = {"_target_": "mimic.models.classifier.warmup_cosine", "_partial_": True, "warmup_fraction": 0.03}
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    x = preprocess([np.full((60, 60), 99, np.uint8), np.zeros((48, 48), np.uint8)], PreprocessSpec())
+    want = load_checkpoint(tiny_checkpoint).predict_proba(x)
+    assert torch.equal(load_checkpoint(old).predict_proba(x), want)
+    net, card = load_net(old)
+    assert card.preprocess == PreprocessSpec() and card.net["widths"] == [8, 16, 32]
+
+
+def test_the_model_card_says_what_the_checkpoint_says(tiny_checkpoint, tmp_path):
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["hyper_parameters"].update(tta_flip=True, channels_last=False, weights="imagenet")
+    ckpt["state_dict"]["temperature"] = torch.tensor(1.7)
+    path = tmp_path / "card.ckpt"
+    torch.save(ckpt, path)
+    card, raw = read_card(path)
+    assert card == ModelCard(
+        net={"_target_": "mimic.models.small_cnn.small_cnn", "widths": [8, 16, 32], "hidden": 32},
+        class_names=["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+        preprocess=PreprocessSpec(),
+        temperature=pytest.approx(1.7),
+        tta_flip=True,
+        channels_last=False,
+        mimic_version=ckpt["hyper_parameters"]["mimic_version"],
+    )
+    model = load_checkpoint(path)
+    assert model.hparams.tta_flip and not model.hparams.channels_last and model.hparams.weights is None
+    assert float(model.temperature) == pytest.approx(1.7)

@@ -1,4 +1,5 @@
-"""Every option of every config group composes, resolves, and (for data and model) instantiates."""
+"""Every option of every config group composes, resolves, passes the settings check (mimic.settings), and (for data
+and model) instantiates."""
 
 from pathlib import Path
 
@@ -6,6 +7,8 @@ import pytest
 from conftest import CONF, compose
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+
+from mimic.settings import check_settings
 
 TRAIN_GROUPS = ["data", "model", "trainer", "callbacks", "logger", "paths", "hydra", "experiment", "debug"]
 
@@ -15,11 +18,13 @@ def options(group: str) -> list[str]:
 
 
 CASES = [(g, o) for g in TRAIN_GROUPS if g != "hydra" for o in options(g)]
+REQUIRED = {"folder": ["data.path=faces"]}  # ??? in the shipped config: the user must give these
 
 
 @pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_every_option_composes_and_resolves(group, option, tmp_path):
-    cfg = compose("train", [f"{group}={option}"], output_dir=tmp_path)
+    cfg = compose("train", [f"{group}={option}", *REQUIRED.get(option, [])], output_dir=tmp_path)
+    check_settings(cfg, "train")
     OmegaConf.resolve(cfg)
     assert cfg.trainer.max_epochs >= 1
     assert list(cfg.model.class_names) == list(cfg.data.classes)
@@ -45,13 +50,14 @@ def test_every_model_instantiates_offline(model, tmp_path):
     assert net.class_names == list(cfg.data.classes)
 
 
-def test_finetune_and_realtime_configs_compose(tmp_path):
+def test_finetune_realtime_and_evaluate_configs_compose_and_pass_the_check(tmp_path):
     for name in options("finetune"):
-        compose("train", [f"+finetune={name}"], output_dir=tmp_path)
-    if (CONF / "realtime.yaml").exists():
-        for det in options("detector"):
-            compose("realtime", [f"detector={det}", "ckpt=x.ckpt"], output_dir=tmp_path)
-    compose("evaluate", ["ckpt=x.ckpt", "data=synthetic"], output_dir=tmp_path)
+        check_settings(compose("train", [f"+finetune={name}"], output_dir=tmp_path), "train")
+    for det in options("detector"):
+        check_settings(compose("realtime", [f"detector={det}"], output_dir=tmp_path), "realtime")
+    for data in options("data"):
+        cfg = compose("evaluate", ["ckpt=x.ckpt", f"data={data}", *REQUIRED.get(data, [])], output_dir=tmp_path)
+        check_settings(cfg, "evaluate")
 
 
 def test_data_configs_instantiate(tmp_path: Path):

@@ -73,7 +73,7 @@ def test_source_weights_balance_the_mix():
 def test_batches_are_normalised_tensors():
     fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(70) % 7)
     dm = EmotionDataModule({"fer2013": fer}, list(FER2013_CLASSES), batch_size=16)
-    x, y, src = next(iter(dm.val_dataloader()))
+    x, y, src, index = next(iter(dm.val_dataloader()))
     assert x.shape == (7, 1, 48, 48) and x.dtype == torch.float32 and y.dtype == torch.long
     assert float(x[1].mean()) == pytest.approx((1 / 255 - 0.5) / 0.5)
 
@@ -82,3 +82,41 @@ def test_unknown_source_weight_names_the_sources():
     fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(14) % 7)
     with pytest.raises(DataError, match=r"source_weights names \['webcam'\]"):
         EmotionDataModule({"fer2013": fer}, ["happy"], source_weights={"webcam": 2})
+
+
+def test_test_split_chooses_what_test_dataloader_serves_and_ids_follow():
+    web = ArraySource("webcam", ["happy", "sad"], np.arange(40) % 2, with_val=False)
+    dm = EmotionDataModule({"webcam": web}, ["happy", "sad"], val_fraction=0.25, test_split="val", eval_batch_size=4)
+    dm.setup("test")
+    x, y, src, index = next(iter(dm.test_dataloader()))
+    assert len(dm.ids("val")) == 10 and index.tolist() == [0, 1, 2, 3]
+    pixel = ((x[:, 0, 0, 0] * 0.5 + 0.5) * 255).round().int().tolist()  # each image's row in the source
+    assert list(dm.ids("val")[index.numpy()]) == [f"webcam:train:{v}" for v in pixel]  # a source without paths
+
+
+def test_test_only_makes_every_image_test_data_without_a_training_split(caplog):
+    fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(70) % 7)  # train 70, val 7, test 7
+    with caplog.at_level(logging.WARNING):
+        dm = EmotionDataModule({"fer2013": fer}, ["happy", "sad", "contempt"], test_only=True)
+        dm.setup("test")
+    assert "no test images of ['contempt']" in caplog.text and "dropped 60 of 84" in caplog.text
+    assert set(dm.data) == {"test"} and dm.class_counts("test").tolist() == [12, 12, 0]
+    with pytest.raises(DataError, match="test_only.*nothing to train on"):
+        dm.setup("fit")
+    dm.test_split = "val"
+    with pytest.raises(DataError, match="every image of .* is test data .*split=test"):
+        dm.setup("test")
+
+
+def test_no_training_images_is_an_error_only_when_fitting():
+    class TestOnly:
+        name, class_names = "held", ("happy", "sad")
+
+        def load(self):
+            return {"test": SplitData(np.zeros((4, 48, 48), np.uint8), np.array([0, 1, 0, 1]), list("abcd"))}
+
+    dm = EmotionDataModule({"held": TestOnly()}, ["happy", "sad"])
+    dm.setup("test")
+    assert list(dm.ids("test")) == list("abcd")
+    with pytest.raises(DataError, match="no training images"):
+        dm.setup("fit")

@@ -47,6 +47,12 @@ def test_bad_spec_is_a_clear_error():
         PreprocessSpec(channels=2)
     with pytest.raises(ValueError, match="needs 3 values"):
         PreprocessSpec(channels=3, mean=(0.1, 0.2), std=(0.2,))
+    with pytest.raises(ValueError, match="size must be a whole number, got '48'"):
+        PreprocessSpec.from_dict({"size": "48"})
+    with pytest.raises(ValueError, match="mean must be a list of numbers"):
+        PreprocessSpec.from_dict({"mean": [{"_target_": "os.system"}]})
+    with pytest.raises(ValueError, match=r"unknown settings \['margin'\]"):
+        PreprocessSpec.from_dict({"margin": 0.2})
 
 
 def test_crop_margin_squares_and_clips():

@@ -31,7 +31,7 @@ def patches(request) -> list[np.ndarray]:
         root = request.getfixturevalue("shared_data")
     except pytest.skip.Exception:
         return vm.synthetic_patches()
-    return vm.photo_patches(root / "faces")
+    return vm.photo_patches(root / "faces", vm.PORTRAITS)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def run_app(ckpt: Path, source, tmp_path: Path, *overrides: str):
     from mimic.realtime.app import run
 
     stats = run(compose_cfg(ckpt, source, tmp_path, *overrides))
-    with open(tmp_path / "faces.csv", newline="") as f:
+    with open(stats.csv, newline="") as f:
         rows = list(csv.DictReader(f))
     return stats, rows
 
@@ -122,11 +122,35 @@ def test_one_then_two_faces_and_largest_mode(tiny_checkpoint, videos, tmp_path):
     assert all(len(v) == 1 for v in by_frame(rows).values()) and len(by_frame(rows)) >= 0.9 * len(truth)
 
 
-def test_synthetic_face_video_stands_in(tiny_checkpoint, tmp_path):
+def test_synthetic_faces_stand_in_for_the_photos(tiny_checkpoint, tmp_path):
+    """Without the shared data the tests above run on synthetic faces: each must be found in every frame."""
     vm = load_video_maker()
-    vm.make_video(tmp_path / "synthetic.mp4", vm.synthetic_patches(), frames=30, layout="one")
+    vm.make_video(tmp_path / "synthetic.mp4", vm.synthetic_patches(), frames=60, layout="one-two")
     stats, rows = run_app(tiny_checkpoint, tmp_path / "synthetic.mp4", tmp_path)
-    assert len(by_frame(rows)) >= 27 and {r["face_id"] for r in rows} == {"0"}
+    frames = by_frame(rows)
+    assert [len(frames[i]) for i in range(60)] == [1] * 30 + [2] * 30
+    assert {r["face_id"] for r in rows if int(r["frame"]) < 30} == {"0"} and len({r["face_id"] for r in rows}) <= 3
+
+
+def test_a_pipeline_per_stream_takes_frames_from_elsewhere(tiny_checkpoint, videos, tmp_path):
+    """How a web front-end uses it: one pipeline per stream, built from the config and a predictor, fed frames with
+    their media time; it finds the faces itself, or takes the ones given."""
+    from mimic.faces import Detection
+    from mimic.realtime.pipeline import Pipeline
+    from mimic.realtime.predictor import Predictor
+
+    cfg, predictor = compose_cfg(tiny_checkpoint, 0, tmp_path), Predictor(tiny_checkpoint)
+    first, second = Pipeline.from_config(cfg, predictor), Pipeline.from_config(cfg, predictor)
+    cap = cv2.VideoCapture(str(videos["two"][0]))
+    results = [first.step(cap.read()[1], i / 30) for i in range(20)]
+    assert [r.index for r in results] == list(range(20)) and results[-1].time == pytest.approx(19 / 30)
+    assert sum(len(r.faces) == 2 for r in results) >= 15 and {f.id for r in results for f in r.faces} == {0, 1}
+    for face in results[-1].faces:
+        assert face.probs.shape == (7,) and face.probs.sum() == pytest.approx(1, abs=1e-4)
+        assert face.raw_label == CLASSES[int(face.probs.argmax())] and face.label in CLASSES and 0 < face.conf <= 1
+    frame = cap.read()[1]
+    alone = second.step(frame, 0.0, [Detection((40, 40, 120, 120), 1.0)])
+    assert [(f.id, f.box) for f in alone.faces] == [(0, (40, 40, 120, 120))], "its own ids, its own faces"
 
 
 def test_yunet_run(tiny_checkpoint, videos, shared_data, tmp_path):

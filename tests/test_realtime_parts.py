@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import shutil
 import time
+import urllib.request
 import wave
 from pathlib import Path
 
@@ -18,10 +19,11 @@ import pytest
 
 from mimic import faces as det
 from mimic.errors import UserError
-from mimic.faces import Detection, HaarDetector, largest_face, make_detector
+from mimic.faces import Detection, HaarDetector, largest_face, load_detector
 from mimic.realtime.assets import default_assets
 from mimic.realtime.csvlog import CsvLog, columns
-from mimic.realtime.overlay import FaceView, draw
+from mimic.realtime.overlay import draw
+from mimic.realtime.pipeline import Face, FrameResult
 from mimic.realtime.reactions import Reactions, SoundPlayer
 from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.sources import ImageFolderSource, VideoSource, open_source
@@ -42,7 +44,7 @@ def load_video_maker():
 def photo_frames(shared_data) -> list[tuple[np.ndarray, list]]:
     """A few 640x360 frames with the real portraits pasted in: (frame, true face boxes)."""
     vm = load_video_maker()
-    patches = vm.photo_patches(shared_data / "faces")
+    patches = vm.photo_patches(shared_data / "faces", vm.PORTRAITS)
     assert len(patches) == 2, "both portraits should have a Haar-detectable face"
     frames = []
     for layout in ("one", "two"):
@@ -61,7 +63,7 @@ def _matches(found: list[Detection], truth: list, min_iou: float = 0.3) -> bool:
 
 # ---------------------------------------------------------------------------------------------------------- detectors
 def test_haar_finds_the_real_faces(photo_frames):
-    detector = make_detector("haar")
+    detector = load_detector("haar")
     for frame, truth in photo_frames:
         found = detector.detect(frame)
         assert len(found) == len(truth) and _matches(found, truth)
@@ -69,7 +71,7 @@ def test_haar_finds_the_real_faces(photo_frames):
 
 
 def test_yunet_finds_the_real_faces(photo_frames, shared_data):
-    detector = make_detector({"_target_": "mimic.faces.YuNetDetector", "model_path": str(shared_data / YUNET)})
+    detector = load_detector("yunet", model_path=str(shared_data / YUNET))
     for frame, truth in photo_frames:
         found = detector.detect(frame)
         assert len(found) == len(truth) and _matches(found, truth)
@@ -84,14 +86,11 @@ def test_detectors_take_gray_frames_and_find_nothing_in_noise(photo_frames):
     assert HaarDetector().detect(np.full((480, 640, 3), 128, np.uint8)) == []
 
 
-def test_largest_face_and_make_detector_errors():
+def test_largest_face_and_a_missing_cascade():
     small, big = Detection((0, 0, 10, 10), 0.9), Detection((5, 5, 40, 40), 0.5)
     assert largest_face([small, big]) is big and largest_face([]) is None
-    with pytest.raises(UserError, match="unknown detector 'nope'"):
-        make_detector("nope")
     with pytest.raises(UserError, match="cascade"):
         HaarDetector(cascade="missing_cascade.xml")
-    assert isinstance(make_detector({"name": "haar", "min_neighbors": 3}, max_width=200), HaarDetector)
 
 
 def test_missing_yunet_model_file_is_a_clear_error(tmp_path):
@@ -105,8 +104,8 @@ def test_yunet_download_is_checked_and_cached(shared_data, tmp_path, monkeypatch
     source.parent.mkdir()
     shutil.copy(shared_data / YUNET, source)
     calls = []
-    real_urlopen = det.urllib.request.urlopen
-    monkeypatch.setattr(det.urllib.request, "urlopen", lambda url, timeout: calls.append(url) or real_urlopen(url))
+    real_urlopen = urllib.request.urlopen
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: calls.append(url) or real_urlopen(url))
     cache = tmp_path / "cache"
     path = det.ensure_model(None, source.as_uri(), det.YUNET_SHA256, cache)
     assert path == cache / source.name and hashlib.sha256(path.read_bytes()).hexdigest() == det.YUNET_SHA256
@@ -157,7 +156,7 @@ def test_smoothing_stops_flicker_at_a_class_boundary():
     for _ in range(30):  # a real change still comes through
         label, probs = on.update(np.array([0.05, 0.05, 0.9]))
     assert label == 2 and abs(probs.sum() - 1) < 1e-6
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="smoothing.alpha"):
         LabelSmoother(alpha=0)
 
 
@@ -192,6 +191,33 @@ def test_predictor_bad_checkpoint(tmp_path):
         Predictor(bad)
     with pytest.raises(CheckpointError, match="not found"):
         Predictor(tmp_path / "missing.ckpt")
+
+
+def test_predictor_follows_the_checkpoints_flip_tta_unless_told(tiny_checkpoint, tmp_path, caplog):
+    """Live numbers are tested numbers: by default the predictor uses the checkpoint's tta_flip and temperature, as
+    evaluation does; an explicit setting overrides it and says so."""
+    import torch
+
+    from mimic.models import load_checkpoint
+    from mimic.preprocessing import preprocess
+    from mimic.realtime.predictor import Predictor
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["hyper_parameters"]["tta_flip"] = True
+    ckpt["state_dict"]["temperature"] = torch.tensor(2.5)
+    flipped = tmp_path / "flip.ckpt"
+    torch.save(ckpt, flipped)
+    faces = [np.random.default_rng(i).integers(0, 256, (70, 60, 3), dtype=np.uint8) for i in range(3)]
+    model = load_checkpoint(flipped)
+    want = model.predict_proba(preprocess(faces, model.spec)).numpy()
+    with caplog.at_level(logging.INFO, logger="mimic.realtime.predictor"):
+        default = Predictor(flipped)
+    assert default.tta_flip and "flip TTA" not in caplog.text
+    np.testing.assert_allclose(default.predict_crops(faces), want, atol=1e-6)
+    with caplog.at_level(logging.INFO, logger="mimic.realtime.predictor"):
+        off = Predictor(flipped, tta_flip=False)
+    assert not off.tta_flip and "flip TTA False by predictor.tta_flip (the checkpoint says True)" in caplog.text
+    assert np.abs(off.predict_crops(faces) - want).max() > 1e-4
 
 
 def test_the_app_loads_a_checkpoint_without_importing_lightning(tiny_checkpoint):
@@ -298,17 +324,36 @@ def test_missing_camera_lists_the_indices_tried():
 
 
 # ---------------------------------------------------------------------------------------------------------- csv log
+def _face(face_id: int, box, probs, label: str, reaction: str | None = None) -> Face:
+    probs = np.asarray(probs)
+    return Face(face_id, box, 0.9, probs, label, float(probs.max()), probs, label, float(probs.max()), reaction)
+
+
 def test_csv_log_writes_whole_rows_and_flushes_each_frame(tmp_path):
     names = ["happy", "sad"]
     path = tmp_path / "run" / "faces.csv"
     log = CsvLog(path, names)
-    row = ["2024-01-01T00:00:00.000+00:00", 0.1, 0.0, 0, 3, 1, 2, 3, 4, 0.9, "happy", 0.8, "happy", 0.7, "", 0.8, 0.2]
-    log.write_frame([row, row])
-    rows = list(csv.reader(path.open()))  # readable before close: nothing waits in a buffer
-    assert rows[0] == columns(names) and len(rows) == 3 and rows[1][4] == "3"
-    log.write_frame([])
+    faces = [_face(3, (1, 2, 3, 4), [0.8, 0.2], "happy", "happy"), _face(4, (9, 9, 5, 5), [0.3, 0.7], "sad")]
+    log.write(FrameResult(7, 0.25, "2024-01-01T00:00:00.000+00:00", 0.1, faces))
+    rows = list(csv.DictReader(path.open()))  # readable before close: nothing waits in a buffer
+    assert list(rows[0]) == columns(names) and len(rows) == 2
+    assert rows[0] == {
+        "timestamp": "2024-01-01T00:00:00.000+00:00", "mono_s": "0.1", "media_s": "0.25", "frame": "7",
+        "face_id": "3", "x": "1", "y": "2", "w": "3", "h": "4", "det_score": "0.9", "raw_label": "happy",
+        "raw_conf": "0.8", "label": "happy", "conf": "0.8", "reaction": "happy", "p_happy": "0.8", "p_sad": "0.2",
+    }  # fmt: skip
+    assert rows[1]["reaction"] == "" and rows[1]["p_sad"] == "0.7"
+    log.write(FrameResult(8, 0.5, "2024-01-01T00:00:00.250+00:00", 0.2, []))
     log.close()
-    assert log.rows == 2
+    assert log.rows == 2 and path.read_text().count("\n") == 3
+
+
+def test_csv_log_never_opens_an_existing_file(tmp_path):
+    path = tmp_path / "faces.csv"
+    path.write_text("mine\n")
+    with pytest.raises(FileExistsError):
+        CsvLog(path, ["happy"])
+    assert path.read_text() == "mine\n"
 
 
 # ---------------------------------------------------------------------------------------------------------- assets
@@ -329,14 +374,12 @@ def test_default_assets_are_generated_once(tmp_path):
 
 # ---------------------------------------------------------------------------------------------------------- reactions
 def _reactions(tmp_path, **kw) -> Reactions:
-    names = ["angry", "happy", "neutral"]
-    kw = {"popups": False, "sound": False, "hold_s": 1.0, "cooldown_s": 5.0, **kw}
-    return Reactions(names, default_assets(names, tmp_path), **kw)
+    kw = {"popups": False, "sound": False, "hold_s": 1.0, "cooldown_s": 5.0, "assets_dir": tmp_path, **kw}
+    return Reactions(["angry", "happy", "neutral"], **kw)
 
 
 def test_reactions_fire_after_hold_and_respect_cooldown(tmp_path):
-    r = _reactions(tmp_path, popups=True)
-    r._show = lambda label: None  # fire without opening windows
+    r = _reactions(tmp_path, popups=True)  # update only decides: no picture opens here
     fired = [
         (t, r.update(0, label, t))
         for t, label in [
@@ -405,8 +448,8 @@ def test_overlay_draws_boxes_bars_and_fps():
     img = np.zeros((360, 640, 3), np.uint8)
     names = ["angry", "happy", "neutral"]
     faces = [
-        FaceView(0, (100, 100, 120, 120), "happy", 0.8, [0.1, 0.8, 0.1]),
-        FaceView(1, (560, 250, 70, 70), "angry", 0.6, [0.6, 0.3, 0.1]),
+        _face(0, (100, 100, 120, 120), [0.1, 0.8, 0.1], "happy"),
+        _face(1, (560, 250, 70, 70), [0.6, 0.3, 0.1], "angry"),
     ]  # bars must go left of it
     out = draw(img, faces, names, fps=31.0)
     assert out is img and (img.sum(axis=2) > 0).mean() > 0.02

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 from conftest import REPO, TINY_SYNTHETIC, compose
@@ -45,6 +46,9 @@ def test_run_writes_checkpoint_metrics_and_events(trained):
     for key in ["test/acc", "test/f1", "test/ece", "test/ece_uncalibrated", "test/temperature", "test/recall_happy"]:
         assert key in metrics
     assert len(metrics["test/confusion_matrix"]) == 7
+    png = cv2.imread(str(out / "confusion_matrix.png"))
+    assert png is not None and png.std() > 10
+    assert len((out / "predictions.csv").read_text().splitlines()) == 1 + metrics["n"] == 71
     tags = _event_tags(out / "tensorboard")
     for tag in ["train/loss_step", "val/acc", "val/f1", "val/loss", "val/recall_angry", "lr-SGD", "test/acc"]:
         assert tag in tags["scalars"], tags["scalars"]
@@ -61,6 +65,21 @@ def test_checkpoint_is_self_describing_and_calibrated(trained):
     assert float(ckpt["state_dict"]["temperature"]) == pytest.approx(results["temperature"])
     model = load_checkpoint(results["best_checkpoint"])
     assert float(model.temperature) == pytest.approx(results["temperature"])
+
+
+def test_evaluate_reproduces_the_training_runs_test(trained, tmp_path):
+    """scripts/evaluate.py on the same data is the same test: the same keys and the same numbers."""
+    from mimic.evaluate import run as evaluate
+
+    out, results, _ = trained
+    data = ["data=synthetic", "data.sources.synthetic.n_train=7", "data.sources.synthetic.n_test=70"]
+    again = evaluate(compose("evaluate", [f"ckpt={results['best_checkpoint']}", *data], output_dir=tmp_path))
+    trained_keys = set(json.loads((out / "test_metrics.json").read_text()))
+    assert set(again) - {"data"} == trained_keys - {"best_checkpoint", "temperature"}
+    for key in ["test/acc", "test/f1", "test/ece", "test/ece_uncalibrated", "test/nll", "test/temperature"]:
+        assert again[key] == pytest.approx(results[key], abs=1e-5), key
+    assert again["test/confusion_matrix"] == results["test/confusion_matrix"]
+    assert (tmp_path / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
 
 
 def test_same_seed_same_metrics(trained, tmp_path):

@@ -1,42 +1,37 @@
-"""Metrics, temperature calibration and the pictures of a run: confusion matrix and a grid of sample predictions.
+"""The one evaluation path (Lightning's test, then `test_metrics.json`, `confusion_matrix.png` and `predictions.csv`),
+temperature calibration, and the pictures of a run: confusion matrix and a grid of sample predictions.
 
-Used after fitting (train.py) and by ``scripts/evaluate.py``. Drawing is plain OpenCV, so no plotting dependency.
+Used by train.py after fitting and by ``scripts/evaluate.py``. Drawing is plain OpenCV, so no plotting dependency.
 """
 
 from __future__ import annotations
 
-import json
+import csv
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import cv2
+import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics.functional.classification import (
-    multiclass_accuracy,
-    multiclass_calibration_error,
-    multiclass_confusion_matrix,
-    multiclass_f1_score,
-    multiclass_recall,
-)
+from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_confusion_matrix
 
+from mimic.io import write_bytes, write_json
+from mimic.models import inference
 from mimic.preprocessing import PreprocessSpec
 
 
 @torch.no_grad()
 def collect_logits(model: torch.nn.Module, batches: Iterable, device: str | torch.device = "cpu"):
-    """Run ``model`` over (x, y, ...) batches; returns (logits float32 (N, C), labels (N,), sources (N,) or None)."""
+    """Run ``model`` over (x, y, ...) batches; returns (logits float32 (N, C), labels (N,))."""
     model.eval().to(device)
-    logits, labels, sources = [], [], []
+    logits, labels = [], []
     for batch in batches:
         logits.append(model(batch[0].to(device)).float().cpu())
         labels.append(batch[1].cpu())
-        if len(batch) > 2:
-            sources.append(batch[2].cpu())
-    if not logits:
-        raise ValueError("no batches to evaluate: the split is empty")
-    return torch.cat(logits), torch.cat(labels), (torch.cat(sources) if sources else None)
+    return torch.cat(logits), torch.cat(labels)
 
 
 def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
@@ -55,34 +50,91 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
     return float(log_t.detach().exp().clamp(0.05, 20.0))
 
 
-def metrics_from_logits(
-    logits: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str], temperature: float = 1.0
+def ece(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
+    """Expected calibration error (15 bins) of softmax(logits / temperature), as the test metrics measure it."""
+    return float(multiclass_calibration_error(F.softmax(logits / temperature, 1), labels, logits.shape[1], n_bins=15))
+
+
+class RecordPredictions(L.Callback):
+    """Keeps every test image's calibrated probabilities (from the logits ``test_step`` returns) with its label,
+    source and id, and logs what the LightningModule's own test metrics lack: ``test/nll`` and, when the data has
+    several sources, ``test/acc_<source>``."""
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._batches: list[tuple[torch.Tensor, ...]] = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not isinstance(outputs, torch.Tensor):
+            raise TypeError("RecordPredictions needs the LightningModule's test_step to return its logits")
+        self._batches.append((outputs.detach().float().cpu(), batch[1].cpu(), batch[2].cpu(), batch[3].cpu()))
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logits, self.labels, self.sources, index = (torch.cat(parts) for parts in zip(*self._batches))
+        self._batches = []
+        dm = trainer.datamodule
+        self.ids, self.source_names = dm.ids(dm.test_split)[index.numpy()], dm.source_names
+        temperature = pl_module.temperature.float().cpu()
+        self.probs = inference.probabilities(logits, temperature)
+        pl_module.log("test/nll", F.cross_entropy(logits / temperature, self.labels))
+        if len(self.source_names) > 1:
+            right = (self.probs.argmax(1) == self.labels).float()
+            for k, name in enumerate(self.source_names):
+                if (self.sources == k).any():
+                    pl_module.log(f"test/acc_{name}", right[self.sources == k].mean())
+
+    def csv(self, class_names: Sequence[str]) -> bytes:
+        """One row per image: its id (file, or "file:line" of a CSV row), source, true and predicted class, and the
+        calibrated probability of every class."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["image", "source", "label", "predicted", *(f"p_{c}" for c in class_names)])
+        for image, source, label, p in zip(self.ids, self.sources.tolist(), self.labels.tolist(), self.probs.tolist()):
+            row = [image, self.source_names[source], class_names[label], class_names[p.index(max(p))]]
+            writer.writerow(row + [f"{v:.6f}" for v in p])
+        return buffer.getvalue().encode()
+
+
+def report_test(
+    trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule, out_dir: str | Path, info: dict
 ) -> dict:
-    """Accuracy, macro-F1, per-class recall, ECE (15 bins) with and without ``temperature``, confusion matrix."""
-    n = len(class_names)
-    probs = F.softmax(logits / temperature, dim=1)
-    recall = multiclass_recall(probs, labels, n, average="none")
-    return {
-        "n": int(labels.numel()),
-        "accuracy": float(multiclass_accuracy(probs, labels, n, average="micro")),
-        "macro_f1": float(multiclass_f1_score(probs, labels, n, average="macro")),
-        "per_class_recall": {c: float(r) for c, r in zip(class_names, recall)},
-        "ece": float(multiclass_calibration_error(probs, labels, n, n_bins=15)),
-        "ece_uncalibrated": float(multiclass_calibration_error(F.softmax(logits, 1), labels, n, n_bins=15)),
-        "temperature": float(temperature),
-        "nll": float(F.cross_entropy(logits / temperature, labels)),
-        "confusion_matrix": multiclass_confusion_matrix(probs, labels, n).tolist(),
-        "class_names": list(class_names),
+    """Lightning's test of ``model`` on the split ``datamodule.test_split`` names; writes ``test_metrics.json``
+    (``info``, then the ``test/...`` metrics, the confusion matrix and the class names), ``confusion_matrix.png`` and
+    ``predictions.csv`` into ``out_dir``; returns what the JSON holds. train.py and evaluate.py both test this way."""
+    recorder = RecordPredictions()
+    trainer.callbacks.append(recorder)
+    try:
+        metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    finally:
+        trainer.callbacks.remove(recorder)
+    names = list(model.class_names)
+    confusion = multiclass_confusion_matrix(recorder.probs.argmax(1), recorder.labels, len(names)).numpy()
+    report = {
+        **info,
+        "split": datamodule.test_split,
+        "tta_flip": bool(model.hparams.tta_flip),
+        "n": len(recorder.labels),
+        **{k: float(v) for k, v in metrics.items()},
+        "test/confusion_matrix": confusion.tolist(),
+        "class_names": names,
     }
-
-
-def write_json(path: str | Path, data: dict) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-    return path
+    out = Path(out_dir)
+    write_json(out / "test_metrics.json", report)
+    png = cv2.imencode(".png", cv2.cvtColor(render_confusion(confusion, names), cv2.COLOR_RGB2BGR))[1]
+    write_bytes(out / "confusion_matrix.png", png.tobytes())
+    write_bytes(out / "predictions.csv", recorder.csv(names))
+    print(
+        f"{report['split']}: accuracy {report['test/acc']:.4f}, macro-F1 {report['test/f1']:.4f}, "
+        f"NLL {report['test/nll']:.4f}, ECE {report['test/ece_uncalibrated']:.4f} -> {report['test/ece']:.4f} "
+        f"(temperature {report['test/temperature']:.3f}), n={report['n']}"
+    )
+    for name in names:
+        print(f"  recall {name:<9} {report[f'test/recall_{name}']:.4f}")
+    for name in recorder.source_names:
+        if f"test/acc_{name}" in report:
+            print(f"  accuracy on {name}: {report[f'test/acc_{name}']:.4f}")
+    print(f"Metrics: {out / 'test_metrics.json'}\nConfusion matrix: {out / 'confusion_matrix.png'}")
+    print(f"Predictions: {out / 'predictions.csv'}")
+    return report
 
 
 def render_confusion(confusion: np.ndarray, class_names: Sequence[str], cell: int = 56) -> np.ndarray:

@@ -2,8 +2,8 @@
 
 The public API, used by the realtime app, the capture script and the folder-dataset loader::
 
-    from mimic.faces import make_detector, largest_face
-    detector = make_detector("haar")                      # or "yunet", or a config mapping with _target_
+    from mimic.faces import load_detector, largest_face
+    detector = load_detector("haar")                      # conf/detector/haar.yaml, or "yunet", or such a config
     faces = detector.detect(frame_bgr)                    # list[Detection], best score first
     face = largest_face(faces)                            # Detection | None
     crop = mimic.preprocessing.crop_face(frame_bgr, face.box, spec)
@@ -15,15 +15,18 @@ The public API, used by the realtime app, the capture script and the folder-data
   shorter side. The defaults suit a webcam at arm's length (faces a sixth to all of the frame's height). Each call is
   an independent scan unless ``full_every`` > 1 (video: the realtime app's conf/detector/haar.yaml sets 4).
 - `YuNetDetector`: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), more accurate and, downscaled, faster. Its ONNX file
-  is ``model_path``, or is downloaded once into a cache folder and checked against its sha256 (`ensure_model`).
+  is ``model_path``, or is downloaded once into the cache folder and checked against its sha256 (`ensure_model`).
+
+Every detector has a ``config``: its class, every setting that shapes what it finds and its model file's sha256, the
+key of results cached from it (the folder loader's face crops).
 """
 
 from __future__ import annotations
 
-import hashlib
+import inspect
 import logging
 import os
-import urllib.request
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +34,15 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
+from omegaconf import OmegaConf
 
 from mimic.errors import UserError
+from mimic.io import cache_dir as user_cache_dir
+from mimic.io import download, sha256_file
 
 log = logging.getLogger(__name__)
 
+DETECTOR_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "detector"
 YUNET_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
 )
@@ -55,7 +62,10 @@ class Detection:
 
 
 class FaceDetector(Protocol):
-    """Anything with ``detect(frame_bgr) -> list[Detection]`` (uint8 BGR or gray frame, boxes in its pixels)."""
+    """Anything with ``detect(frame_bgr) -> list[Detection]`` (uint8 BGR or gray frame, boxes in its pixels) and a
+    ``config`` (its class, settings and model file's sha256) that results cached from it are keyed on."""
+
+    config: dict[str, Any]
 
     def detect(self, frame: np.ndarray) -> list[Detection]: ...
 
@@ -63,14 +73,6 @@ class FaceDetector(Protocol):
 def largest_face(detections: Sequence[Detection]) -> Detection | None:
     """The detection with the largest box (ties: the higher score), or None when there is none."""
     return max(detections, key=lambda d: (d.area, d.score), default=None)
-
-
-def default_cache_dir() -> Path:
-    """Where downloaded models and generated assets live: ``mimic.cache.cache_dir()`` ($MIMIC_CACHE_DIR or
-    ~/.cache/mimic)."""
-    from mimic.cache import cache_dir
-
-    return cache_dir()
 
 
 def _downscale(frame: np.ndarray, max_width: int | None) -> tuple[np.ndarray, float]:
@@ -128,6 +130,7 @@ class HaarDetector:
             raise UserError(f"detector.cascade: {path} is not a valid Haar cascade XML file")
         if scale_factor <= 1.0:
             raise UserError(f"detector.scale_factor must be above 1, got {scale_factor}")
+        self.cascade, self.model_sha256 = str(path), sha256_file(path)
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
         self.min_face, self.max_face = float(min_face), float(max_face)
@@ -136,6 +139,11 @@ class HaarDetector:
         self.full_every = max(1, int(full_every))
         self._calls = 0
         self._last: list[Detection] = []
+
+    @property
+    def config(self) -> dict[str, Any]:
+        settings = "scale_factor min_neighbors min_face max_face max_width equalize full_every"
+        return _config(self, f"cascade model_sha256 {settings}")
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         self._calls += 1
@@ -185,8 +193,9 @@ class HaarDetector:
         return sorted(out, key=lambda d: -d.score)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def _config(detector: object, keys: str) -> dict[str, Any]:
+    """A detector's ``config``: its class and its attributes named in ``keys`` (its settings, its model's sha256)."""
+    return {"_target_": f"{__name__}.{type(detector).__name__}", **{k: getattr(detector, k) for k in keys.split()}}
 
 
 def ensure_model(
@@ -196,8 +205,9 @@ def ensure_model(
     cache_dir: str | os.PathLike | None = None,
     timeout: float = 30.0,
 ) -> Path:
-    """The local path of a model file: ``model_path`` when given (it must exist), else ``cache_dir/<url's file name>``,
-    downloaded from ``url`` the first time and checked against ``sha256``. Errors say how to get the file by hand."""
+    """The local path of a model file: ``model_path`` when given (it must exist), else ``cache_dir/<url's file name>``
+    (default: the user cache's ``models/``), downloaded from ``url`` the first time and checked against ``sha256``.
+    Errors say how to get the file by hand."""
     if model_path:
         path = Path(model_path).expanduser()
         if not path.is_file():
@@ -206,32 +216,15 @@ def ensure_model(
                 f"detector.model_path empty (null) to download it once into the cache folder."
             )
         return path
-    cache = Path(cache_dir).expanduser() if cache_dir else default_cache_dir() / "models"
-    path = cache / url.rstrip("/").rsplit("/", 1)[-1]
-    if path.is_file() and (not sha256 or _sha256(path) == sha256):
+    folder = Path(cache_dir).expanduser() if cache_dir else user_cache_dir("models")
+    path = folder / url.rstrip("/").rsplit("/", 1)[-1]
+    if path.is_file() and (not sha256 or sha256_file(path) == sha256):
         return path
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
     log.info("downloading %s to %s", url, path)
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as f:
-            while chunk := response.read(1 << 16):
-                f.write(chunk)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(
-            f"could not download the face detector model from {url} ({e}). Download it by hand and pass "
-            f"detector.model_path=<file>, or use detector=haar, which needs no download."
-        ) from None
-    digest = _sha256(tmp)
-    if sha256 and digest != sha256:
-        tmp.unlink(missing_ok=True)
-        raise UserError(
-            f"the file downloaded from {url} has sha256 {digest}, expected {sha256}: not the expected model. "
-            f"Download it by hand and pass detector.model_path=<file>."
-        )
-    os.replace(tmp, path)
-    return path
+        return download(url, path, sha256, what="face detector model", timeout=timeout)
+    except UserError as e:
+        raise UserError(f"{e} Or pass detector.model_path=<file>, or use detector=haar (no download).") from None
 
 
 class YuNetDetector:
@@ -249,16 +242,22 @@ class YuNetDetector:
         max_width: int | None = 320,
     ) -> None:
         self.model_path = ensure_model(model_path, url, sha256, cache_dir)
+        self.model_sha256 = sha256_file(self.model_path)
+        self.score_threshold, self.nms_threshold, self.top_k = float(score_threshold), float(nms_threshold), int(top_k)
         self.max_width = max_width
         try:
             self.net = cv2.FaceDetectorYN.create(
-                str(self.model_path), "", (320, 320), float(score_threshold), float(nms_threshold), int(top_k)
+                str(self.model_path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
             )
         except cv2.error as e:
             raise UserError(
                 f"detector.model_path: {self.model_path} is not a YuNet ONNX model OpenCV can load ({e})"
             ) from None
         self._size: tuple[int, int] | None = None
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return _config(self, "model_sha256 score_threshold nms_threshold top_k max_width")
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         small, back = _downscale(_to_bgr(frame), self.max_width)
@@ -280,21 +279,28 @@ class YuNetDetector:
         return sorted(out, key=lambda d: -d.score)
 
 
-DETECTORS: dict[str, type] = {"haar": HaarDetector, "yunet": YuNetDetector}
-
-
-def make_detector(spec: str | Mapping[str, Any] = "haar", **overrides: Any) -> FaceDetector:
-    """A detector from a name (``"haar"``, ``"yunet"``) plus keyword settings, or from a config mapping with a
-    ``_target_`` (conf/detector/*.yaml) or a ``name``; ``overrides`` win over the mapping's values."""
+def load_detector(spec: str | Mapping[str, Any], **overrides: Any) -> FaceDetector:
+    """A detector from the name of a config in conf/detector/ (``"haar"``, ``"yunet"``) or from such a config: a
+    mapping whose ``_target_`` names a detector class of this module. ``overrides`` win over the config's values."""
     if isinstance(spec, str):
-        name, kwargs = spec, {}
-    else:
-        kwargs = {str(k): v for k, v in dict(spec).items()}
-        target, name = kwargs.pop("_target_", None), kwargs.pop("name", None)
-        if target is not None:
-            from hydra.utils import get_class
-
-            return get_class(target)(**{**kwargs, **overrides})
-    if name not in DETECTORS:
-        raise UserError(f"unknown detector {name!r}: use one of {', '.join(DETECTORS)} (e.g. detector=yunet)")
-    return DETECTORS[name](**{**kwargs, **overrides})
+        path = DETECTOR_CONFIGS / f"{spec}.yaml"
+        if not re.fullmatch(r"[\w-]+", spec) or not path.is_file():
+            names = ", ".join(sorted(p.stem for p in DETECTOR_CONFIGS.glob("*.yaml")))
+            raise UserError(f"unknown detector {spec!r}: use one of {names} (the configs in {DETECTOR_CONFIGS})")
+        spec = OmegaConf.load(path)
+    if OmegaConf.is_config(spec):
+        spec = OmegaConf.to_container(spec, resolve=True)
+    settings = {**spec, **overrides}
+    target = str(settings.pop("_target_", ""))
+    name = target.removeprefix(f"{__name__}.")
+    cls = globals().get(name) if name != target and "." not in name else None
+    if not inspect.isclass(cls) or not hasattr(cls, "detect") or cls is FaceDetector:
+        raise UserError(
+            f"detector _target_ {target!r}: name a detector class of {__name__}, e.g. {__name__}.HaarDetector"
+        )
+    try:
+        inspect.signature(cls).bind(**settings)
+    except TypeError as e:
+        params = ", ".join(inspect.signature(cls).parameters)
+        raise UserError(f"detector {target}: {e}; its settings are {params}") from None
+    return cls(**settings)

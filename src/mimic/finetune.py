@@ -16,11 +16,9 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from torch import nn
 
-from mimic.models.checkpoint import CheckpointError, read_checkpoint
+from mimic.models.checkpoint import CheckpointError, check_fits, read_card
 from mimic.models.classifier import EmotionClassifier
-from mimic.preprocessing import PreprocessSpec
 
 log = logging.getLogger(__name__)
 
@@ -84,38 +82,6 @@ def resolve_checkpoint(ckpt: str | Path | None, log_dir: str | Path) -> tuple[Pa
     return latest_fer2013_checkpoint(log_dir), f"newest FER2013 run under {log_dir}"
 
 
-def classifier_layer(net: nn.Module) -> str | None:
-    """Name (relative to ``net``) of the last Linear layer inside the net's head, the one that has a row per class."""
-    head_name = getattr(net, "head_name", None)
-    head = getattr(net, head_name, None) if head_name else None
-    if not isinstance(head, nn.Module):
-        return None
-    if isinstance(head, nn.Linear):
-        return head_name
-    linears = [n for n, m in head.named_modules() if isinstance(m, nn.Linear)]
-    return f"{head_name}.{linears[-1]}" if linears else None
-
-
-def _check_compatible(hp: dict, model: EmotionClassifier, path: Path) -> None:
-    ours, theirs = dict(model.hparams.net), dict(hp["net"])
-    if ours.get("_target_") != theirs.get("_target_"):
-        raise CheckpointError(
-            f"finetune.ckpt {path} holds a {theirs.get('_target_')} net, but the config builds "
-            f"{ours.get('_target_')}. Choose the model the checkpoint was trained with (its net config: {theirs})."
-        )
-    a, b = PreprocessSpec.from_dict(hp["preprocess"]), model.spec
-    diffs = [
-        f"{k}: checkpoint {getattr(a, k)}, config {getattr(b, k)}"
-        for k in ("size", "channels", "mean", "std")
-        if getattr(a, k) != getattr(b, k)
-    ]
-    if diffs:
-        raise CheckpointError(
-            f"finetune.ckpt {path} was trained on differently preprocessed faces ({'; '.join(diffs)}). Set "
-            f"model.preprocess to the checkpoint's: {a.to_dict()}."
-        )
-
-
 def load_matching(
     model: EmotionClassifier, state: dict[str, torch.Tensor], old_classes: Sequence[str], head_init: str = "reset"
 ) -> dict:
@@ -126,8 +92,8 @@ def load_matching(
         raise CheckpointError(f"finetune.head_init must be one of {HEAD_INITS}, got {head_init!r}")
     new_classes = list(model.class_names)
     same_classes = list(old_classes) == new_classes
-    layer = classifier_layer(model.net)
-    head_keys = {f"net.{layer}.{n}" for n, _ in model.net.get_submodule(layer).named_parameters()} if layer else set()
+    layer = model.net.head_linear
+    head_keys = {f"net.{layer}.weight", f"net.{layer}.bias"}
     target = model.state_dict()
     copied, mismatched, head_rows = [], [], 0
     with torch.no_grad():
@@ -167,12 +133,11 @@ def prepare_finetune(model: EmotionClassifier, cfg: DictConfig) -> EmotionClassi
     it used and what became of the head."""
     ft = cfg.get("finetune") or {}
     path, how = resolve_checkpoint(ft.get("ckpt"), cfg.paths.log_dir)
-    ckpt = read_checkpoint(path)
-    hp = ckpt["hyper_parameters"]
-    _check_compatible(hp, model, path)
+    card, ckpt = read_card(path)
+    check_fits(card, model, f"finetune.ckpt {path}")
     head_init = str(ft.get("head_init", "reset"))
-    done = load_matching(model, ckpt["state_dict"], hp["class_names"], head_init)
-    old = list(hp["class_names"])
+    done = load_matching(model, ckpt["state_dict"], card.class_names, head_init)
+    old = card.class_names
     if done["same_classes"]:
         head = "head kept (same classes)"
     elif head_init == "by_name":

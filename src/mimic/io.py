@@ -18,8 +18,8 @@ from typing import Any
 
 from mimic.errors import UserError
 
-# What OpenCV's imread decodes everywhere (HEIC and RAW formats are not among them).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm")
+# What OpenCV 4.x decodes (GIF since 4.11; HEIC and RAW formats are not among them).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif")
 
 
 def cache_dir(name: str = "") -> Path:

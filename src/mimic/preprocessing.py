@@ -7,8 +7,9 @@ halves of `preprocess`: `to_model_image` (colour + size, uint8) then augment the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 
 import cv2
 import numpy as np
@@ -21,6 +22,7 @@ class PreprocessSpec:
 
     size: side of the square input in pixels. channels: 1 (grayscale) or 3 (RGB). mean/std: per channel, on pixel
     values scaled to [0, 1]. crop_margin: fraction of the detector's box added on every side before cropping.
+    Every field is a number, checked here: the spec also comes out of checkpoint files.
     """
 
     size: int = 48
@@ -28,15 +30,26 @@ class PreprocessSpec:
     mean: tuple[float, ...] = (0.5,)
     std: tuple[float, ...] = (0.5,)
     crop_margin: float = 0.1
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("size", "channels"):
+            if not _is_number(getattr(self, name)) or getattr(self, name) != int(getattr(self, name)):
+                raise ValueError(f"preprocess.{name} must be a whole number, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, int(getattr(self, name)))
         if self.channels not in (1, 3):
             raise ValueError(f"preprocess.channels must be 1 or 3, got {self.channels}")
-        if self.size < 8:
-            raise ValueError(f"preprocess.size must be at least 8, got {self.size}")
+        if not 8 <= self.size <= 1024:
+            raise ValueError(f"preprocess.size must be 8 to 1024 pixels, got {self.size}")
+        if not _is_number(self.crop_margin):
+            raise ValueError(f"preprocess.crop_margin must be a number, got {self.crop_margin!r}")
+        object.__setattr__(self, "crop_margin", float(self.crop_margin))
         for name in ("mean", "std"):
-            value = tuple(float(v) for v in getattr(self, name))
+            value = getattr(self, name)
+            if _is_number(value):
+                value = (value,)
+            if not isinstance(value, Sequence) or isinstance(value, str) or not all(map(_is_number, value)):
+                raise ValueError(f"preprocess.{name} must be a list of numbers, got {value!r}")
+            value = tuple(float(v) for v in value)
             if len(value) == 1 and self.channels == 3:
                 value = value * 3
             if len(value) != self.channels:
@@ -46,16 +59,21 @@ class PreprocessSpec:
             raise ValueError(f"preprocess.std must be positive, got {list(self.std)}")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
+        return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
-    def from_dict(cls, d: dict | PreprocessSpec) -> PreprocessSpec:
+    def from_dict(cls, d: Mapping | PreprocessSpec) -> PreprocessSpec:
         if isinstance(d, PreprocessSpec):
             return d
-        d = dict(d)
-        return cls(**{k: (tuple(v) if k in ("mean", "std") else v) for k, v in d.items()})
+        d = {k: v for k, v in d.items() if not (k == "extra" and v == {})}  # an empty field of older checkpoints
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"preprocess has unknown settings {unknown}; known: {[f.name for f in fields(cls)]}")
+        return cls(**d)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def expand_box(box: Sequence[float], margin: float, width: int, height: int) -> tuple[int, int, int, int]:

@@ -1,5 +1,6 @@
 """Training: instantiate data, model, callbacks, loggers and trainer from the composed config; fit; calibrate the
-best checkpoint on the validation split; test it; write the test metrics next to it.
+best checkpoint on the validation split; test it (`evaluation.report_test`: test metrics, confusion matrix and
+predictions in the run folder).
 
 ``train.py`` at the repository root is the Hydra entry point and calls ``run``.
 """
@@ -7,7 +8,6 @@ best checkpoint on the validation split; test it; write the test metrics next to
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import lightning as L
@@ -16,7 +16,10 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from mimic.evaluation import collect_logits, fit_temperature, metrics_from_logits, write_json
+from mimic.data import datamodule_from_config
+from mimic.evaluation import collect_logits, ece, fit_temperature, report_test
+from mimic.io import atomic_write
+from mimic.models.checkpoint import check_resume
 
 log = logging.getLogger(__name__)
 
@@ -29,19 +32,16 @@ def calibrate_checkpoint(model: L.LightningModule, ckpt_path: str, dm) -> float:
     """Load ``ckpt_path`` into ``model``, fit its temperature on the validation split, and store it in the file."""
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     model.load_state_dict(ckpt["state_dict"])
-    logits, labels, _ = collect_logits(model, dm.val_dataloader(), model.device)
+    logits, labels = collect_logits(model, dm.val_dataloader(), model.device)
     temperature = fit_temperature(logits, labels)
     model.temperature.fill_(temperature)
     ckpt["state_dict"]["temperature"] = torch.tensor(temperature)
-    tmp = f"{ckpt_path}.tmp"
-    torch.save(ckpt, tmp)
-    os.replace(tmp, ckpt_path)
-    before = metrics_from_logits(logits, labels, model.class_names)
+    atomic_write(ckpt_path, lambda tmp: torch.save(ckpt, tmp))
     log.info(
         "temperature %.3f: validation ECE %.4f -> %.4f",
         temperature,
-        before["ece_uncalibrated"],
-        metrics_from_logits(logits, labels, model.class_names, temperature)["ece"],
+        ece(logits, labels),
+        ece(logits, labels, temperature),
     )
     return temperature
 
@@ -53,7 +53,7 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
 
-    dm = instantiate(cfg.data)
+    dm = datamodule_from_config(cfg.data)
     model = instantiate(cfg.model, _recursive_=False)
     if cfg.get("finetune"):
         from mimic.finetune import prepare_finetune
@@ -67,6 +67,7 @@ def run(cfg: DictConfig) -> dict:
     for lg in loggers:
         lg.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
 
+    check_resume(cfg.get("ckpt_path"), model)
     trainer.fit(model, datamodule=dm, ckpt_path=cfg.get("ckpt_path"))
     if trainer.world_size > 1:
         # Calibration and testing run once, in process 0, on one device: end the process group first, or metric
@@ -97,17 +98,6 @@ def run(cfg: DictConfig) -> dict:
             )
         )
         # The model already holds the best weights and the fitted temperature: test it as it is.
-        metrics = tester.test(model, datamodule=dm, verbose=True)[0]
-        results.update({k: float(v) for k, v in metrics.items()})
-        confusion = getattr(model, "test_confusion_matrix", None)
-        if confusion is not None:
-            results["test/confusion_matrix"] = confusion.tolist()
-        results["class_names"] = model.class_names
-        write_json(output_dir / "test_metrics.json", results)
-        print(
-            f"Test accuracy {results.get('test/acc', float('nan')):.4f}, macro-F1 "
-            f"{results.get('test/f1', float('nan')):.4f}, ECE {results.get('test/ece_uncalibrated', 0):.4f} -> "
-            f"{results.get('test/ece', 0):.4f} after temperature scaling; metrics in {output_dir / 'test_metrics.json'}"
-        )
+        results = report_test(tester, model, dm, output_dir, {"checkpoint": results["best_checkpoint"], **results})
     print(f"Best checkpoint: {results['best_checkpoint']}")
     return results

@@ -1,20 +1,25 @@
 """EmotionDataModule: the one LightningDataModule. It merges any number of sources onto the run's class set by name,
 turns every image into the model's input through the one preprocessing path, and augments the training split.
 
-Per split it holds one uint8 array (N, size, size, channels) plus labels and the index of the source each image came
-from; batches are ``(x, y, source)``. Per-source sampling weights keep a few hundred webcam photos from being drowned
-by 28,709 FER2013 faces.
+Per split it holds one uint8 array (N, size, size, channels) plus labels, the index of the source each image came
+from and each image's id (its file, or "file:line" of a CSV row); batches are ``(x, y, source, index)``, ``index``
+pointing into `ids`. Per-source sampling weights keep a few hundred webcam photos from being drowned by 28,709 FER2013
+faces. ``test_split`` chooses the split ``test_dataloader`` serves (evaluation of any split), and ``test_only`` makes
+every image test data (a folder of class folders evaluated as a whole); neither needs a training split.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import albumentations as A
 import lightning as L
 import numpy as np
 import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from mimic.data.base import SPLITS, DataError, Source, SplitData, stratified_split
@@ -40,7 +45,7 @@ class FaceDataset(Dataset):
             img = self.transform(image=img)["image"]
             if img.ndim == 2:
                 img = img[:, :, None]
-        return img, self.labels[i], self.sources[i]
+        return img, self.labels[i], self.sources[i], i
 
 
 class Collate:
@@ -50,9 +55,14 @@ class Collate:
         self.spec = spec
 
     def __call__(self, items):
-        imgs, labels, sources = zip(*items)
+        imgs, labels, sources, index = zip(*items)
         x = image_to_tensor(np.stack(imgs), self.spec)
-        return x, torch.as_tensor(np.array(labels), dtype=torch.long), torch.as_tensor(np.array(sources))
+        return (
+            x,
+            torch.as_tensor(np.array(labels), dtype=torch.long),
+            torch.as_tensor(np.array(sources)),
+            torch.tensor(index),
+        )
 
 
 def _to_spec(images: np.ndarray | list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
@@ -78,7 +88,9 @@ class EmotionDataModule(L.LightningDataModule):
 
     sources: {name: Source}. classes: the run's class names in index order. augment: albumentations transforms
     applied to training images in the model's size. source_weights: {name: weight}; an epoch then draws each source
-    in proportion to its weight (with replacement), instead of in proportion to its size.
+    in proportion to its weight (with replacement), instead of in proportion to its size. test_split: the split
+    ``test_dataloader`` serves. test_only: every image of every source is test data (classes no source has are then
+    a warning, not an error).
     """
 
     def __init__(
@@ -94,12 +106,10 @@ class EmotionDataModule(L.LightningDataModule):
         seed: int = 0,
         source_weights: Mapping[str, float] | None = None,
         pin_memory: bool = False,
-        path: str | None = None,
-        ferplus_path: str | None = None,
+        test_split: str = "test",
+        test_only: bool = False,
     ) -> None:
         super().__init__()
-        # Where the main dataset (and FER+ labels) live; data configs hand them to their sources as ${data.path}.
-        self.path, self.ferplus_path = path, ferplus_path
         if not sources:
             raise DataError("data.sources is empty: name at least one data source (e.g. data=fer2013).")
         self.sources = dict(sources)
@@ -114,6 +124,9 @@ class EmotionDataModule(L.LightningDataModule):
         unknown = set(self.source_weights) - set(self.sources)
         if unknown:
             raise DataError(f"data.source_weights names {sorted(unknown)}, but the sources are {list(self.sources)}.")
+        if test_split not in SPLITS:
+            raise DataError(f"data.test_split={test_split!r}: choose one of {', '.join(SPLITS)}.")
+        self.test_split, self.test_only = test_split, bool(test_only)
         self._check_classes()
         self.data: dict[str, dict[str, np.ndarray]] | None = None
 
@@ -126,50 +139,68 @@ class EmotionDataModule(L.LightningDataModule):
         missing = [c for c in self.classes if c not in provided]
         if missing:
             per_source = "; ".join(f"{n}: {', '.join(s.class_names)}" for n, s in self.sources.items())
+            if self.test_only:
+                log.warning("no test images of %s (the sources have %s)", missing, per_source)
+                return
             raise UnknownClassError(
                 f"data.classes: no source provides {missing}. Known classes per source: {per_source}. "
                 f"Drop them from data.classes or add a source that has them."
             )
 
     def setup(self, stage: str | None = None) -> None:
-        if self.data is not None:
-            return
+        """Load every source once; fitting needs a training split, testing only the split ``test_dataloader``
+        serves."""
+        self._loaded()
+        if stage == "fit" and self.test_only:
+            raise DataError(
+                f"data.test_only is set: every image of {self.source_names} is test data, so there is nothing to "
+                f"train on. Evaluate with scripts/evaluate.py, or train with a data config that has a training split."
+            )
+        if stage == "fit" or (stage is None and not self.test_only):
+            if "train" not in self.data:
+                raise DataError(f"no training images in sources {self.source_names} for classes {self.classes}.")
+            counts = self.class_counts("train")
+            empty = [c for c, n in zip(self.classes, counts) if n == 0]
+            if empty:
+                raise DataError(f"data.classes {empty} have no training images in sources {self.source_names}.")
+            log.info("train class counts: %s", dict(zip(self.classes, counts.tolist())))
+        if stage == "test" and self.test_split not in self.data:
+            if self.test_only and self.data:
+                raise DataError(f"every image of {self.source_names} is test data (data.test_only): test split=test.")
+            raise DataError(
+                f"no {self.test_split!r} images in sources {self.source_names} for classes {self.classes}"
+                + (f"; the data has the splits {', '.join(sorted(self.data))}." if self.data else ".")
+            )
+
+    def _load(self) -> dict[str, dict[str, np.ndarray]]:
         parts: dict[str, list] = {s: [] for s in SPLITS}
         for k, (name, source) in enumerate(self.sources.items()):
-            splits = dict(source.load())
-            if "val" not in splits and "train" in splits:
+            splits = {split: _with_ids(sd, f"{name}:{split}") for split, sd in source.load().items()}
+            if self.test_only:
+                splits = {"test": _concat(list(splits.values()))} if splits else {}
+            elif "val" not in splits and "train" in splits:
                 keep, held = stratified_split(splits["train"].labels, self.val_fraction, self.seed)
                 splits["train"], splits["val"] = splits["train"].subset(keep), splits["train"].subset(held)
             for split, sd in splits.items():
                 if split not in parts:
                     raise DataError(f"source {name!r} returned an unknown split {split!r}; expected {SPLITS}")
                 parts[split].append(self._map(name, k, source, split, sd))
-        self.data = {}
+        data = {}
         for split, items in parts.items():
-            items = [it for it in items if len(it[1])]
-            if not items:
-                continue
-            self.data[split] = {
-                "images": np.concatenate([it[0] for it in items]),
-                "labels": np.concatenate([it[1] for it in items]),
-                "sources": np.concatenate([it[2] for it in items]),
-            }
-        if "train" not in self.data:
-            raise DataError(f"no training images in sources {self.source_names} for classes {self.classes}.")
-        if "test" not in self.data and "val" in self.data:
+            items = [it for it in items if len(it["labels"])]
+            if items:
+                data[split] = {key: np.concatenate([it[key] for it in items]) for key in items[0]}
+        if "test" not in data and "val" in data and self.test_split == "test":
             log.warning("no source has a test split; testing on the validation split")
-            self.data["test"] = self.data["val"]
-        counts = self.class_counts("train")
-        empty = [c for c, n in zip(self.classes, counts) if n == 0]
-        if empty:
-            raise DataError(f"data.classes {empty} have no training images in sources {self.source_names}.")
-        log.info("train class counts: %s", dict(zip(self.classes, counts.tolist())))
+            data["test"] = data["val"]
+        return data
 
-    def _map(self, name: str, k: int, source: Source, split: str, sd: SplitData):
+    def _map(self, name: str, k: int, source: Source, split: str, sd: SplitData) -> dict[str, np.ndarray]:
         labels = remap(sd.labels, source.class_names, self.classes)
         keep = labels >= 0
         if (~keep).any():
-            log.info(
+            log.log(
+                logging.WARNING if self.test_only else logging.INFO,
                 "%s/%s: dropped %d of %d images whose class is not in %s",
                 name,
                 split,
@@ -178,21 +209,34 @@ class EmotionDataModule(L.LightningDataModule):
                 self.classes,
             )
         sd = sd.subset(np.flatnonzero(keep)) if not keep.all() else sd
-        return _to_spec(sd.images, self.spec), labels[keep], np.full(int(keep.sum()), k, np.int64)
+        return {
+            "images": _to_spec(sd.images, self.spec),
+            "labels": labels[keep],
+            "sources": np.full(int(keep.sum()), k, np.int64),
+            "ids": np.array(sd.paths, object),
+        }
 
     def class_counts(self, split: str = "train") -> np.ndarray:
-        self.setup()
-        labels = self.data[split]["labels"] if split in self.data else np.empty(0, np.int64)
+        data = self._loaded()
+        labels = data[split]["labels"] if split in data else np.empty(0, np.int64)
         return np.bincount(labels, minlength=len(self.classes))
 
     def source_counts(self, split: str = "train") -> dict[str, int]:
-        self.setup()
-        src = self.data[split]["sources"] if split in self.data else np.empty(0, np.int64)
+        data = self._loaded()
+        src = data[split]["sources"] if split in data else np.empty(0, np.int64)
         return {n: int((src == k).sum()) for k, n in enumerate(self.source_names)}
 
+    def ids(self, split: str) -> np.ndarray:
+        """Every image's id in ``split``, in dataset order (a batch's ``index`` points into it)."""
+        return self._loaded()[split]["ids"]
+
+    def _loaded(self) -> dict[str, dict[str, np.ndarray]]:
+        if self.data is None:
+            self.data = self._load()
+        return self.data
+
     def dataset(self, split: str, augment: bool = False) -> FaceDataset:
-        self.setup()
-        if split not in self.data:
+        if split not in self._loaded():
             raise DataError(f"no {split!r} split in sources {self.source_names}")
         d = self.data[split]
         return FaceDataset(d["images"], d["labels"], d["sources"], self.transform if augment else None)
@@ -224,4 +268,28 @@ class EmotionDataModule(L.LightningDataModule):
         return self._loader("val", train=False)
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+        return self._loader(self.test_split, train=False)
+
+
+def datamodule_from_config(data: DictConfig) -> EmotionDataModule:
+    """The datamodule a data config (conf/data/*.yaml) describes. Its ``path`` and ``ferplus_path`` keys are where the
+    user points ``data.path=``; sources read them through ``${data.path}``, the datamodule does not take them."""
+    if OmegaConf.is_missing(data, "path"):
+        raise DataError("data.path is not set: point it at your data, e.g. data.path=/path/to/faces")
+    cfg = OmegaConf.to_container(data, resolve=True)
+    cfg.pop("path", None), cfg.pop("ferplus_path", None)
+    return instantiate(cfg)
+
+
+def _with_ids(sd: SplitData, prefix: str) -> SplitData:
+    """``sd`` with an id per image: its file or CSV row where the source gives one, else ``<source>:<split>:<row>``."""
+    return sd if sd.paths is not None else replace(sd, paths=[f"{prefix}:{i}" for i in range(len(sd))])
+
+
+def _concat(parts: list[SplitData]) -> SplitData:
+    """The splits of one source pooled into one (``test_only``)."""
+    if len(parts) == 1:
+        return parts[0]
+    arrays = all(isinstance(p.images, np.ndarray) for p in parts) and len({p.images.shape[1:] for p in parts}) == 1
+    images = np.concatenate([p.images for p in parts]) if arrays else [im for p in parts for im in p.images]
+    return SplitData(images, np.concatenate([p.labels for p in parts]), [x for p in parts for x in p.paths])

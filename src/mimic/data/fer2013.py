@@ -17,10 +17,8 @@ import gzip
 import hashlib
 import json
 import logging
-import os
 import queue
 import tarfile
-import tempfile
 import threading
 import time
 import zlib
@@ -32,8 +30,9 @@ from typing import BinaryIO
 import cv2
 import numpy as np
 
-from mimic.cache import cache_dir
 from mimic.data.base import DataError, SplitData
+from mimic.io import IMAGE_SUFFIXES, atomic_write
+from mimic.io import cache_dir as user_cache_dir
 from mimic.labels import FER2013_CLASSES, FERPLUS_CLASSES, canonical
 
 log = logging.getLogger(__name__)
@@ -42,7 +41,6 @@ SIZE = 48
 N_PIXELS = SIZE * SIZE
 USAGES = {"Training": "train", "PublicTest": "val", "PrivateTest": "test"}
 FOLDER_SPLITS = ("train", "test")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".webp", ".tif", ".tiff")
 CSV_NAMES = ("fer2013.csv", "fer2013.csv.gz", "fer2013.tar.gz")
 FERPLUS_NAME = "fer2013new.csv"
 CACHE_VERSION = 1
@@ -59,11 +57,6 @@ _SPLIT_NAMES = tuple(USAGES.values())
 _EMOTION_CODES = {str(i).encode(): i for i in range(len(FER2013_CLASSES))}
 _BLOCK = 4 << 20  # bytes per read; keeps the per-block int64 pixel buffer small
 _MAX_PROBLEMS = 10
-
-
-def default_cache_dir() -> Path:
-    """``cache_dir("fer2013")``: $MIMIC_CACHE_DIR/fer2013, else ~/.cache/mimic/fer2013."""
-    return cache_dir("fer2013")
 
 
 class FER2013Source:
@@ -87,7 +80,7 @@ class FER2013Source:
         self.path = Path(path).expanduser()
         self.labels = labels
         self.ferplus_path = Path(ferplus_path).expanduser() if ferplus_path is not None else None
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else user_cache_dir("fer2013")
         self.name = name
         self.class_names: tuple[str, ...] = FERPLUS_CLASSES if labels == "ferplus" else FER2013_CLASSES
 
@@ -239,15 +232,13 @@ def _cached(
     start = time.perf_counter()
     arrays = build()
     log.info("parsed %s in %.1f s", source, time.perf_counter() - start)
+
+    def save(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a name, np.savez would append ".npz" to it
+            np.savez(f, cache_key=np.array(key), **arrays)
+
     try:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{stem}-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, cache_key=np.array(key), **arrays)
-            os.replace(tmp, file)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
+        atomic_write(file, save)
         for old in cache_dir.glob(f"{stem}-*.npz"):
             if old != file:
                 old.unlink(missing_ok=True)

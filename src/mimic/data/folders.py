@@ -6,22 +6,23 @@ gives the splits explicitly; otherwise the photos are one pool, split by a seede
 ``val_fraction`` / ``test_fraction``, else by the datamodule). Folders named ``unsorted`` or starting with ``.`` or
 ``_`` are not classes (the capture script's ``unsorted/`` waits there for review).
 
-Photos may have any size and any format OpenCV reads. A photo that is not a face crop is cropped at load time with
-the realtime app's detector and crop (`mimic.faces`, `mimic.preprocessing.crop_face`); crops are cached
-by content hash. ``detect_faces="auto"`` treats small images (at most 160 px) as crops already, detects faces in the
-rest, and keeps a square-ish image the detector finds no face in whole (an already-cropped face); other faceless or
-unreadable files are skipped, listed in one warning. Exact duplicates (same bytes) are kept once, so the same photo
-never lands in two splits.
+Photos may have any size and any format in `mimic.io.IMAGE_SUFFIXES`. A photo that is not a face crop is cropped at
+load time with the realtime app's detector and crop (`mimic.faces`, `mimic.preprocessing.crop_face`); crops are cached
+by content hash and the detector's config (`FaceDetector.config`: its settings and model file's sha256).
+``detect_faces``: ``"auto"`` takes small images (at most 160 px) as crops already and detects faces in the rest; true
+detects in every image; false uses every image whole (a folder of face crops). Nothing is dropped quietly: photos with
+no face or that do not decode, files mimic does not read, empty class folders and classes outside ``classes`` are
+each named in a warning with the fix, and a source left with no images is a `DataError`. Exact duplicates (same
+bytes) are kept once, so the same photo never lands in two splits.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,19 +30,20 @@ from typing import Any
 
 import cv2
 import numpy as np
+from omegaconf import OmegaConf
 
-from mimic.cache import cache_dir
 from mimic.data.base import SPLITS, DataError, SplitData, stratified_split
-from mimic.faces import largest_face, make_detector
-from mimic.labels import canonical, validate_classes
+from mimic.faces import FaceDetector, largest_face, load_detector
+from mimic.io import IMAGE_SUFFIXES, write_bytes
+from mimic.io import cache_dir as user_cache_dir
+from mimic.labels import KNOWN_CLASSES, canonical, validate_classes
 from mimic.preprocessing import PreprocessSpec, crop_face
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif")
 NOT_CLASSES = ("unsorted",)
 CROP_MAX_SIDE = 160  # detect_faces="auto": images this small are taken as face crops already
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 _INDEXED = re.compile(r"^(\d+)_(.+)$")
 _MAX_LISTED = 20
 
@@ -55,20 +57,16 @@ class ClassFolder:
     path: Path
 
 
-def default_cache_dir() -> Path:
-    """``cache_dir("faces")``: $MIMIC_CACHE_DIR/faces, else ~/.cache/mimic/faces."""
-    return cache_dir("faces")
-
-
 def is_class_dir(path: Path) -> bool:
     return path.is_dir() and not path.name.startswith((".", "_")) and path.name.lower() not in NOT_CLASSES
 
 
-def list_images(folder: Path) -> list[Path]:
-    """The image files of ``folder`` in name order (hidden and partly written ``.*`` files are left out)."""
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+def list_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    """``(images, others)``: the files of ``folder`` in name order, split by suffix (`mimic.io.IMAGE_SUFFIXES`), and
+    the folders in it. Hidden and partly written ``.*`` files are in neither."""
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    return images, [p for p in entries if p not in images]
 
 
 def scan_class_folders(root: Path | str, classes: Sequence[str] | None = None) -> list[ClassFolder]:
@@ -140,30 +138,23 @@ def read_image(data: bytes) -> np.ndarray | None:
 
 
 def write_image_atomic(path: Path, img: np.ndarray) -> None:
-    """Encode ``img`` by ``path``'s suffix and move it into place in one step: never a half-written file."""
+    """Encode ``img`` by ``path``'s suffix and write it in one step (`mimic.io.write_bytes`): never half a file."""
     ok, buf = cv2.imencode(path.suffix or ".png", img)
     if not ok:
         raise OSError(f"could not encode an image for {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes(path, buf.tobytes())
 
 
 class FolderSource:
     """Photos in class folders as a `Source` (see the module docstring for the layout).
 
-    classes: class order for plain ``<name>/`` folders. detect_faces: True (always detect and crop), False (images
-    are crops), "auto". detector: a detector name ("haar", "yunet"), a config mapping for
-    `mimic.faces.make_detector`, or a detector object. crop_margin: as the model's
-    ``preprocess.crop_margin``. cache_dir: where face crops are cached (None: the user cache, False: no cache).
-    val_fraction / test_fraction: hold out that part of a pooled layout here, seeded by ``seed`` (val_fraction None:
-    leave the validation split to the datamodule).
+    classes: the run's class names; orders plain ``<name>/`` folders, and folders of other classes are named in a
+    warning (the datamodule leaves them out). detect_faces: True (always detect and crop), False (images are face
+    crops), "auto". detector: the name of a config in conf/detector/ ("haar", "yunet"), such a config, or a detector
+    object (Hydra builds one from a composed config). crop_margin: as the model's ``preprocess.crop_margin``.
+    cache_dir: where face crops are cached (None: the user cache, False: no cache). val_fraction / test_fraction: hold
+    out that part of a pooled layout here, seeded by ``seed`` (val_fraction None: leave the validation split to the
+    datamodule).
     """
 
     def __init__(
@@ -171,7 +162,7 @@ class FolderSource:
         root: str | Path,
         classes: Sequence[str] | None = None,
         detect_faces: bool | str = "auto",
-        detector: str | Mapping[str, Any] | object = "haar",
+        detector: str | Mapping[str, Any] | FaceDetector = "haar",
         cache_dir: str | Path | None | bool = None,
         name: str = "webcam",
         crop_margin: float = 0.1,
@@ -184,20 +175,14 @@ class FolderSource:
         self.root = Path(root).expanduser()
         self.name = name
         self.detect_faces = detect_faces
-        if hasattr(detector, "detect"):  # a detector object (Hydra instantiates a mapping with _target_)
-            self._detector = detector
-            settings = {k: v for k, v in vars(detector).items() if isinstance(v, int | float | str | bool | tuple)}
-            self.detector_spec = {"_target_": type(detector).__qualname__, **settings}
-        else:
-            self._detector = None
-            self.detector_spec = detector if isinstance(detector, str) else dict(detector)
+        is_spec = isinstance(detector, str | Mapping) or OmegaConf.is_config(detector)
+        self._detector_spec, self._detector = (detector, None) if is_spec else (None, detector)
         self.margin = float(crop_margin)
         if cache_dir is None:
-            self.cache_dir: Path | None = default_cache_dir()
-        else:
-            self.cache_dir = Path(cache_dir).expanduser() if cache_dir not in (False, "") else None
+            cache_dir = user_cache_dir("faces")
+        self.cache_dir = Path(cache_dir).expanduser() if cache_dir not in (False, "") else None
         self.val_fraction, self.test_fraction, self.seed = val_fraction, float(test_fraction), int(seed)
-        self.requested = list(classes) if classes is not None else None
+        self.requested = validate_classes(classes, where=f"{name}.classes") if classes is not None else None
         if not self.root.is_dir():
             raise DataError(
                 f"{name}: folder {self.root} not found. Capture photos into it with "
@@ -210,17 +195,26 @@ class FolderSource:
         self.folders = scan_class_folders(self.split_dirs.get("train", self.root), self.requested)
         self.class_names: tuple[str, ...] = tuple(validate_classes([f.name for f in self.folders], where=name))
         self.skipped: list[tuple[str, str]] = []
+        self.unused: list[tuple[Path, str]] = []  # files under root that are not read, and why
+        self.scanned: list[ClassFolder] = []  # the class folders of every split
 
     def __repr__(self) -> str:
         return f"FolderSource(root={str(self.root)!r}, classes={list(self.class_names)}, name={self.name!r})"
 
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = load_detector(self._detector_spec)
+        if getattr(self._detector, "full_every", 1) != 1:
+            self._detector.full_every = 1  # photos are unrelated: each one a full scan, never a search near the last
+        return self._detector
+
     # ---- loading -----------------------------------------------------------------------------------------------
     def files(self) -> dict[str, list[tuple[Path, int]]]:
         """{split: [(file, label)]} before reading; a pooled layout is all ``train``."""
-        if not self.split_dirs:
-            return {"train": [(p, i) for i, f in enumerate(self.folders) for p in list_images(f.path)]}
-        out = {}
-        for split, d in self.split_dirs.items():
+        self.unused, self.scanned = [], []
+        out: dict[str, list[tuple[Path, int]]] = {}
+        for split, d in self.split_dirs.items() or [("train", self.root)]:
             folders = self.folders if split == "train" else scan_class_folders(d, self.class_names)
             unknown = [f.path.name for f in folders if f.name not in self.class_names]
             if unknown:
@@ -228,7 +222,14 @@ class FolderSource:
                     f"{d}: class folder(s) {unknown} have no counterpart in {self.split_dirs['train']} "
                     f"(classes {list(self.class_names)})."
                 )
-            out[split] = [(p, self.class_names.index(f.name)) for f in folders for p in list_images(f.path)]
+            loose = [p for p in d.iterdir() if p.is_file() and not p.name.startswith(".")]
+            self.unused += [(p, "not in a class folder") for p in sorted(loose)]
+            out[split] = []
+            self.scanned += folders
+            for f in folders:
+                images, others = list_files(f.path)
+                out[split] += [(p, self.class_names.index(f.name)) for p in images]
+                self.unused += [(p, "a folder inside a class folder" if p.is_dir() else "not an image") for p in others]
         return out
 
     def load(self) -> dict[str, SplitData]:
@@ -236,11 +237,12 @@ class FolderSource:
         seen: dict[str, tuple[str, int]] = {}
         duplicates, conflicts = 0, []
         out: dict[str, SplitData] = {}
-        n_files = 0
+        listed: dict[Path, int] = {}  # class folder -> image files in it
+        kept: dict[Path, int] = {}
         for split, files in self.files().items():
             images, labels, paths = [], [], []
             for path, label in files:
-                n_files += 1
+                listed[path.parent] = listed.get(path.parent, 0) + 1
                 try:
                     data = path.read_bytes()
                 except OSError as e:
@@ -258,11 +260,13 @@ class FolderSource:
                     self.skipped.append((str(path), why))
                     continue
                 seen[digest] = (str(path), label)
+                kept[path.parent] = kept.get(path.parent, 0) + 1
                 images.append(crop)
                 labels.append(label)
                 paths.append(str(path))
             out[split] = SplitData(images, np.asarray(labels, np.int64), paths, {"source": self.name})
-        self._report(n_files, duplicates, conflicts)
+        self._report(sum(listed.values()), duplicates, conflicts)
+        self._check_classes(listed, kept)
         if not self.split_dirs and (self.test_fraction > 0 or self.val_fraction is not None):
             out = self._split(out["train"])
         return out
@@ -283,15 +287,29 @@ class FolderSource:
 
     def _report(self, n_files: int, duplicates: int, conflicts: list[str]) -> None:
         if self.skipped:
-            listed = "\n  ".join(f"{p}: {why}" for p, why in self.skipped[:_MAX_LISTED])
-            more = f"\n  ... and {len(self.skipped) - _MAX_LISTED} more" if len(self.skipped) > _MAX_LISTED else ""
+            hint = ""
+            if any(why == "no face found" for _, why in self.skipped):
+                hint = (
+                    f"\n  If these photos are face crops already, set data.sources.{self.name}.detect_faces=false "
+                    "to use every photo whole."
+                )
             log.warning(
-                "%s: skipped %d of %d files (unreadable, or no face found):\n  %s%s",
+                "%s: skipped %d of %d photos (unreadable, or no face found):%s%s",
                 self.name,
                 len(self.skipped),
                 n_files,
-                listed,
-                more,
+                _listing(self.skipped),
+                hint,
+            )
+        if self.unused:
+            log.warning(
+                "%s: %d files under %s are not read:%s\n  mimic reads %s files in class folders "
+                "(<index>_<name>/); convert or move these.",
+                self.name,
+                len(self.unused),
+                self.root,
+                _listing(self.unused),
+                " ".join(IMAGE_SUFFIXES),
             )
         if duplicates:
             log.info("%s: %d exact duplicate files kept once", self.name, duplicates)
@@ -310,16 +328,58 @@ class FolderSource:
             len(self.skipped),
         )
 
+    def _check_classes(self, listed: dict[Path, int], kept: dict[Path, int]) -> None:
+        """Warn about class folders that give no images and classes the run does not use; a `DataError` when no
+        image is left for the run."""
+        folders = self.scanned
+        empty = [
+            f"{_rel(f.path, self.root)}/ ({_why_empty(listed.get(f.path, 0))})" for f in folders if not kept.get(f.path)
+        ]
+        if empty:
+            log.warning(
+                "%s: %d class folder(s) give no images: %s. Add photos (`python scripts/capture_dataset.py --label "
+                "<class> --out %s`) or remove them.",
+                self.name,
+                len(empty),
+                ", ".join(empty),
+                self.root,
+            )
+        wanted = self.requested if self.requested is not None else KNOWN_CLASSES
+        unused = [f for f in folders if f.name not in wanted and kept.get(f.path)]
+        if unused:
+            guesses = {f.name: difflib.get_close_matches(f.name, wanted, 1, cutoff=0.5) for f in unused}
+            log.warning(
+                "%s: %d photos in %s: %s. Name each class folder <index>_<class> with a class from %s (e.g. 0_%s/), "
+                "or add the class to data.classes.%s",
+                self.name,
+                sum(kept[f.path] for f in unused),
+                ", ".join(f"{_rel(f.path, self.root)}/ ({kept[f.path]})" for f in unused),
+                f"not used, their class is not among the run's classes {list(wanted)}"
+                if self.requested is not None
+                else "no emotion mimic knows, so a run uses them only if data.classes names their class",
+                "that list" if self.requested is not None else f"{', '.join(wanted)}",
+                wanted[0],
+                "".join(f" {n!r} looks like {g[0]!r}." for n, g in guesses.items() if g),
+            )
+        total = sum(kept.values())
+        usable = total if self.requested is None else sum(kept.get(f.path, 0) for f in folders if f.name in wanted)
+        if not usable:
+            what = "no usable images" if not total else f"no images of the classes {list(wanted)}"
+            raise DataError(
+                f"{self.name}: {self.root} holds {what} ({sum(listed.values())} image files, {len(self.skipped)} "
+                f"skipped; class folders: {', '.join(f.path.name for f in self.folders)}). Put face photos in one "
+                f"folder per class, named <index>_<name> after data.classes (e.g. {self.root}/0_happy/); "
+                f"`python scripts/capture_dataset.py --label happy --out {self.root}` makes them."
+            )
+
     # ---- face crops --------------------------------------------------------------------------------------------
     def _face(self, data: bytes, digest: str) -> tuple[np.ndarray | None, str]:
-        """(crop, "") or (None, why). Cached by content hash and crop settings."""
-        key = hashlib.sha1(
-            json.dumps(
-                [CACHE_VERSION, digest, self.detect_faces, self.detector_spec, self.margin], sort_keys=True, default=str
-            ).encode()
-        ).hexdigest()
-        cached = self.cache_dir / key[:2] / f"{key}.png" if self.cache_dir else None
-        if cached is not None:
+        """(crop, "") or (None, why). Detector results are cached by content hash and the detector's config."""
+        cached = None
+        config = getattr(self.detector, "config", None) if self.detect_faces is not False else None
+        if self.cache_dir is not None and config is not None:
+            key = hashlib.sha1(json.dumps([CACHE_VERSION, digest, config, self.margin], sort_keys=True).encode())
+            cached = self.cache_dir / key.hexdigest()[:2] / f"{key.hexdigest()}.png"
             if cached.is_file():
                 crop = cv2.imread(str(cached), cv2.IMREAD_UNCHANGED)
                 if crop is not None:
@@ -333,8 +393,7 @@ class FolderSource:
         if cached is not None and crop is not img:  # only detector results are worth caching
             try:
                 if crop is None:
-                    cached.parent.mkdir(parents=True, exist_ok=True)
-                    cached.with_suffix(".noface").touch()
+                    write_bytes(cached.with_suffix(".noface"), b"")
                 else:
                     write_image_atomic(cached, crop)
             except OSError as e:
@@ -343,14 +402,24 @@ class FolderSource:
         return (crop, "") if crop is not None else (None, "no face found")
 
     def _crop(self, img: np.ndarray) -> np.ndarray | None:
-        h, w = img.shape[:2]
-        if self.detect_faces is False or (self.detect_faces == "auto" and max(h, w) <= CROP_MAX_SIDE):
+        if self.detect_faces is False or (self.detect_faces == "auto" and max(img.shape[:2]) <= CROP_MAX_SIDE):
             return img
-        if self._detector is None:
-            self._detector = make_detector(self.detector_spec)
-        face = largest_face(self._detector.detect(img))
-        if face is not None:
-            return np.ascontiguousarray(crop_face(img, face.box, PreprocessSpec(crop_margin=self.margin)))
-        if self.detect_faces == "auto" and 0.8 <= w / h <= 1.25:
-            return img
-        return None
+        face = largest_face(self.detector.detect(img))
+        if face is None:
+            return None
+        return np.ascontiguousarray(crop_face(img, face.box, PreprocessSpec(crop_margin=self.margin)))
+
+
+def _rel(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def _why_empty(n_images: int) -> str:
+    return "no image files" if not n_images else f"all {n_images} photos skipped"
+
+
+def _listing(items: Sequence[tuple[Any, str]]) -> str:
+    """``items`` as indented ``path: why`` lines, at most `_MAX_LISTED` of them."""
+    lines = "".join(f"\n  {p}: {why}" for p, why in items[:_MAX_LISTED])
+    more = len(items) - _MAX_LISTED
+    return lines + (f"\n  ... and {more} more" if more > 0 else "")

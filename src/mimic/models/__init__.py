@@ -10,17 +10,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from mimic.models.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+    from mimic.models.checkpoint import CheckpointError, ModelCard, load_checkpoint, read_card, read_checkpoint
     from mimic.models.classifier import EmotionClassifier
 
 _LAZY = {
     "CheckpointError": "mimic.models.checkpoint",
     "load_checkpoint": "mimic.models.checkpoint",
     "read_checkpoint": "mimic.models.checkpoint",
+    "read_card": "mimic.models.checkpoint",
+    "ModelCard": "mimic.models.checkpoint",
     "EmotionClassifier": "mimic.models.classifier",
 }
 
-__all__ = ["CheckpointError", "EmotionClassifier", "load_checkpoint", "read_checkpoint"]
+__all__ = ["CheckpointError", "EmotionClassifier", "ModelCard", "load_checkpoint", "read_card", "read_checkpoint"]
 
 
 def __getattr__(name: str) -> Any:

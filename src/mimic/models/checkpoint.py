@@ -1,106 +1,312 @@
-"""Loading a checkpoint back into a ready model from the checkpoint alone (DESIGN.md contract 2).
+"""Reading a checkpoint: the one place that decides what a model file may ask of mimic (DESIGN.md contracts 2 and 3).
 
-The file is read with ``torch.load(weights_only=True)``: no pickled code runs. A file that is not a PyTorch
-checkpoint, or one that lacks mimic's hyper-parameters, is a ``CheckpointError`` saying what to do.
+A file is read with ``torch.load(weights_only=True)`` (no pickled code runs) and its hyper-parameters become a
+`ModelCard`, checked field by field: the net's ``_target_`` must be one of mimic's builders (`NETS`) and everything
+else plain data without Hydra keys; class names are strings, the preprocessing spec numbers. Nets are built by calling
+the allowed builder directly, never through Hydra, and the stored optimizer and scheduler configs are never built on
+load. So nothing in a checkpoint chooses code to import or call. A file that fails any check is a `CheckpointError`
+that names it and says what to do.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import pickle
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from mimic.errors import UserError
+from mimic.labels import validate_classes
+from mimic.models.mobilenet import mobilenet_v3_large, mobilenet_v3_small
+from mimic.models.resnet import resnet18, resnet50
+from mimic.models.small_cnn import small_cnn
 from mimic.preprocessing import PreprocessSpec
 
 if TYPE_CHECKING:  # imported where used: the realtime app reads checkpoints without Lightning (startup time)
     from mimic.models.classifier import EmotionClassifier
 
+NETS: dict[str, Callable[..., nn.Module]] = {
+    f"{b.__module__}.{b.__name__}": b for b in (small_cnn, resnet18, resnet50, mobilenet_v3_small, mobilenet_v3_large)
+}
+"""The only builders a ``net._target_`` may name, in a config or a checkpoint: mimic's own."""
+OPTIMIZER_TARGETS = ("torch.optim.", "mimic.models.classifier.")
+HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
-TRUSTED_NET_PREFIXES = ("mimic.models.",)
+RESUME_SPECIAL = ("last", "hpc")  # ckpt_path values Lightning resolves itself
 
 
 class CheckpointError(UserError, ValueError):
-    """A checkpoint that is missing, unreadable, or not a mimic checkpoint."""
+    """A checkpoint that is missing, unreadable, not a mimic checkpoint, or one that does not fit the run."""
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw checkpoint dict, validated as ours, read without running pickled code."""
-    path = Path(path).expanduser()
+def _plain(value: Any, where: str, error: type[UserError] = CheckpointError) -> Any:
+    """``value`` if it is plain data (None, bools, numbers, strings, lists and string-keyed dicts of them) with no
+    Hydra key anywhere, else ``error`` naming where."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v, f"{where}[{i}]", error) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        for key in value:
+            if key in HYDRA_KEYS:
+                raise error(
+                    f"{where}.{key} = {value[key]!r}: refused. A Hydra key chooses code to import or call; only the "
+                    f"net's own _target_, naming one of mimic's builders, may"
+                )
+            if not isinstance(key, str):
+                raise error(f"{where} has the key {key!r}, which is not a string")
+        return {k: _plain(v, f"{where}.{k}", error) for k, v in value.items()}
+    raise error(f"{where} is a {type(value).__name__}; only numbers, strings, bools, lists and dicts are accepted")
+
+
+def net_config(net: Any, where: str = "model.net", error: type[UserError] = UserError) -> dict[str, Any]:
+    """``net`` checked: ``_target_`` is a key of `NETS`, every argument plain data."""
+    if not isinstance(net, Mapping):
+        raise error(f"{where} must be a mapping whose _target_ names a net builder, got {type(net).__name__}")
+    args = dict(net)
+    target = args.pop("_target_", None)
+    if not isinstance(target, str) or target not in NETS:
+        raise error(
+            f"{where}._target_ is {target!r}; only mimic's own net builders are built: {', '.join(NETS)}. "
+            f"Nothing else is imported or called."
+        )
+    return {"_target_": target, **_plain(args, where, error)}
+
+
+def build_net(
+    net: Mapping[str, Any],
+    num_classes: int,
+    in_channels: int,
+    weights: str | None = None,
+    where: str = "model.net",
+    error: type[UserError] = UserError,
+) -> nn.Module:
+    """Call the builder ``net._target_`` names (one of `NETS`) with the config's arguments."""
+    args = net_config(net, where, error)
+    builder = NETS[args.pop("_target_")]
+    if weights is not None:
+        args["weights"] = weights
+    try:
+        return builder(num_classes=num_classes, in_channels=in_channels, **args)
+    except UserError:
+        raise
+    except (TypeError, ValueError) as e:  # an argument the builder does not take, or a value it cannot use
+        raise error(f"{where} does not fit {net['_target_']}: {e}") from None
+
+
+def _optimizer_config(cfg: Any, where: str) -> None:
+    """A stored optimizer / scheduler config is never built on load; a file that names other code there is refused."""
+    if cfg is None:
+        return
+    if not isinstance(cfg, Mapping):
+        raise CheckpointError(f"{where} must be a mapping, got {type(cfg).__name__}")
+    args = dict(cfg)
+    target, partial = args.pop("_target_", None), args.pop("_partial_", False)
+    if target is not None and not (isinstance(target, str) and target.startswith(OPTIMIZER_TARGETS)):
+        raise CheckpointError(
+            f"{where}._target_ = {target!r}: mimic's training stores a torch.optim optimizer or scheduler (or "
+            f"mimic's own schedule) there; a file naming other code is refused"
+        )
+    if not isinstance(partial, bool):
+        raise CheckpointError(f"{where}._partial_ must be true or false, got {partial!r}")
+    _plain(args, where)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a checkpoint says about its model, checked: everything inference, evaluation, fine-tuning and resume read
+    from it. ``net`` is the builder config (``_target_`` one of `NETS`, plain arguments, pretrained weights off: the
+    checkpoint's own weights replace them); ``temperature`` the fitted calibration temperature."""
+
+    net: dict[str, Any]
+    class_names: list[str]
+    preprocess: PreprocessSpec
+    temperature: float = 1.0
+    tta_flip: bool = False
+    channels_last: bool = True
+    mimic_version: str = ""
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Mapping[str, Any], path: str | os.PathLike) -> ModelCard:
+        """Check a loaded checkpoint dict's hyper-parameters field by field; `CheckpointError` naming the field."""
+        hp, where = ckpt["hyper_parameters"], f"{path}: hyper_parameters"
+        net = net_config(hp["net"], f"{where}.net", CheckpointError)
+        net.pop("weights", None)
+        for name in ("optimizer", "scheduler"):
+            _optimizer_config(hp.get(name), f"{where}.{name}")
+        rest = {k: _plain(v, f"{where}.{k}") for k, v in hp.items() if k not in ("net", "optimizer", "scheduler")}
+        names = rest["class_names"]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise CheckpointError(f"{where}.class_names must be a list of class names, got {names!r}")
+        try:
+            names = validate_classes(names, where=f"{where}.class_names")
+        except UserError as e:
+            raise CheckpointError(str(e)) from None
+        if not isinstance(rest["preprocess"], dict):
+            raise CheckpointError(f"{where}.preprocess must be a mapping of numbers, got {rest['preprocess']!r}")
+        try:
+            spec = PreprocessSpec.from_dict(rest["preprocess"])
+        except ValueError as e:
+            raise CheckpointError(f"{where}.{e}") from None
+        for name in ("tta_flip", "channels_last"):
+            if name in rest and not isinstance(rest[name], bool):
+                raise CheckpointError(f"{where}.{name} must be true or false, got {rest[name]!r}")
+        if not isinstance(rest["mimic_version"], str):
+            raise CheckpointError(f"{where}.mimic_version must be a string, got {rest['mimic_version']!r}")
+        t = ckpt["state_dict"].get("temperature", torch.ones(()))
+        if t.numel() != 1 or not math.isfinite(float(t)) or float(t) <= 0:
+            raise CheckpointError(f"{path}: state_dict.temperature must be one positive number, got {t.tolist()}")
+        return cls(
+            net=net,
+            class_names=names,
+            preprocess=spec,
+            temperature=float(t),
+            tta_flip=rest.get("tta_flip", False),
+            channels_last=rest.get("channels_last", True),
+            mimic_version=rest["mimic_version"],
+        )
+
+
+def _torch_load(path: Path) -> Any:
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint not found: {path}. Pass the .ckpt file a training run printed on its last line "
-            f"(they live under outputs/<date>/<time>/checkpoints/)."
+            f"(they live under outputs/<task>/runs/<date>_<time>/checkpoints/)."
+        )
+    if path.suffix.lower() == ".onnx":
+        raise CheckpointError(
+            f"{path} is an exported ONNX model: it holds no training state. Pass the .ckpt it was exported from."
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch.load raises many kinds (UnpicklingError, RuntimeError, IndexError, ...) on junk
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:  # torch's own text suggests weights_only=False: not advice to pass on
+        why = "not a PyTorch file, or one holding pickled Python objects, which could run code and are never loaded"
+    except Exception as e:  # torch.load raises many kinds (RuntimeError, EOFError, ...) on junk
+        why = str(e).strip().split(". ")[0] or f"{type(e).__name__}: the file is empty or cut short"
+    raise CheckpointError(
+        f"{path} is not a mimic checkpoint: it could not be read as a PyTorch checkpoint without running pickled "
+        f"code ({why}). Use a .ckpt written by `python train.py`."
+    )
+
+
+def read_card(path: str | os.PathLike) -> tuple[ModelCard, dict[str, Any]]:
+    """A checkpoint's checked `ModelCard` and its raw dict, read without running pickled code."""
+    path = Path(path).expanduser()
+    ckpt = _torch_load(path)
+    advice = "Use a .ckpt written by `python train.py`."
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("hyper_parameters"), dict):
+        plain = isinstance(ckpt, dict) and ckpt and all(isinstance(v, Tensor) for v in ckpt.values())
+        what = "it is a plain state_dict" if plain else "it holds no hyper_parameters"
+        raise CheckpointError(f"{path} is not a mimic checkpoint: {what}, nothing says how to build its net. {advice}")
+    missing = [k for k in REQUIRED_HPARAMS if k not in ckpt["hyper_parameters"]]
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
+        missing.append("state_dict")
+    if missing:
         raise CheckpointError(
-            f"{path} is not a mimic checkpoint: it could not be read as a PyTorch checkpoint without running "
-            f"pickled code ({first}). Use a .ckpt written by `python train.py`."
-        ) from None
-    hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-    missing = [k for k in REQUIRED_HPARAMS if not isinstance(hp, dict) or k not in hp]
-    if missing or "state_dict" not in ckpt:
-        raise CheckpointError(
-            f"{path} is not a mimic checkpoint: it lacks {', '.join(missing) or 'state_dict'} in its "
-            f"hyper-parameters. Use a .ckpt written by `python train.py`."
+            f"{path} is not a mimic checkpoint: it lacks {', '.join(missing)} in its hyper-parameters "
+            f"(a checkpoint of another model?). {advice}"
         )
-    return ckpt
+    return ModelCard.from_checkpoint(ckpt, path), ckpt
 
 
-def net_config(hp: dict[str, Any]) -> dict[str, Any]:
-    """The checkpoint's net config, checked to name one of our builders, with pretrained weights switched off (the
-    checkpoint's own state_dict replaces them)."""
-    net = dict(hp["net"])
-    target = str(net.get("_target_", ""))
-    if not target.startswith(TRUSTED_NET_PREFIXES):
-        raise CheckpointError(
-            f"the checkpoint names net builder {target!r}; only builders under {', '.join(TRUSTED_NET_PREFIXES)} are "
-            f"loaded, so a checkpoint cannot make mimic import arbitrary code."
-        )
-    net.pop("weights", None)
-    return net
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """The raw checkpoint dict, checked as `read_card` checks it."""
+    return read_card(path)[1]
 
 
-def model_from_hparams(hp: dict[str, Any], **overrides: Any) -> EmotionClassifier:
-    """Build an untrained EmotionClassifier from checkpoint hyper-parameters (never downloads pretrained weights)."""
-    from mimic.models.classifier import EmotionClassifier
-
-    hp = {**hp, **overrides}
-    hp["net"], hp["weights"] = net_config(hp), None
-    return EmotionClassifier(**hp)
-
-
-def load_net(path: str | os.PathLike) -> tuple[nn.Module, dict[str, Any], float]:
-    """The bare net of a checkpoint in eval mode, its hyper-parameters and its calibration temperature: inference
-    without the LightningModule's metrics and training state (the realtime predictor)."""
-    from hydra.utils import instantiate
-
-    ckpt = read_checkpoint(path)
-    hp = ckpt["hyper_parameters"]
-    spec = PreprocessSpec.from_dict(hp["preprocess"])
-    net = instantiate(net_config(hp), num_classes=len(hp["class_names"]), in_channels=spec.channels)
-    state = ckpt["state_dict"]
+def _load_state(module: nn.Module, state: Mapping[str, Tensor], path: str | os.PathLike) -> None:
     try:
-        net.load_state_dict({k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")})
+        module.load_state_dict(state)
     except RuntimeError as e:
         raise CheckpointError(f"{path}: the weights do not fit the net its hyper-parameters describe: {e}") from None
-    return net.eval(), hp, float(state["temperature"]) if "temperature" in state else 1.0
+
+
+def load_net(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
+    """The bare net of a checkpoint in eval mode (channels-last when the card says so) and its card: inference
+    without the LightningModule's metrics and training state (the realtime predictor)."""
+    card, ckpt = read_card(path)
+    where = f"{Path(path).expanduser()}: hyper_parameters.net"
+    net = build_net(card.net, len(card.class_names), card.preprocess.channels, where=where, error=CheckpointError)
+    _load_state(net, {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, path)
+    if card.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    return net.eval(), card
 
 
 def load_checkpoint(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", **overrides: Any
 ) -> EmotionClassifier:
-    """A mimic checkpoint -> EmotionClassifier in eval mode with its weights and calibration temperature."""
-    ckpt = read_checkpoint(path)
-    model = model_from_hparams(ckpt["hyper_parameters"], **overrides)
+    """A mimic checkpoint -> EmotionClassifier in eval mode with its weights and calibration temperature. The stored
+    optimizer and scheduler are left out; ``overrides`` (e.g. ``tta_flip=False``) replace the card's settings."""
+    from mimic.models.classifier import EmotionClassifier
+
+    card, ckpt = read_card(path)
+    settings = {"tta_flip": card.tta_flip, "channels_last": card.channels_last, **overrides}
     try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: the weights do not fit the net its hyper-parameters describe: {e}") from None
+        model = EmotionClassifier(card.net, card.class_names, card.preprocess.to_dict(), **settings)
+    except UserError as e:
+        raise CheckpointError(f"{path}: the net its hyper-parameters describe cannot be built: {e}") from None
+    _load_state(model, ckpt["state_dict"], path)
     return model.to(map_location).eval()
+
+
+def check_fits(card: ModelCard, model: EmotionClassifier, what: str) -> None:
+    """Refuse a checkpoint whose net builder or input preprocessing differs from ``model``'s; ``what`` names the
+    setting and file (``finetune.ckpt /x.ckpt``)."""
+    ours = model.hparams.net["_target_"]
+    if card.net["_target_"] != ours:
+        raise CheckpointError(
+            f"{what} holds a {card.net['_target_']} net, but the config builds {ours}. Choose the model the "
+            f"checkpoint was trained with (its net config: {card.net})."
+        )
+    a, b = card.preprocess, model.spec
+    diffs = [
+        f"{k}: checkpoint {getattr(a, k)}, config {getattr(b, k)}"
+        for k in ("size", "channels", "mean", "std")
+        if getattr(a, k) != getattr(b, k)
+    ]
+    if diffs:
+        raise CheckpointError(
+            f"{what} was trained on differently preprocessed faces ({'; '.join(diffs)}). Set model.preprocess to "
+            f"the checkpoint's: {a.to_dict()}."
+        )
+
+
+def check_resume(path: str | os.PathLike | None, model: EmotionClassifier) -> None:
+    """Check ``ckpt_path=`` before Lightning reads it: a mimic checkpoint (read as `read_card` reads any) with training
+    state, of this run's net, preprocessing and classes. Messages as for any checkpoint mimic opens."""
+    if path is None or (str(path) in RESUME_SPECIAL and not Path(str(path)).exists()):
+        return
+    what = f"ckpt_path={path}"
+    card, ckpt = read_card(path)
+    if "optimizer_states" not in ckpt or "loops" not in ckpt:
+        raise CheckpointError(
+            f"{what} holds weights but no training state (optimizer, epoch), so the run cannot resume from it. To "
+            f"train on from its weights, fine-tune: `python train.py +finetune=webcam finetune.ckpt={path}`."
+        )
+    check_fits(card, model, what)
+    if card.class_names != model.class_names:
+        raise CheckpointError(
+            f"{what} was trained for the classes {card.class_names}, the config has {model.class_names}. Resume "
+            f"with data.classes=[{','.join(card.class_names)}], or fine-tune onto the new classes: "
+            f"`python train.py +finetune=webcam finetune.ckpt={path}`."
+        )
+    ours = model.state_dict()
+    diffs = [
+        f"{k}: checkpoint {tuple(v.shape)}, config {tuple(ours[k].shape) if k in ours else 'absent'}"
+        for k, v in ckpt["state_dict"].items()
+        if k not in ours or ours[k].shape != v.shape
+    ] + [f"{k}: not in the checkpoint" for k in ours if k not in ckpt["state_dict"]]
+    if diffs:
+        raise CheckpointError(
+            f"{what} holds a net that does not fit the configured one ({'; '.join(diffs[:3])}"
+            f"{f'; and {len(diffs) - 3} more' if len(diffs) > 3 else ''}). Resume with the model config it was "
+            f"trained with: model.net={card.net}."
+        )

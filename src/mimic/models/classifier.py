@@ -29,7 +29,10 @@ from torchmetrics.classification import (
 )
 
 from mimic import __version__
+from mimic.errors import UserError
 from mimic.labels import validate_classes
+from mimic.models import inference
+from mimic.models.checkpoint import build_net
 from mimic.preprocessing import PreprocessSpec
 
 
@@ -72,8 +75,9 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
 
 
 class EmotionClassifier(L.LightningModule):
-    """Classifies face crops into ``class_names``; ``net`` is a config with ``_target_`` naming a builder that takes
-    ``num_classes`` and ``in_channels`` (and ``weights``, pretrained weights to start from, when ``weights`` is set)."""
+    """Classifies face crops into ``class_names``; ``net`` is a config whose ``_target_`` names one of mimic's net
+    builders (`mimic.models.checkpoint.NETS`), called with ``num_classes``, ``in_channels`` and, when set,
+    ``weights`` (pretrained weights to start from)."""
 
     def __init__(
         self,
@@ -96,13 +100,14 @@ class EmotionClassifier(L.LightningModule):
         hp = plain(dict(locals()))
         hp.pop("self"), hp.pop("__class__", None)
         hp["class_names"] = validate_classes(hp["class_names"], where="model.class_names")
-        hp["preprocess"] = PreprocessSpec.from_dict(hp["preprocess"] or {}).to_dict()
-        hp["mimic_version"] = __version__
+        try:
+            self.spec = PreprocessSpec.from_dict(hp["preprocess"] or {})
+        except ValueError as e:
+            raise UserError(f"model.{e}") from None
+        hp["preprocess"], hp["mimic_version"] = self.spec.to_dict(), __version__
         self.save_hyperparameters(hp)
         self.class_names: list[str] = hp["class_names"]
-        self.spec = PreprocessSpec.from_dict(hp["preprocess"])
-        extra = {"weights": weights} if weights is not None else {}
-        self.net = instantiate(hp["net"], num_classes=len(self.class_names), in_channels=self.spec.channels, **extra)
+        self.net = build_net(hp["net"], len(self.class_names), self.spec.channels, weights)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.register_buffer("temperature", torch.ones(()))
@@ -118,18 +123,13 @@ class EmotionClassifier(L.LightningModule):
 
     # ---- inference -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.hparams.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.net(x)
-        if self.hparams.tta_flip and not self.training:
-            logits = (logits + self.net(torch.flip(x, dims=[3]))) / 2
-        return logits
+        tta = self.hparams.tta_flip and not self.training
+        return inference.logits(self.net, x, tta_flip=tta, channels_last=self.hparams.channels_last)
 
     @torch.inference_mode()
     def predict_proba(self, x: torch.Tensor, calibrated: bool = True) -> torch.Tensor:
         """Class probabilities for a batch of preprocessed crops, with the fitted temperature applied."""
-        logits = self(x).float()
-        return F.softmax(logits / self.temperature if calibrated else logits, dim=1)
+        return inference.probabilities(self(x), self.temperature if calibrated else 1.0)
 
     # ---- training --------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -163,7 +163,7 @@ class EmotionClassifier(L.LightningModule):
         x, y = batch[0], batch[1]
         logits = self(x).float()
         self.log("val/loss", self.loss(logits, y), prog_bar=True)
-        probs = F.softmax(logits, dim=1)
+        probs = inference.probabilities(logits)
         self.val_metrics.update(probs, y)
         self.val_confusion.update(probs, y)
         if len(batch) > 2 and len(self.val_source_acc):
@@ -188,13 +188,14 @@ class EmotionClassifier(L.LightningModule):
         if self.hparams.log_images and not self.trainer.sanity_checking:
             self._log_images("val", confusion)
 
-    def test_step(self, batch: tuple, batch_idx: int) -> None:
+    def test_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
         logits = self(x).float()
-        self.test_ece_raw.update(F.softmax(logits, dim=1), y)
-        probs = F.softmax(logits / self.temperature, dim=1)
+        self.test_ece_raw.update(inference.probabilities(logits), y)
+        probs = inference.probabilities(logits, self.temperature)
         self.test_metrics.update(probs, y)
         self.test_confusion.update(probs, y)
+        return logits  # evaluation.RecordPredictions keeps them: predictions.csv, test/nll, test/acc_<source>
 
     def on_test_epoch_end(self) -> None:
         values = self.test_metrics.compute()

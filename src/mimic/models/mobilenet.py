@@ -7,7 +7,7 @@ Module names are torchvision's: ``features`` is an nn.Sequential (``features.0``
 then one inverted-residual block per entry of the table below, then the 1x1 last conv), ``avgpool``, and
 ``classifier`` (``classifier.0`` Linear, ``.1`` hardswish, ``.2`` dropout, ``.3`` the class Linear).
 
-``net.stages`` groups ``features`` by output stride, the way ResNet's layer1..layer4 are grouped:
+``features`` grouped by output stride, the way ResNet's layer1..layer4 are (names for the freeze callback):
 
 =========  =============  ===============================  ===============================
 stage      output stride  mobilenet_v3_small               mobilenet_v3_large
@@ -20,9 +20,8 @@ stage4     32             features.9 - features.12         features.13 - feature
 head       -              classifier                       classifier
 =========  =============  ===============================  ===============================
 
-(stage4 ends with the 1x1 last conv: features.12 / features.16.) ``stage_names`` lists every ``features.N`` and
-``classifier`` in order. Mind fnmatch globs: ``features.1*`` also matches features.10, features.11, ...; name
-modules exactly (``features.1``) or take them from ``net.stages``.
+(stage4 ends with the 1x1 last conv: features.12 / features.16.) Mind fnmatch globs: ``features.1*`` also matches
+features.10, features.11, ...; name modules exactly (``features.1``).
 """
 
 from __future__ import annotations
@@ -171,7 +170,6 @@ class InvertedResidual(nn.Module):
 class MobileNetV3(nn.Module):
     """``features`` (stem, inverted residuals, last 1x1 conv), global average pool, ``classifier`` MLP."""
 
-    head_name = "classifier"
     head_linear = "classifier.3"
     first_conv = "features.0.0"
 
@@ -197,18 +195,6 @@ class MobileNetV3(nn.Module):
             nn.Dropout(p=dropout, inplace=True),
             nn.Linear(last_channel, num_classes),
         )
-
-        n = len(self.features)
-        self.stage_names = tuple(f"features.{i}" for i in range(n)) + ("classifier",)
-        stages: dict[str, list[str]] = {"stem": ["features.0"]}
-        stage = 0
-        for i, b in enumerate(blocks, start=1):
-            if b.stride == 2:
-                stage += 1
-            stages.setdefault("stem" if stage == 0 else f"stage{stage}", []).append(f"features.{i}")
-        stages[f"stage{stage}"].append(f"features.{n - 1}")
-        stages["head"] = ["classifier"]
-        self.stages = {k: tuple(v) for k, v in stages.items()}
 
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

@@ -95,8 +95,6 @@ class Bottleneck(nn.Module):
 class ResNet(nn.Module):
     """Stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool), four residual stages, global average pool, dropout, ``fc``."""
 
-    stage_names = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "fc")
-    head_name = "fc"
     head_linear = "fc"
     first_conv = "conv1"
 
@@ -120,15 +118,6 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(dropout)  # holds no tensors: the layout stays torchvision's
         self.fc = nn.Linear(512 * block.expansion, num_classes)
-        self.stages = {
-            "stem": ("conv1", "bn1"),
-            "layer1": ("layer1",),
-            "layer2": ("layer2",),
-            "layer3": ("layer3",),
-            "layer4": ("layer4",),
-            "head": ("fc",),
-        }
-
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -27,8 +27,7 @@ def _stage(c_in: int, c_out: int, convs: int, dropout: float) -> nn.Sequential:
 class SmallCNN(nn.Module):
     """Three conv stages (each halves the resolution) and a fully connected head."""
 
-    stage_names = ("conv1", "conv2", "conv3", "head")
-    head_name = "head"
+    head_linear = "head.7"  # the layer with a row per class
 
     def __init__(
         self,
@@ -59,11 +58,6 @@ class SmallCNN(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-
-    def reset_head(self, num_classes: int) -> None:
-        """Replace the classifier layer with a fresh one for ``num_classes`` (fine-tuning onto a new class set)."""
-        last = self.head[-1]
-        self.head[-1] = nn.Linear(last.in_features, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.conv3(self.conv2(self.conv1(x))))

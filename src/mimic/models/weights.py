@@ -14,7 +14,6 @@ Their inputs should then be normalised with `IMAGENET_GRAY_MEAN` / `IMAGENET_GRA
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,9 +21,9 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.hub import download_url_to_file
 
 from mimic.errors import UserError
+from mimic.io import download, sha256_file
 from mimic.preprocessing import PreprocessSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -77,17 +76,9 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_sha256(path: Path, expected: str, advice: str) -> None:
     """Raise `WeightsError` unless the file's sha256 starts with ``expected``; ``advice`` says what to do then."""
-    got = sha256_of(path)
+    got = sha256_file(path)
     if not got.startswith(expected.lower()):
         raise WeightsError(
             f"{path} is corrupted or not the expected file: its sha256 is {got}, expected one starting with "
@@ -110,19 +101,19 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 
 
 def _fetch(meta: WeightsMeta, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Download ``meta``'s file to ``path`` and check it; a corrupted download is removed."""
     try:
-        download_url_to_file(meta.url, str(path), hash_prefix=meta.sha256, progress=True)
-    except RuntimeError as e:  # torch.hub's own hash check of the fresh download
-        raise WeightsError(f"the download of {meta.url} is corrupted ({e}); run again to retry.") from None
-    except OSError as e:  # urllib's URLError / HTTPError are OSErrors
-        reason = getattr(e, "reason", e)
+        download(meta.url, path, what=f"ImageNet weights {meta.filename}")
+    except UserError as e:
         raise WeightsError(
-            f"model.weights=imagenet needs {meta.filename}, which is not in the torch hub cache and could not be "
-            f"downloaded from {meta.url} ({reason}). On a machine with internet access download that URL and copy "
-            f"the file to exactly {path} (keep its name), or point model.weights at the file: "
-            f"model.weights=/path/to/{meta.filename}."
+            f"model.weights=imagenet needs {meta.filename}, which is not in the torch hub cache: {e} Keep its name "
+            f"({path}), or point model.weights at the file: model.weights=/path/to/{meta.filename}."
         ) from None
+    try:
+        verify_sha256(path, meta.sha256, "Run again to download it afresh.")
+    except WeightsError:
+        path.unlink()
+        raise
 
 
 def load_weights(spec: str | Path, meta: WeightsMeta, cache_dir: Path | None = None) -> dict[str, Tensor]:
@@ -136,11 +127,12 @@ def load_weights(spec: str | Path, meta: WeightsMeta, cache_dir: Path | None = N
         path = Path(cache_dir or hub_checkpoint_dir()) / meta.filename
         if not path.is_file():
             _fetch(meta, path)
-        verify_sha256(
-            path,
-            meta.sha256,
-            f"Delete it and run again to download it afresh, or put the right file there ({meta.url}).",
-        )
+        else:
+            verify_sha256(
+                path,
+                meta.sha256,
+                f"Delete it and run again to download it afresh, or put the right file there ({meta.url}).",
+            )
         return _read_state_dict(path)
 
     path = Path(spec).expanduser()

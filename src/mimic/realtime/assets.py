@@ -1,7 +1,7 @@
 """The default reactions: a picture (PNG, drawn with cv2) and a short sound (WAV, synthesised with numpy) per class.
 
 Nothing binary is committed: `default_assets` draws and synthesises them the first time and keeps them in
-``<cache>/assets/v<VERSION>/`` (see `detectors.default_cache_dir`), so later runs only read them.
+``<cache>/assets/v<VERSION>/`` (`mimic.io.cache_dir`), so later runs only read them.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mimic.faces import default_cache_dir
+from mimic.io import atomic_write, cache_dir, write_bytes
 from mimic.realtime.overlay import FONT, class_color
 
 VERSION = 1
@@ -170,22 +170,16 @@ def write_wav(path: str | os.PathLike, samples: np.ndarray, rate: int = RATE) ->
 
 
 # ------------------------------------------------------------------------------------------------------- the cache
-def _write_once(path: Path, write) -> Path:
-    if not path.is_file():
-        tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")
-        write(tmp)
-        os.replace(tmp, path)
-    return path
-
-
 def default_assets(class_names: list[str], folder: str | os.PathLike | None = None) -> dict[str, tuple[Path, Path]]:
     """``{class: (image.png, sound.wav)}`` for every class, generated into ``folder`` (default: the cache) once."""
-    root = Path(folder).expanduser() if folder else default_cache_dir() / "assets" / f"v{VERSION}"
-    root.mkdir(parents=True, exist_ok=True)
+    root = Path(folder).expanduser() if folder else cache_dir("assets") / f"v{VERSION}"
     out = {}
     for name in class_names:
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
-        image = _write_once(root / f"{safe}.png", lambda p, n=name: cv2.imwrite(str(p), draw_reaction_image(n)))
-        sound = _write_once(root / f"{safe}.wav", lambda p, n=name: write_wav(p, synth_reaction_sound(n)))
+        image, sound = root / f"{safe}.png", root / f"{safe}.wav"
+        if not image.is_file():
+            write_bytes(image, cv2.imencode(".png", draw_reaction_image(name))[1].tobytes())
+        if not sound.is_file():
+            atomic_write(sound, lambda tmp, n=name: write_wav(tmp, synth_reaction_sound(n)))
         out[name] = (image, sound)
     return out

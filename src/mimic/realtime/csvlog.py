@@ -7,6 +7,7 @@ Columns: ``timestamp`` (ISO 8601, local time with offset), ``mono_s`` (monotonic
 else empty) and ``p_<class>`` for every class (the model's probabilities for this frame).
 
 All the rows of a frame go to the file in one unbuffered ``write`` call, so the file only ever ends on a whole row.
+The file is always a new one: `CsvLog` never opens an existing file (the app picks a free name first).
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import os
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mimic.realtime.pipeline import FrameResult
 
 BASE_COLUMNS = (
     "timestamp",
@@ -41,14 +46,25 @@ def columns(class_names: Sequence[str]) -> list[str]:
     return [*BASE_COLUMNS, *(f"p_{c}" for c in class_names)]
 
 
+def rows(result: FrameResult) -> list[list]:
+    """The rows of one frame's result, in `columns` order."""
+    out = []
+    for f in result.faces:
+        row = [result.timestamp, result.mono_s, round(result.time, 4), result.index, f.id, *f.box, round(f.score, 4)]
+        row += [f.raw_label, round(f.raw_conf, 4), f.label, round(f.conf, 4), f.reaction or ""]
+        out.append(row + [round(float(v), 4) for v in f.probs])
+    return out
+
+
 class CsvLog:
-    """Appends rows to ``path`` (parent folders are created); ``write_frame(rows)`` writes and flushes at once."""
+    """Writes rows to the new file ``path`` (parent folders are created; an existing file is an error, never
+    truncated); ``write(result)`` writes a frame's rows and flushes them at once."""
 
     def __init__(self, path: str | os.PathLike, class_names: Sequence[str]) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.columns = columns(class_names)
-        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115  closed in close()
+        self._file = open(self.path, "xb", buffering=0)  # noqa: SIM115  closed in close()
         self._buffer = io.StringIO()
         self._writer = csv.writer(self._buffer, lineterminator="\n")
         self.rows = 0
@@ -62,11 +78,11 @@ class CsvLog:
         while data:
             data = data[self._file.write(data) :]
 
-    def write_frame(self, rows: Sequence[Sequence]) -> None:
-        """Write the rows of one frame (each in `columns` order) with a single system call."""
-        if rows:
-            self._write(rows)
-            self.rows += len(rows)
+    def write(self, result: FrameResult) -> None:
+        """Write the rows of one frame with a single system call."""
+        if result.faces:
+            self._write(rows(result))
+            self.rows += len(result.faces)
 
     def close(self) -> None:
         if not self._file.closed:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from mimic.realtime.pipeline import Face
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -35,17 +38,6 @@ def class_color(name: str) -> tuple[int, int, int]:
     return tuple(60 + b % 180 for b in digest[:3])
 
 
-@dataclass
-class FaceView:
-    """What the overlay shows for one face."""
-
-    face_id: int
-    box: tuple[int, int, int, int]
-    label: str
-    conf: float
-    probs: Sequence[float]
-
-
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color, thickness: int = 1) -> None:
     # 8-connected lines: anti-aliased text costs ~4x more, a good part of the whole overlay's time
     cv2.putText(img, text, org, FONT, scale, (0, 0, 0), thickness + 2, cv2.LINE_8)
@@ -65,13 +57,14 @@ def _names_panel(class_names: tuple[str, ...]) -> np.ndarray:
     return panel
 
 
-def draw_face(img: np.ndarray, face: FaceView, class_names: Sequence[str], bars: bool = True) -> None:
-    """Box, ``#id label 87%`` above it and, beside it, one bar per class (the shown class outlined)."""
+def draw_face(img: np.ndarray, face: Face, class_names: Sequence[str], bars: bool = True) -> None:
+    """Box, ``#id label 87%`` above it and, beside it, one bar per class of the smoothed probabilities (the shown
+    class outlined)."""
     h, w = img.shape[:2]
     x, y, bw, bh = face.box
     color = class_color(face.label)
     cv2.rectangle(img, (x, y), (x + bw, y + bh), color, 2)
-    _text(img, f"#{face.face_id} {face.label} {face.conf:.0%}", (x, max(16, y - 8)), 0.6, color, 2)
+    _text(img, f"#{face.id} {face.label} {face.conf:.0%}", (x, max(16, y - 8)), 0.6, color, 2)
     if not bars:
         return
     panel = _names_panel(tuple(class_names))
@@ -83,7 +76,7 @@ def draw_face(img: np.ndarray, face: FaceView, class_names: Sequence[str], bars:
     sub >>= 1  # darken behind the bars so they read on any background
     np.maximum(sub, panel[: sub.shape[0], : sub.shape[1]], out=sub)
     x0 = px + label_w
-    for i, (name, p) in enumerate(zip(class_names, face.probs, strict=True)):
+    for i, (name, p) in enumerate(zip(class_names, face.smoothed, strict=True)):
         top = py + 2 + i * ROW
         cv2.rectangle(img, (x0, top + 2), (x0 + int(BAR_W * float(p)), top + ROW - 2), class_color(name), -1)
         if name == face.label:
@@ -91,7 +84,7 @@ def draw_face(img: np.ndarray, face: FaceView, class_names: Sequence[str], bars:
 
 
 def draw(
-    img: np.ndarray, faces: Sequence[FaceView], class_names: Sequence[str], fps: float | None = None, bars: bool = True
+    img: np.ndarray, faces: Sequence[Face], class_names: Sequence[str], fps: float | None = None, bars: bool = True
 ) -> np.ndarray:
     """Draw every face and the FPS onto ``img`` (in place) and return it."""
     for face in faces:

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import numpy as np
 
+from mimic.errors import UserError
+
 
 class LabelSmoother:
     """The smoothing state of one face: ``update(probs)`` -> (shown label index, smoothed probabilities)."""
 
     def __init__(self, alpha: float = 0.3, margin: float = 0.1, enabled: bool = True) -> None:
         if not 0.0 < alpha <= 1.0:
-            raise ValueError(f"smoothing.alpha must be in (0, 1], got {alpha}")
+            raise UserError(f"smoothing.alpha must be in (0, 1], got {alpha}")
         if margin < 0:
-            raise ValueError(f"smoothing.margin must be >= 0, got {margin}")
+            raise UserError(f"smoothing.margin must be >= 0, got {margin}")
         self.alpha, self.margin, self.enabled = float(alpha), float(margin), enabled
         self.probs: np.ndarray | None = None
         self.label: int | None = None

@@ -3,7 +3,8 @@
 `open_source` picks the kind from the ``source`` setting (an int or a digit string is a camera index, a folder is an
 image folder, anything else a video file). ``read()`` returns the next BGR frame, or None when the source has ended;
 a camera that stops delivering frames is retried a few times first. `list_cameras` probes indices so a user can
-see which camera is which (a laptop often has a phone's camera at index 0).
+see which camera is which (a laptop often has a phone's camera at index 0). `read_ahead` reads and detects the next
+frame on a worker thread while the caller works on this one.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +22,10 @@ import cv2
 import numpy as np
 
 from mimic.errors import UserError
+from mimic.faces import Detection
+from mimic.io import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 @contextlib.contextmanager
@@ -186,7 +188,7 @@ class ImageFolderSource(FrameSource):
         self.description = f"images in {self.path}"
         self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not self.files:
-            raise UserError(f"source: {self.path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            raise UserError(f"source: {self.path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
         self.fps = fps
         self._next = 0
 
@@ -261,3 +263,41 @@ def list_cameras(max_index: int = 10, backend: str | None = None) -> list[Camera
             finally:
                 cap.release()
     return found
+
+
+@dataclass
+class Captured:
+    """A frame as `read_ahead` hands it over: its media time, its faces, and the seconds reading and detecting took."""
+
+    frame: np.ndarray
+    time: float
+    detections: list[Detection]
+    decode_s: float
+    detect_s: float
+
+
+def read_ahead(
+    source: FrameSource, detect: Callable[[np.ndarray], list[Detection]], ahead: bool = True
+) -> Iterator[Captured]:
+    """The frames of ``source`` with their faces, until it ends. With ``ahead``, frame N+1 is read and its faces
+    detected on a worker thread while the caller works on frame N (OpenCV and PyTorch release the GIL, so the two
+    overlap on two cores); closing the iterator waits for that read, so the source may be closed after it."""
+
+    def capture() -> Captured | None:
+        t0 = time.perf_counter()
+        frame = source.read()
+        if frame is None:
+            return None
+        t1 = time.perf_counter()
+        detections = detect(frame)
+        return Captured(frame, source.time, detections, t1 - t0, time.perf_counter() - t1)
+
+    if not ahead:
+        while (captured := capture()) is not None:
+            yield captured
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="mimic-reader") as pool:
+        pending = pool.submit(capture)
+        while (captured := pending.result()) is not None:
+            pending = pool.submit(capture)
+            yield captured

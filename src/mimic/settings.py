@@ -1,0 +1,320 @@
+"""The settings users set on the command line, one table per command (train, evaluate, realtime) giving each its type
+and range, checked against the composed config before anything heavy is imported.
+
+A wrong value ends in one short message that names the setting, what it expects and an example
+(``data.batch_size=abc: expected a whole number of at least 1 (e.g. data.batch_size=64)``) instead of a traceback from
+deep inside PyTorch. Keys a config lacks are skipped (a data config without ``batch_size``); unknown keys are Hydra's
+business. Values are checked as Hydra parsed them: ``true``/``false`` are booleans, ``maybe`` is a string. This module
+imports only omegaconf, so the realtime app's start-up stays light.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from mimic.errors import UserError
+
+
+def show(value: Any) -> str:
+    """``value`` as it would be typed on the command line."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(show(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{k}:{show(v)}" for k, v in value.items()) + "}"
+    return str(value) if value != "" else "''"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What a setting accepts: ``expected`` says it in words, ``accepts`` tests a value as Hydra parsed it."""
+
+    expected: str
+    accepts: Callable[[Any], bool]
+
+    def __or__(self, other: Kind) -> Kind:
+        return Kind(f"{self.expected} or {other.expected}", lambda v: self.accepts(v) or other.accepts(v))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def whole(low: int) -> Kind:
+    return Kind(f"a whole number of at least {low}", lambda v: _is_number(v) and isinstance(v, int) and v >= low)
+
+
+def number(interval: str) -> Kind:
+    """A finite number in ``interval``, written as in mathematics: ``"(0, 1]"``, ``"[0, inf)"``."""
+    low, high = (float(x) for x in interval[1:-1].split(","))
+    closed_low, closed_high = interval[0] == "[", interval[-1] == "]"
+
+    def accepts(v: Any) -> bool:
+        return (
+            _is_number(v)
+            and (v >= low if closed_low else v > low)
+            and (high == math.inf or (v <= high if closed_high else v < high))
+        )
+
+    if high == math.inf:
+        return Kind(f"a number {'of at least' if closed_low else 'above'} {low:g}", accepts)
+    return Kind(f"a number in {interval}", accepts)
+
+
+def one_of(*choices: Any) -> Kind:
+    return Kind(
+        f"one of {', '.join(show(c) for c in choices)}",
+        lambda v: any(v == c and type(v) is type(c) for c in choices),
+    )
+
+
+def text(what: str) -> Kind:
+    return Kind(what, lambda v: isinstance(v, str) and v.strip() != "")
+
+
+def list_of(item: Kind, what: str, at_least: int = 0, at_most: float = math.inf) -> Kind:
+    return Kind(what, lambda v: isinstance(v, list) and at_least <= len(v) <= at_most and all(map(item.accepts, v)))
+
+
+BOOL = Kind("true or false", lambda v: isinstance(v, bool))
+NULL = Kind("null", lambda v: v is None)
+PATH = text("a path")
+NAME = text("a name")
+FRACTION = number("[0, 1)")
+BATCHES = whole(0) | number("[0, 1]")  # a number of batches, or a fraction of them (Lightning's limit_*_batches)
+
+# fmt: off
+PRECISIONS = (  # what Lightning's Trainer(precision=...) takes
+    "32-true", "16-mixed", "bf16-mixed", "16-true", "bf16-true", "64-true", "transformer-engine",
+    "transformer-engine-float16", "64", "32", "16", "bf16", 64, 32, 16,
+)
+# fmt: on
+
+# setting: (what it accepts, an example value as typed on the command line)
+Table = dict[str, tuple[Kind, str]]
+
+DETECTOR: Table = {
+    "model_path": (PATH | NULL, "face_detection_yunet_2023mar.onnx"),
+    "cascade": (PATH, "haarcascade_frontalface_alt2.xml"),
+    "score_threshold": (number("[0, 1]"), "0.7"),
+    "nms_threshold": (number("[0, 1]"), "0.3"),
+    "top_k": (whole(1), "50"),
+    "max_width": (whole(1) | NULL, "320"),
+    "scale_factor": (number("(1, inf)"), "1.2"),
+    "min_neighbors": (whole(0), "4"),
+    "min_face": (number("(0, 1]"), "0.15"),
+    "max_face": (number("(0, 1]"), "1.0"),
+    "equalize": (BOOL, "true"),
+    "full_every": (whole(1), "4"),
+}
+
+
+def under(prefix: str, table: Table) -> Table:
+    return {f"{prefix}.{key}": setting for key, setting in table.items()}
+
+
+CLASS_FOLDERS: Table = {  # mimic.data.folders.FolderSource: +finetune=webcam, data=folder
+    "detect_faces": (BOOL | one_of("auto"), "auto"),
+    "val_fraction": (FRACTION | NULL, "0.2"),
+    "test_fraction": (FRACTION, "0.1"),
+    **under("detector", DETECTOR),
+}
+
+RUN: Table = {
+    "seed": (whole(0), "42"),
+    "threads": (whole(1) | NULL, "4"),
+}
+
+DATA: Table = {
+    "data.path": (text("a dataset file or folder"), "data/webcam"),
+    "data.ferplus_path": (PATH | NULL, "data/ferplus/fer2013new.csv"),
+    "data.classes": (list_of(NAME, "a list of class names", at_least=1), "[happy,sad,neutral]"),
+    "data.batch_size": (whole(1), "64"),
+    "data.num_workers": (whole(0), "4"),
+    "data.val_fraction": (FRACTION, "0.1"),
+    "data.test_only": (BOOL, "true"),
+    **under("data.sources.webcam", CLASS_FOLDERS),
+    **under("data.sources.folder", CLASS_FOLDERS),
+}
+
+TRAINER: Table = {
+    "trainer.max_epochs": (whole(1), "10"),
+    "trainer.max_steps": (whole(1) | one_of(-1), "1000"),
+    "trainer.accelerator": (one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"), "gpu"),
+    "trainer.devices": (
+        whole(1) | one_of(-1, "auto") | list_of(whole(0), "a list of device indices", at_least=1),
+        "1",
+    ),
+    "trainer.num_nodes": (whole(1), "2"),
+    "trainer.precision": (one_of(*PRECISIONS), "16-mixed"),
+    "trainer.deterministic": (BOOL | one_of("warn") | NULL, "true"),
+    "trainer.log_every_n_steps": (whole(1), "20"),
+    "trainer.check_val_every_n_epoch": (whole(1) | NULL, "1"),
+    "trainer.gradient_clip_val": (number("[0, inf)") | NULL, "1.0"),
+    "trainer.fast_dev_run": (BOOL | whole(0), "true"),
+    "trainer.limit_train_batches": (BATCHES | NULL, "0.1"),
+    "trainer.limit_val_batches": (BATCHES | NULL, "0.1"),
+    "trainer.limit_test_batches": (BATCHES | NULL, "0.1"),
+    "trainer.overfit_batches": (BATCHES, "3"),
+    "trainer.detect_anomaly": (BOOL, "true"),
+    "trainer.sync_batchnorm": (BOOL, "true"),
+}
+
+TRAIN: Table = {
+    **RUN,
+    **DATA,
+    **TRAINER,
+    "ckpt_path": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/last.ckpt"),
+    "calibrate": (BOOL, "false"),
+    "test": (BOOL, "false"),
+    "model.optimizer.lr": (number("(0, inf)"), "1e-3"),
+    "model.optimizer.weight_decay": (number("[0, inf)"), "5e-4"),
+    "model.optimizer.momentum": (number("[0, 1]"), "0.9"),
+    "model.scheduler.warmup_fraction": (FRACTION, "0.05"),
+    "model.scheduler_interval": (one_of("step", "epoch"), "step"),
+    "model.label_smoothing": (FRACTION, "0.1"),
+    "model.class_weights": (
+        NULL | one_of("balanced") | list_of(number("[0, inf)"), "a list of weights, one per class", at_least=1),
+        "balanced",
+    ),
+    "model.tta_flip": (BOOL, "false"),
+    "model.channels_last": (BOOL, "false"),
+    "model.weights": (text("imagenet or a .pth file") | NULL, "imagenet"),
+    "model.net.dropout": (FRACTION, "0.3"),
+    "model.net.hidden": (whole(1), "256"),
+    "model.net.convs_per_stage": (whole(1), "2"),
+    "model.net.widths": (
+        list_of(whole(1), "a list of whole numbers of at least 1", at_least=1),
+        "[32,64,128]",
+    ),
+    "model.preprocess.size": (whole(8), "48"),
+    "model.preprocess.crop_margin": (number("[0, inf)"), "0.1"),
+    "finetune.ckpt": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/<best>.ckpt"),
+    "finetune.head_init": (one_of("reset", "by_name"), "by_name"),
+    "callbacks.early_stopping.patience": (whole(0), "10"),
+    "callbacks.model_checkpoint.save_top_k": (whole(0) | one_of(-1), "1"),
+    "callbacks.progress_bar.refresh_rate": (whole(0), "20"),
+    "callbacks.freeze.lr_factor": (number("(0, inf)"), "0.1"),
+    "callbacks.freeze.train_bn": (BOOL, "true"),
+}
+
+EVALUATE: Table = {
+    **RUN,
+    **DATA,
+    **TRAINER,
+    "ckpt": (
+        text("the .ckpt file a training run printed on its last line, or an exported model"),
+        "outputs/train/runs/<time>/checkpoints/<best>.ckpt",
+    ),
+    "split": (one_of("train", "val", "test"), "test"),
+    "tta_flip": (BOOL | NULL, "false"),
+    "batch_size": (whole(1), "256"),
+}
+
+
+REALTIME: Table = {
+    **under("detector", DETECTOR),
+    "ckpt": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/<best>.ckpt"),
+    "source": (
+        Kind(
+            "a camera index (0, 1, ...), a video file or a folder of images",
+            lambda v: whole(0).accepts(v) or PATH.accepts(v),
+        ),
+        "clip.mp4",
+    ),
+    "list_cameras": (BOOL, "true"),
+    "display": (BOOL, "false"),
+    "record": (PATH | NULL, "out.mp4"),
+    "max_frames": (whole(1) | NULL, "300"),
+    "pace": (BOOL, "true"),
+    "folder_fps": (number("(0, inf)"), "1.0"),
+    "threads": (whole(1) | NULL, "1"),
+    "cv_threads": (whole(0) | NULL, "2"),
+    "faces": (one_of("all", "largest"), "largest"),
+    "max_faces": (whole(1), "8"),
+    "detect_every": (whole(1), "2"),
+    "pipeline": (BOOL, "false"),
+    "camera.width": (whole(1), "640"),
+    "camera.height": (whole(1), "480"),
+    "camera.fps": (number("(0, inf)") | NULL, "30"),
+    "camera.backend": (text("an OpenCV capture backend") | NULL, "v4l2"),
+    "camera.retries": (whole(0), "5"),
+    "camera.retry_wait": (number("[0, inf)"), "0.2"),
+    "camera.probe": (whole(1), "10"),
+    "predictor.tta_flip": (BOOL | NULL, "true"),
+    "predictor.calibrated": (BOOL, "false"),
+    "tracker.iou_threshold": (number("(0, 1]"), "0.3"),
+    "tracker.max_missed": (whole(0), "10"),
+    "smoothing.enabled": (BOOL, "false"),
+    "smoothing.alpha": (number("(0, 1]"), "0.3"),
+    "smoothing.margin": (number("[0, 1]"), "0.1"),
+    "overlay.window": (text("a window title"), "mimic"),
+    "overlay.bars": (BOOL, "false"),
+    "overlay.fps": (BOOL, "false"),
+    "overlay.headless_draw": (BOOL, "true"),
+    "reactions.enabled": (BOOL, "false"),
+    "reactions.hold_s": (number("[0, inf)"), "1.0"),
+    "reactions.cooldown_s": (number("[0, inf)"), "4.0"),
+    "reactions.popups": (BOOL, "false"),
+    "reactions.popup_s": (number("[0, inf)"), "1.5"),
+    "reactions.popup_position": (
+        NULL | list_of(whole(0), "[x, y] in pixels", at_least=2, at_most=2),
+        "[100,100]",
+    ),
+    "reactions.sound": (BOOL, "false"),
+    "reactions.volume": (number("[0, 1]"), "0.5"),
+    "reactions.skip": (list_of(NAME, "a list of class names"), "[neutral,sad]"),
+    "reactions.assets_dir": (PATH | NULL, "my_assets"),
+    "log.enabled": (BOOL, "false"),
+    "log.path": (PATH | NULL, "faces.csv"),
+}
+
+SETTINGS: dict[str, Table] = {"train": TRAIN, "evaluate": EVALUATE, "realtime": REALTIME}
+
+_ABSENT, _MISSING = object(), object()
+
+
+def _value(cfg: DictConfig, key: str) -> Any:
+    """The resolved value at dotted ``key``; ``_MISSING`` for ``???``; ``_ABSENT`` when the config lacks the key or
+    it does not resolve (that error is OmegaConf's to report)."""
+    parent_key, _, leaf = key.rpartition(".")
+    try:
+        parent = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if not isinstance(parent, DictConfig):
+            return _ABSENT
+        if OmegaConf.is_missing(parent, leaf):
+            return _MISSING
+        if leaf not in parent:
+            return _ABSENT
+        value = parent[leaf]
+        return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+    except OmegaConfBaseException:
+        return _ABSENT
+
+
+def problems(cfg: DictConfig, command: str) -> list[str]:
+    """One line per setting of ``command`` (train, evaluate, realtime) whose value ``cfg`` has wrong."""
+    found = []
+    for key, (kind, example) in SETTINGS[command].items():
+        value = _value(cfg, key)
+        if value is _ABSENT or (value is not _MISSING and kind.accepts(value)):
+            continue
+        what = " is required:" if value is _MISSING else f"{show(value)}: expected"
+        found.append(f"{key}={what} {kind.expected} (e.g. {key}={example})")
+    return found
+
+
+def check_settings(cfg: DictConfig, command: str) -> None:
+    """Raise a `UserError` naming every setting of ``command`` that ``cfg`` has of the wrong type or range."""
+    found = problems(cfg, command)
+    if found:
+        raise UserError("\n".join(found))
