@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from mimic.data import EmotionDataModule
-from mimic.data.base import DataError
+from mimic.data.base import SPLITS, DataError
 from mimic.data.fer2013 import FER2013Source
 from mimic.data.folders import FolderSource, scan_class_folders
 from mimic.data.synthetic import draw_face, write_class_folders
@@ -145,9 +145,8 @@ def test_datamodule_merges_fer2013_and_folders_by_name(tmp_path):
     dm.setup()
     # FER2013 happy/sad/neutral (3, 4, 6) -> 0, 1, 2; its other four classes dropped. Webcam: 8 train + 2 val each.
     assert dm.class_counts("train").tolist() == [6 + 8, 6 + 8, 6 + 8]
-    assert dm.source_counts("train") == {"fer2013": 18, "webcam": 24}
-    assert dm.source_counts("val") == {"fer2013": 6, "webcam": 6}
-    assert dm.source_counts("test") == {"fer2013": 6, "webcam": 0}
+    per_source = {split: np.bincount(dm.dataset(split).sources, minlength=2).tolist() for split in SPLITS}
+    assert per_source == {"train": [18, 24], "val": [6, 6], "test": [6, 0]}  # fer2013, webcam
     fer_rows = dm.data["train"]["labels"][dm.data["train"]["sources"] == 0]
     assert np.bincount(fer_rows).tolist() == [6, 6, 6]
     # source weights 1:3 -> about three quarters of the drawn training faces are webcam photos

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 
 import albumentations as A
 import lightning as L
@@ -48,34 +49,15 @@ class FaceDataset(Dataset):
         return img, self.labels[i], self.sources[i], i
 
 
-class Collate:
-    """Stack uint8 images and normalise the whole batch at once (picklable for worker processes)."""
-
-    def __init__(self, spec: PreprocessSpec) -> None:
-        self.spec = spec
-
-    def __call__(self, items):
-        imgs, labels, sources, index = zip(*items)
-        x = image_to_tensor(np.stack(imgs), self.spec)
-        return (
-            x,
-            torch.as_tensor(np.array(labels), dtype=torch.long),
-            torch.as_tensor(np.array(sources)),
-            torch.tensor(index),
-        )
+def collate(items: list, spec: PreprocessSpec) -> tuple[torch.Tensor, ...]:
+    """Stack uint8 images and normalise the whole batch at once (a `functools.partial` of it pickles for workers)."""
+    imgs, labels, sources, index = zip(*items)
+    x = image_to_tensor(np.stack(imgs), spec)
+    return x, torch.as_tensor(np.array(labels)), torch.as_tensor(np.array(sources)), torch.tensor(index)
 
 
 def _to_spec(images: np.ndarray | list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
-    if (
-        isinstance(images, np.ndarray)
-        and images.ndim == 3
-        and spec.channels == 1
-        and images.shape[1:]
-        == (
-            spec.size,
-            spec.size,
-        )
-    ):
+    if isinstance(images, np.ndarray) and spec.channels == 1 and images.shape[1:] == (spec.size, spec.size):
         return images[..., None]
     out = np.empty((len(images), spec.size, spec.size, spec.channels), np.uint8)
     for i, img in enumerate(images):
@@ -198,17 +180,11 @@ class EmotionDataModule(L.LightningDataModule):
     def _map(self, name: str, k: int, source: Source, split: str, sd: SplitData) -> dict[str, np.ndarray]:
         labels = remap(sd.labels, source.class_names, self.classes)
         keep = labels >= 0
-        if (~keep).any():
-            log.log(
-                logging.WARNING if self.test_only else logging.INFO,
-                "%s/%s: dropped %d of %d images whose class is not in %s",
-                name,
-                split,
-                int((~keep).sum()),
-                len(labels),
-                self.classes,
-            )
-        sd = sd.subset(np.flatnonzero(keep)) if not keep.all() else sd
+        if not keep.all():
+            level = logging.WARNING if self.test_only else logging.INFO
+            msg = "%s/%s: dropped %d of %d images whose class is not in %s"
+            log.log(level, msg, name, split, int((~keep).sum()), len(labels), self.classes)
+            sd = sd.subset(np.flatnonzero(keep))
         return {
             "images": _to_spec(sd.images, self.spec),
             "labels": labels[keep],
@@ -220,11 +196,6 @@ class EmotionDataModule(L.LightningDataModule):
         data = self._loaded()
         labels = data[split]["labels"] if split in data else np.empty(0, np.int64)
         return np.bincount(labels, minlength=len(self.classes))
-
-    def source_counts(self, split: str = "train") -> dict[str, int]:
-        data = self._loaded()
-        src = data[split]["sources"] if split in data else np.empty(0, np.int64)
-        return {n: int((src == k).sum()) for k, n in enumerate(self.source_names)}
 
     def ids(self, split: str) -> np.ndarray:
         """Every image's id in ``split``, in dataset order (a batch's ``index`` points into it)."""
@@ -258,7 +229,7 @@ class EmotionDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
-            collate_fn=Collate(self.spec),
+            collate_fn=partial(collate, spec=self.spec),
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -96,30 +96,21 @@ def scan_class_folders(root: Path | str, classes: Sequence[str] | None = None) -
         ClassFolder(int(m.group(1)) if m else None, canonical(m.group(2) if m else p.name), p)
         for p, m in indexed.items()
     ]
-    by_name: dict[str, list[str]] = {}
-    for f in folders:
-        by_name.setdefault(f.name, []).append(f.path.name)
-    clashes = [names for names in by_name.values() if len(names) > 1]
+    clashes = _shared(folders, "name")
     if clashes:
-        raise DataError(
-            f"{root}: these folders name the same class: "
-            + "; ".join(" and ".join(c) for c in clashes)
-            + ". Merge them into one folder."
-        )
+        detail = "; ".join(" and ".join(names) for names in clashes.values())
+        raise DataError(f"{root}: these folders name the same class: {detail}. Merge them into one folder.")
     if folders[0].index is None:
         order = [canonical(c) for c in classes] if classes else []
         if not order:
             log.info("%s: plain class folders without a class list: using alphabetical order", root)
         rank = {n: i for i, n in enumerate(order)}
         return sorted(folders, key=lambda f: (rank.get(f.name, len(rank)), f.name))
-    by_index: dict[int, list[str]] = {}
-    for f in folders:
-        by_index.setdefault(f.index, []).append(f.path.name)
-    dupes = {i: names for i, names in by_index.items() if len(names) > 1}
+    dupes = _shared(folders, "index")
     if dupes:
         detail = "; ".join(f"{' and '.join(n)} both use index {i}" for i, n in sorted(dupes.items()))
         raise DataError(f"{root}: {detail}. Every class needs its own index 0..{len(folders) - 1}; rename a folder.")
-    missing = sorted(set(range(len(folders))) - set(by_index))
+    missing = sorted(set(range(len(folders))) - {f.index for f in folders})
     if missing:
         raise DataError(
             f"{root}: class indices must be 0..{len(folders) - 1}, each used once; index "
@@ -127,6 +118,14 @@ def scan_class_folders(root: Path | str, classes: Sequence[str] | None = None) -
             f"{', '.join(f.path.name for f in sorted(folders, key=lambda f: f.index))}). Rename a folder."
         )
     return sorted(folders, key=lambda f: f.index)
+
+
+def _shared(folders: list[ClassFolder], key: str) -> dict:
+    """{value: folder names} for every value of ``key`` that two or more folders share."""
+    groups: dict = {}
+    for f in folders:
+        groups.setdefault(getattr(f, key), []).append(f.path.name)
+    return {k: names for k, names in groups.items() if len(names) > 1}
 
 
 def read_image(data: bytes) -> np.ndarray | None:
@@ -294,55 +293,35 @@ class FolderSource:
                     "to use every photo whole."
                 )
             log.warning(
-                "%s: skipped %d of %d photos (unreadable, or no face found):%s%s",
-                self.name,
-                len(self.skipped),
-                n_files,
-                _listing(self.skipped),
-                hint,
+                f"{self.name}: skipped {len(self.skipped)} of {n_files} photos (unreadable, or no face found):"
+                f"{_listing(self.skipped)}{hint}"
             )
         if self.unused:
             log.warning(
-                "%s: %d files under %s are not read:%s\n  mimic reads %s files in class folders "
-                "(<index>_<name>/); convert or move these.",
-                self.name,
-                len(self.unused),
-                self.root,
-                _listing(self.unused),
-                " ".join(IMAGE_SUFFIXES),
+                f"{self.name}: {len(self.unused)} files under {self.root} are not read:{_listing(self.unused)}\n  "
+                f"mimic reads {' '.join(IMAGE_SUFFIXES)} files in class folders (<index>_<name>/); convert or move "
+                "these."
             )
         if duplicates:
             log.info("%s: %d exact duplicate files kept once", self.name, duplicates)
         if conflicts:
             log.warning(
-                "%s: %d photos appear in two different class folders; the first copy's class is kept: %s",
-                self.name,
-                len(conflicts),
-                "; ".join(conflicts[:_MAX_LISTED]),
+                f"{self.name}: {len(conflicts)} photos appear in two different class folders; the first copy's class "
+                f"is kept: {'; '.join(conflicts[:_MAX_LISTED])}"
             )
-        log.info(
-            "%s: %d images from %s (%d skipped)",
-            self.name,
-            n_files - len(self.skipped) - duplicates,
-            self.root,
-            len(self.skipped),
-        )
+        n_read = n_files - len(self.skipped) - duplicates
+        log.info("%s: %d images from %s (%d skipped)", self.name, n_read, self.root, len(self.skipped))
 
     def _check_classes(self, listed: dict[Path, int], kept: dict[Path, int]) -> None:
         """Warn about class folders that give no images and classes the run does not use; a `DataError` when no
         image is left for the run."""
         folders = self.scanned
-        empty = [
-            f"{_rel(f.path, self.root)}/ ({_why_empty(listed.get(f.path, 0))})" for f in folders if not kept.get(f.path)
-        ]
+        why = lambda n: f"all {n} photos skipped" if n else "no image files"
+        empty = [f"{_rel(f.path, self.root)}/ ({why(listed.get(f.path))})" for f in folders if not kept.get(f.path)]
         if empty:
             log.warning(
-                "%s: %d class folder(s) give no images: %s. Add photos (`python scripts/capture_dataset.py --label "
-                "<class> --out %s`) or remove them.",
-                self.name,
-                len(empty),
-                ", ".join(empty),
-                self.root,
+                f"{self.name}: {len(empty)} class folder(s) give no images: {', '.join(empty)}. Add photos (`python "
+                f"scripts/capture_dataset.py --label <class> --out {self.root}`) or remove them."
             )
         wanted = self.requested if self.requested is not None else KNOWN_CLASSES
         unused = [f for f in folders if f.name not in wanted and kept.get(f.path)]
@@ -412,10 +391,6 @@ class FolderSource:
 
 def _rel(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
-
-
-def _why_empty(n_images: int) -> str:
-    return "no image files" if not n_images else f"all {n_images} photos skipped"
 
 
 def _listing(items: Sequence[tuple[Any, str]]) -> str:

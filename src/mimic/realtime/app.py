@@ -52,8 +52,6 @@ class Stats:
     loop: deque = field(default_factory=lambda: deque(maxlen=100_000))
     switches_shown: int = 0  # changes of the shown (smoothed) label of a face
     switches_raw: int = 0  # changes of the raw argmax of a face: what the label would do without smoothing
-    reactions: int = 0
-    first_frame_s: float | None = None  # seconds from run() to the first processed frame
     csv: str = ""  # the log's path
     video: str = ""  # the recording's path
     fps: float = 0.0  # moving average, for the overlay
@@ -71,8 +69,7 @@ class Stats:
             self.loop.append(now - self.last)
             self.fps = 0.9 * self.fps + 0.1 / max(1e-6, now - self.last) if self.fps else 1 / max(1e-6, now - self.last)
         else:
-            self.first_frame_s = time.monotonic() - self.started
-            log.info("first frame processed %.2f s after the app started", self.first_frame_s)
+            log.info("first frame processed %.2f s after the app started", time.monotonic() - self.started)
         self.last = now
         self.frames += 1
         self.rows += len(result.faces)
@@ -81,7 +78,6 @@ class Stats:
             raw, shown = self.labels.get(face.id, (face.raw_label, face.label))
             self.switches_raw += raw != face.raw_label
             self.switches_shown += shown != face.label
-            self.reactions += face.reaction is not None
             self.labels[face.id] = (face.raw_label, face.label)
 
     def summary(self) -> str:
@@ -200,7 +196,7 @@ def _pipeline(cfg: DictConfig, predictor: Any, detector: Any, display: bool, sta
     csv = reactions = None
     if cfg.log.enabled:
         path = new_file(cfg.log.path or _run_dir() / "faces.csv", "log.path", "faces.csv")
-        csv = stack.enter_context(_build(cfg.log, path=path, class_names=names))
+        csv = stack.enter_context(contextlib.closing(_build(cfg.log, path=path, class_names=names)))
     if r.enabled and (display and r.popups or r.sound):
         reactions = stack.enter_context(contextlib.closing(_build(r, class_names=names, popups=display and r.popups)))
     return Pipeline.from_config(cfg, predictor, detector, reactions, csv)

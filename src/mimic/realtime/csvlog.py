@@ -16,44 +16,17 @@ import csv
 import io
 import os
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from mimic.realtime.pipeline import FrameResult
 
-BASE_COLUMNS = (
-    "timestamp",
-    "mono_s",
-    "media_s",
-    "frame",
-    "face_id",
-    "x",
-    "y",
-    "w",
-    "h",
-    "det_score",
-    "raw_label",
-    "raw_conf",
-    "label",
-    "conf",
-    "reaction",
-)
+BASE_COLUMNS = "timestamp mono_s media_s frame face_id x y w h det_score raw_label raw_conf label conf reaction".split()
 
 
 def columns(class_names: Sequence[str]) -> list[str]:
     return [*BASE_COLUMNS, *(f"p_{c}" for c in class_names)]
-
-
-def rows(result: FrameResult) -> list[list]:
-    """The rows of one frame's result, in `columns` order."""
-    out = []
-    for f in result.faces:
-        row = [result.timestamp, result.mono_s, round(result.time, 4), result.index, f.id, *f.box, round(f.score, 4)]
-        row += [f.raw_label, round(f.raw_conf, 4), f.label, round(f.conf, 4), f.reaction or ""]
-        out.append(row + [round(float(v), 4) for v in f.probs])
-    return out
 
 
 class CsvLog:
@@ -63,38 +36,25 @@ class CsvLog:
     def __init__(self, path: str | os.PathLike, class_names: Sequence[str]) -> None:
         self.path = Path(path).expanduser()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.columns = columns(class_names)
         self._file = open(self.path, "xb", buffering=0)  # noqa: SIM115  closed in close()
-        self._buffer = io.StringIO()
-        self._writer = csv.writer(self._buffer, lineterminator="\n")
-        self.rows = 0
-        self._write([self.columns])
+        self._write([columns(class_names)])
 
     def _write(self, rows: Sequence[Sequence]) -> None:
-        self._buffer.seek(0)
-        self._buffer.truncate()
-        self._writer.writerows(rows)
-        data = memoryview(self._buffer.getvalue().encode())
-        while data:
+        text = io.StringIO()
+        csv.writer(text, lineterminator="\n").writerows(rows)
+        data = memoryview(text.getvalue().encode())
+        while data:  # a raw write may take only part of the data
             data = data[self._file.write(data) :]
 
     def write(self, result: FrameResult) -> None:
-        """Write the rows of one frame with a single system call."""
-        if result.faces:
-            self._write(rows(result))
-            self.rows += len(result.faces)
+        """Write the rows of one frame, in `columns` order, with a single system call."""
+        rows = []
+        for f in result.faces:
+            row = [result.timestamp, result.mono_s, round(result.time, 4), result.index, f.id, *f.box, round(f.score, 4)]
+            row += [f.raw_label, round(f.raw_conf, 4), f.label, round(f.conf, 4), f.reaction or ""]
+            rows.append(row + [round(float(v), 4) for v in f.probs])
+        if rows:
+            self._write(rows)
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()
-
-    def __enter__(self) -> CsvLog:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def now_iso() -> str:
-    """The current local time as ISO 8601 with milliseconds and UTC offset."""
-    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+        self._file.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from omegaconf import DictConfig
 
 from mimic.errors import UserError
 from mimic.faces import Detection, FaceDetector, load_detector
-from mimic.realtime.csvlog import CsvLog, now_iso
+from mimic.realtime.csvlog import CsvLog
 from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.tracker import IoUTracker
 
@@ -86,7 +87,7 @@ class Pipeline:
         self.smoother = smoother
         smoother()  # a bad smoothing setting fails now, not at the first face
         self.keep = 1 if faces == "largest" else int(max_faces)
-        self.detect_every = max(1, int(detect_every))
+        self.detect_every = int(detect_every)
         self.smoothers: dict[int, LabelSmoother] = {}
         self.detections: list[Detection] = []
         self.detected = 0
@@ -103,17 +104,9 @@ class Pipeline:
         log: CsvLog | None = None,
     ) -> Pipeline:
         """From a composed conf/realtime.yaml; the detector is built from ``cfg.detector`` unless given."""
-        return cls(
-            predictor,
-            detector if detector is not None else load_detector(cfg.detector),
-            instantiate(cfg.tracker),
-            instantiate(cfg.smoothing),
-            reactions,
-            log,
-            cfg.faces,
-            cfg.max_faces,
-            cfg.detect_every,
-        )
+        detector = detector or load_detector(cfg.detector)
+        tracker, smoother = instantiate(cfg.tracker), instantiate(cfg.smoothing)
+        return cls(predictor, detector, tracker, smoother, reactions, log, cfg.faces, cfg.max_faces, cfg.detect_every)
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """The faces to track in ``frame``, largest first."""
@@ -126,8 +119,7 @@ class Pipeline:
     def step(self, frame: np.ndarray, t: float, detections: list[Detection] | None = None) -> FrameResult:
         """Process one BGR frame at media time ``t`` (seconds); ``detections``: its faces, found elsewhere."""
         timer = time.perf_counter
-        t0 = timer()
-        seconds = {}
+        seconds, t0 = {}, timer()
         if detections is None:
             detections = self.detect(frame)
             seconds["detect"] = timer() - t0
@@ -141,15 +133,17 @@ class Pipeline:
         t2 = timer()
         faces = []
         for track, p in zip(tracks, probs, strict=True):
-            smoother = self.smoothers.get(track.id) or self.smoothers.setdefault(track.id, self.smoother())
-            shown, smoothed = smoother.update(p)
+            if track.id not in self.smoothers:
+                self.smoothers[track.id] = self.smoother()
+            shown, smoothed = self.smoothers[track.id].update(p)
             raw, label = int(np.argmax(p)), self.class_names[shown]
             fired = self.reactions.update(track.id, label, t) if self.reactions is not None else None
             raw_label, conf = self.class_names[raw], float(smoothed[shown])
             faces.append(
                 Face(track.id, track.box, track.score, p, raw_label, float(p[raw]), smoothed, label, conf, fired)
             )
-        result = FrameResult(self.frames, t, now_iso(), round(time.monotonic() - self.t_start, 4), faces, seconds)
+        timestamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
+        result = FrameResult(self.frames, t, timestamp, round(time.monotonic() - self.t_start, 4), faces, seconds)
         t3 = timer()
         if self.log is not None:
             self.log.write(result)
