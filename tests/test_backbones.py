@@ -33,7 +33,6 @@ from mimic.models.weights import (
     WeightsError,
     WeightsMeta,
     count_flops,
-    imagenet_spec,
     load_weights,
 )
 
@@ -483,11 +482,13 @@ def test_two_channel_input_cannot_take_rgb_weights(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- preprocessing and cost
 
 
-def test_imagenet_spec() -> None:
-    gray = imagenet_spec(96, 1)
-    assert gray.size == 96 and gray.mean == IMAGENET_GRAY_MEAN and gray.std == IMAGENET_GRAY_STD
+def test_backbone_config_normalises_gray_input_with_imagenet_gray_stats() -> None:
+    from omegaconf import OmegaConf
+
     assert abs(IMAGENET_GRAY_MEAN[0] - 0.459) < 1e-3 and abs(IMAGENET_GRAY_STD[0] - 0.2256) < 1e-3
-    assert imagenet_spec(112, 3).mean == IMAGENET_MEAN
+    preprocess = OmegaConf.load(Path(__file__).parents[1] / "conf" / "model" / "_backbone.yaml").preprocess
+    assert preprocess.channels == 1
+    assert tuple(preprocess.mean) == IMAGENET_GRAY_MEAN and tuple(preprocess.std) == IMAGENET_GRAY_STD
 
 
 @pytest.mark.parametrize(("arch", "gmacs"), [("resnet18", 1.814), ("mobilenet_v3_small", 0.057)])

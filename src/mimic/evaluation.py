@@ -182,16 +182,7 @@ def render_samples(
         r, c = divmod(k, cols)
         y0, x0 = r * (side + 18), c * side
         grid[y0 : y0 + side, x0 : x0 + side] = im
-        ok = int(pred[k]) == int(y[k])
+        color = (0, 150, 0) if int(pred[k]) == int(y[k]) else (220, 0, 0)
         text = f"{class_names[int(pred[k])][:8]} {float(conf[k]):.2f}"
-        cv2.putText(
-            grid,
-            text,
-            (x0 + 2, y0 + side + 13),
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.35,
-            (0, 150, 0) if ok else (220, 0, 0),
-            1,
-            cv2.LINE_AA,
-        )
+        cv2.putText(grid, text, (x0 + 2, y0 + side + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.35, color, 1, cv2.LINE_AA)
     return grid

@@ -10,10 +10,8 @@ The public API, used by the realtime app, the capture script and the folder-data
 
 - ``Detection(box=(x, y, w, h), score)``: box in frame pixels (ints); score is "higher is surer", in [0, 1] for
   YuNet and the number of merged neighbour windows for Haar (so not comparable across detectors).
-- `HaarDetector`: OpenCV's Haar cascade (the XML ships with opencv-python 4.x: works offline). It runs on a
-  grayscale copy downscaled to ``max_width`` pixels; ``min_face`` is the smallest face as a fraction of the frame's
-  shorter side. The defaults suit a webcam at arm's length (faces a sixth to all of the frame's height). Each call is
-  an independent scan unless ``full_every`` > 1 (video: the realtime app's conf/detector/haar.yaml sets 4).
+- `HaarDetector`: OpenCV's Haar cascade (the XML ships with opencv-python: works offline). Its defaults suit a webcam
+  at arm's length (faces a sixth to all of the frame's height); conf/detector/haar.yaml sets ``full_every`` for video.
 - `YuNetDetector`: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), more accurate and, downscaled, faster. Its ONNX file
   is ``model_path``, or is downloaded once into the cache folder and checked against its sha256 (`ensure_model`).
 
@@ -131,14 +129,10 @@ class HaarDetector:
         if scale_factor <= 1.0:
             raise UserError(f"detector.scale_factor must be above 1, got {scale_factor}")
         self.cascade, self.model_sha256 = str(path), sha256_file(path)
-        self.scale_factor = float(scale_factor)
-        self.min_neighbors = int(min_neighbors)
+        self.scale_factor, self.min_neighbors = float(scale_factor), int(min_neighbors)
         self.min_face, self.max_face = float(min_face), float(max_face)
-        self.max_width = max_width
-        self.equalize = equalize
-        self.full_every = max(1, int(full_every))
-        self._calls = 0
-        self._last: list[Detection] = []
+        self.max_width, self.equalize, self.full_every = max_width, equalize, int(full_every)
+        self._calls, self._last = 0, []
 
     @property
     def config(self) -> dict[str, Any]:
@@ -170,15 +164,15 @@ class HaarDetector:
         out = [Detection(tuple(int(round(v * back)) for v in b), float(n)) for b, n in zip(boxes, neighbours)]  # noqa: B905
         return sorted(out, key=lambda d: -d.score)
 
-    def _near(self, frame: np.ndarray, known: list[Detection], face_px: int = 40) -> list[Detection]:
-        """Each known face searched for again in a region twice its size, shrunk so the face is ~``face_px``."""
+    def _near(self, frame: np.ndarray, known: list[Detection]) -> list[Detection]:
+        """Each known face searched for again in a region twice its size, shrunk so the face is about 40 pixels."""
         h, w = frame.shape[:2]
         out = []
         for d in known:
             x, y, bw, bh = d.box
             x0, y0 = max(0, x - bw // 2), max(0, y - bh // 2)
             x1, y1 = min(w, x + bw + bw // 2), min(h, y + bh + bh // 2)
-            scale = min(1.0, face_px / max(1, bw))
+            scale = min(1.0, 40 / max(1, bw))
             roi = _to_gray(frame[y0:y1, x0:x1])
             if scale < 1.0:
                 roi = cv2.resize(roi, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
@@ -203,7 +197,6 @@ def ensure_model(
     url: str = YUNET_URL,
     sha256: str | None = YUNET_SHA256,
     cache_dir: str | os.PathLike | None = None,
-    timeout: float = 30.0,
 ) -> Path:
     """The local path of a model file: ``model_path`` when given (it must exist), else ``cache_dir/<url's file name>``
     (default: the user cache's ``models/``), downloaded from ``url`` the first time and checked against ``sha256``.
@@ -222,7 +215,7 @@ def ensure_model(
         return path
     log.info("downloading %s to %s", url, path)
     try:
-        return download(url, path, sha256, what="face detector model", timeout=timeout)
+        return download(url, path, sha256, what="face detector model", timeout=30.0)
     except UserError as e:
         raise UserError(f"{e} Or pass detector.model_path=<file>, or use detector=haar (no download).") from None
 

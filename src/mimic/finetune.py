@@ -137,16 +137,12 @@ def prepare_finetune(model: EmotionClassifier, cfg: DictConfig) -> EmotionClassi
     check_fits(card, model, f"finetune.ckpt {path}")
     head_init = str(ft.get("head_init", "reset"))
     done = load_matching(model, ckpt["state_dict"], card.class_names, head_init)
-    old = card.class_names
     if done["same_classes"]:
         head = "head kept (same classes)"
-    elif head_init == "by_name":
-        head = (
-            f"head re-initialised for {model.class_names} (checkpoint: {old}); {done['head_rows']} class rows "
-            f"copied by name"
-        )
     else:
-        head = f"head re-initialised for {model.class_names} (checkpoint: {old})"
+        head = f"head re-initialised for {model.class_names} (checkpoint: {card.class_names})"
+        if head_init == "by_name":
+            head += f"; {done['head_rows']} class rows copied by name"
     message = f"Fine-tuning from {path} ({how}): {done['copied']} tensors copied, {head}"
     log.info(message)
     print(message)

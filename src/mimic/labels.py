@@ -24,7 +24,6 @@ KNOWN_CLASSES: tuple[str, ...] = FER2013_CLASSES + ("contempt",)
 _ALIASES = {
     "anger": "angry",
     "happiness": "happy",
-    "happy": "happy",
     "joy": "happy",
     "sadness": "sad",
     "surprised": "surprise",

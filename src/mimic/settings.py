@@ -72,8 +72,7 @@ def number(interval: str) -> Kind:
 
 def one_of(*choices: Any) -> Kind:
     return Kind(
-        f"one of {', '.join(show(c) for c in choices)}",
-        lambda v: any(v == c and type(v) is type(c) for c in choices),
+        f"one of {', '.join(show(c) for c in choices)}", lambda v: any(v == c and type(v) is type(c) for c in choices)
     )
 
 
@@ -129,10 +128,7 @@ CLASS_FOLDERS: Table = {  # mimic.data.folders.FolderSource: +finetune=webcam, d
     **under("detector", DETECTOR),
 }
 
-RUN: Table = {
-    "seed": (whole(0), "42"),
-    "threads": (whole(1) | NULL, "4"),
-}
+RUN: Table = {"seed": (whole(0), "42"), "threads": (whole(1) | NULL, "4")}
 
 DATA: Table = {
     "data.path": (text("a dataset file or folder"), "data/webcam"),
@@ -150,10 +146,7 @@ TRAINER: Table = {
     "trainer.max_epochs": (whole(1), "10"),
     "trainer.max_steps": (whole(1) | one_of(-1), "1000"),
     "trainer.accelerator": (one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"), "gpu"),
-    "trainer.devices": (
-        whole(1) | one_of(-1, "auto") | list_of(whole(0), "a list of device indices", at_least=1),
-        "1",
-    ),
+    "trainer.devices": (whole(1) | one_of(-1, "auto") | list_of(whole(0), "a list of device indices", at_least=1), "1"),
     "trainer.num_nodes": (whole(1), "2"),
     "trainer.precision": (one_of(*PRECISIONS), "16-mixed"),
     "trainer.deterministic": (BOOL | one_of("warn") | NULL, "true"),
@@ -192,10 +185,7 @@ TRAIN: Table = {
     "model.net.dropout": (FRACTION, "0.3"),
     "model.net.hidden": (whole(1), "256"),
     "model.net.convs_per_stage": (whole(1), "2"),
-    "model.net.widths": (
-        list_of(whole(1), "a list of whole numbers of at least 1", at_least=1),
-        "[32,64,128]",
-    ),
+    "model.net.widths": (list_of(whole(1), "a list of whole numbers of at least 1", at_least=1), "[32,64,128]"),
     "model.preprocess.size": (whole(8), "48"),
     "model.preprocess.crop_margin": (number("[0, inf)"), "0.1"),
     "finetune.ckpt": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/<best>.ckpt"),
@@ -266,10 +256,7 @@ REALTIME: Table = {
     "reactions.cooldown_s": (number("[0, inf)"), "4.0"),
     "reactions.popups": (BOOL, "false"),
     "reactions.popup_s": (number("[0, inf)"), "1.5"),
-    "reactions.popup_position": (
-        NULL | list_of(whole(0), "[x, y] in pixels", at_least=2, at_most=2),
-        "[100,100]",
-    ),
+    "reactions.popup_position": (NULL | list_of(whole(0), "[x, y] in pixels", at_least=2, at_most=2), "[100,100]"),
     "reactions.sound": (BOOL, "false"),
     "reactions.volume": (number("[0, 1]"), "0.5"),
     "reactions.skip": (list_of(NAME, "a list of class names"), "[neutral,sad]"),
@@ -301,8 +288,9 @@ def _value(cfg: DictConfig, key: str) -> Any:
         return _ABSENT
 
 
-def problems(cfg: DictConfig, command: str) -> list[str]:
-    """One line per setting of ``command`` (train, evaluate, realtime) whose value ``cfg`` has wrong."""
+def check_settings(cfg: DictConfig, command: str) -> None:
+    """Raise a `UserError` naming every setting of ``command`` (train, evaluate, realtime) that ``cfg`` has of the
+    wrong type or range, one line each."""
     found = []
     for key, (kind, example) in SETTINGS[command].items():
         value = _value(cfg, key)
@@ -310,11 +298,5 @@ def problems(cfg: DictConfig, command: str) -> list[str]:
             continue
         what = " is required:" if value is _MISSING else f"{show(value)}: expected"
         found.append(f"{key}={what} {kind.expected} (e.g. {key}={example})")
-    return found
-
-
-def check_settings(cfg: DictConfig, command: str) -> None:
-    """Raise a `UserError` naming every setting of ``command`` that ``cfg`` has of the wrong type or range."""
-    found = problems(cfg, command)
     if found:
         raise UserError("\n".join(found))

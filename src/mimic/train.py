@@ -37,12 +37,8 @@ def calibrate_checkpoint(model: L.LightningModule, ckpt_path: str, dm) -> float:
     model.temperature.fill_(temperature)
     ckpt["state_dict"]["temperature"] = torch.tensor(temperature)
     atomic_write(ckpt_path, lambda tmp: torch.save(ckpt, tmp))
-    log.info(
-        "temperature %.3f: validation ECE %.4f -> %.4f",
-        temperature,
-        ece(logits, labels),
-        ece(logits, labels, temperature),
-    )
+    before, after = ece(logits, labels), ece(logits, labels, temperature)
+    log.info("temperature %.3f: validation ECE %.4f -> %.4f", temperature, before, after)
     return temperature
 
 
@@ -86,17 +82,10 @@ def run(cfg: DictConfig) -> dict:
     if cfg.get("calibrate", True):
         results["temperature"] = calibrate_checkpoint(model, best, dm)
     if cfg.get("test", True):
-        tester = (
-            trainer
-            if trainer.world_size == 1
-            else L.Trainer(
-                accelerator=trainer.accelerator.__class__.__name__.replace("Accelerator", "").lower(),
-                devices=1,
-                logger=loggers or False,
-                callbacks=[],
-                enable_checkpointing=False,
-            )
-        )
+        tester = trainer
+        if trainer.world_size > 1:
+            accelerator = type(trainer.accelerator).__name__.replace("Accelerator", "").lower()
+            tester = L.Trainer(accelerator=accelerator, devices=1, logger=loggers or False, enable_checkpointing=False)
         # The model already holds the best weights and the fitted temperature: test it as it is.
         results = report_test(tester, model, dm, output_dir, {"checkpoint": results["best_checkpoint"], **results})
     print(f"Best checkpoint: {results['best_checkpoint']}")

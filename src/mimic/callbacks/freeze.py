@@ -83,13 +83,6 @@ class FreezeModules(L.Callback):
         self._log_counts(pl_module, "froze " + ", ".join(self.patterns))
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        for optimizer in trainer.optimizers:
-            frozen = {id(p) for p in pl_module.parameters() if not p.requires_grad}
-            if any(id(p) in frozen for g in optimizer.param_groups for p in g["params"]):
-                log.warning(
-                    "the optimizer holds frozen parameters: configure_optimizers should skip parameters "
-                    "with requires_grad=False (EmotionClassifier.param_groups does)"
-                )
         restored, self._restored = self._restored, []
         for pattern, epoch in restored:
             if pattern not in self._modules:

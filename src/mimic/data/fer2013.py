@@ -99,30 +99,17 @@ class FER2013Source:
             files = _list_folders(found)
             stats = [(str(f), *_stat(f)) for _, _, f in files]
             arrays = _cached(self.cache_dir, "folders", found, stats, lambda: _read_folders(files))
-            return {
-                split: SplitData(
-                    arrays[f"{split}_images"],
-                    arrays[f"{split}_labels"],
-                    arrays[f"{split}_paths"].tolist(),
-                    {"source": self.name, "origin": str(found), "dropped": {}},
-                )
-                for split in FOLDER_SPLITS
-                if len(arrays.get(f"{split}_labels", ()))
-            }
-        arrays = _cached(self.cache_dir, "csv", found, list(_stat(found)), lambda: read_csv(found))
-        origin = str(arrays["origin"])
-        if self.labels == "ferplus":
-            return self._ferplus_splits(found, arrays, origin)
-        return {
-            split: SplitData(
-                arrays[f"{split}_images"],
-                arrays[f"{split}_labels"],
-                [f"{origin}:{line}" for line in arrays[f"{split}_lines"].tolist()],
-                {"source": self.name, "origin": origin, "dropped": {}},
-            )
-            for split in _SPLIT_NAMES
-            if len(arrays[f"{split}_labels"])  # a CSV without PublicTest rows: the datamodule makes a val split
-        }
+            origin = str(found)
+            paths = {s: arrays[f"{s}_paths"].tolist() for s in FOLDER_SPLITS if f"{s}_paths" in arrays}
+        else:
+            arrays = _cached(self.cache_dir, "csv", found, list(_stat(found)), lambda: read_csv(found))
+            origin = str(arrays["origin"])
+            if self.labels == "ferplus":
+                return self._ferplus_splits(found, arrays, origin)
+            paths = {s: [f"{origin}:{line}" for line in arrays[f"{s}_lines"].tolist()] for s in _SPLIT_NAMES}
+        meta = {"source": self.name, "origin": origin, "dropped": {}}
+        # a CSV without PublicTest rows has no val split: the datamodule makes one
+        return {s: SplitData(arrays[f"{s}_images"], arrays[f"{s}_labels"], p, meta) for s, p in paths.items() if p}
 
     def _ferplus_splits(self, csv_path: Path, arrays: dict[str, np.ndarray], origin: str) -> dict[str, SplitData]:
         fp = self._find_ferplus(csv_path)
@@ -329,8 +316,6 @@ def _read_in_background(path: Path) -> Iterator[str | bytes]:
     thread.start()
     try:
         while (item := q.get()) is not None:
-            if isinstance(item, DataError):
-                raise item
             if isinstance(item, (OSError, EOFError, zlib.error, tarfile.TarError)):
                 raise DataError(
                     f"{path}: cannot read it ({type(item).__name__}: {item}); the file is damaged or truncated, "

@@ -193,9 +193,6 @@ class FolderSource:
             self.split_dirs = {}
         self.folders = scan_class_folders(self.split_dirs.get("train", self.root), self.requested)
         self.class_names: tuple[str, ...] = tuple(validate_classes([f.name for f in self.folders], where=name))
-        self.skipped: list[tuple[str, str]] = []
-        self.unused: list[tuple[Path, str]] = []  # files under root that are not read, and why
-        self.scanned: list[ClassFolder] = []  # the class folders of every split
 
     def __repr__(self) -> str:
         return f"FolderSource(root={str(self.root)!r}, classes={list(self.class_names)}, name={self.name!r})"
@@ -210,8 +207,10 @@ class FolderSource:
 
     # ---- loading -----------------------------------------------------------------------------------------------
     def files(self) -> dict[str, list[tuple[Path, int]]]:
-        """{split: [(file, label)]} before reading; a pooled layout is all ``train``."""
-        self.unused, self.scanned = [], []
+        """{split: [(file, label)]} before reading; a pooled layout is all ``train``. Sets ``unused`` (files under
+        root that are not read, and why) and ``scanned`` (the class folders of every split)."""
+        self.unused: list[tuple[Path, str]] = []
+        self.scanned: list[ClassFolder] = []
         out: dict[str, list[tuple[Path, int]]] = {}
         for split, d in self.split_dirs.items() or [("train", self.root)]:
             folders = self.folders if split == "train" else scan_class_folders(d, self.class_names)
@@ -232,7 +231,7 @@ class FolderSource:
         return out
 
     def load(self) -> dict[str, SplitData]:
-        self.skipped = []
+        self.skipped: list[tuple[str, str]] = []  # (file, why)
         seen: dict[str, tuple[str, int]] = {}
         duplicates, conflicts = 0, []
         out: dict[str, SplitData] = {}
@@ -326,19 +325,19 @@ class FolderSource:
         wanted = self.requested if self.requested is not None else KNOWN_CLASSES
         unused = [f for f in folders if f.name not in wanted and kept.get(f.path)]
         if unused:
+            run = self.requested is not None
+            why = (
+                f"not used, their class is not among the run's classes {list(wanted)}"
+                if run
+                else "no emotion mimic knows, so a run uses them only if data.classes names their class"
+            )
+            listing = ", ".join(f"{_rel(f.path, self.root)}/ ({kept[f.path]})" for f in unused)
             guesses = {f.name: difflib.get_close_matches(f.name, wanted, 1, cutoff=0.5) for f in unused}
             log.warning(
-                "%s: %d photos in %s: %s. Name each class folder <index>_<class> with a class from %s (e.g. 0_%s/), "
-                "or add the class to data.classes.%s",
-                self.name,
-                sum(kept[f.path] for f in unused),
-                ", ".join(f"{_rel(f.path, self.root)}/ ({kept[f.path]})" for f in unused),
-                f"not used, their class is not among the run's classes {list(wanted)}"
-                if self.requested is not None
-                else "no emotion mimic knows, so a run uses them only if data.classes names their class",
-                "that list" if self.requested is not None else f"{', '.join(wanted)}",
-                wanted[0],
-                "".join(f" {n!r} looks like {g[0]!r}." for n, g in guesses.items() if g),
+                f"{self.name}: {sum(kept[f.path] for f in unused)} photos in {listing}: {why}. Name each class folder "
+                f"<index>_<class> with a class from {'that list' if run else ', '.join(wanted)} (e.g. 0_{wanted[0]}/), "
+                "or add the class to data.classes."
+                + "".join(f" {n!r} looks like {g[0]!r}." for n, g in guesses.items() if g)
             )
         total = sum(kept.values())
         usable = total if self.requested is None else sum(kept.get(f.path, 0) for f in folders if f.name in wanted)

@@ -107,10 +107,10 @@ def _sample(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
     return out
 
 
-def _variations(rng: np.random.Generator | None, n: int, overrides: dict, where: str = "draw_face") -> dict:
+def _variations(rng: np.random.Generator | None, n: int, overrides: dict) -> dict:
     unknown = sorted(set(overrides) - set(_VARIATION))
     if unknown:
-        raise TypeError(f"{where}: unknown variation {unknown}; known: {', '.join(_VARIATION)}")
+        raise TypeError(f"draw_face: unknown variation {unknown}; known: {', '.join(_VARIATION)}")
     v = _canonical_variation(n) if rng is None else _sample(rng, n)
     for key, value in overrides.items():
         v[key] = np.broadcast_to(np.asarray(value, dtype=np.float64), np.shape(v[key])).copy()
@@ -358,18 +358,15 @@ def _mouth_layers(L: _Layers, mouth: np.ndarray, e: dict, v: dict, dark: np.ndar
 
 def _finish(imgs: np.ndarray, v: dict, rng: np.random.Generator | None, ref_size: float) -> np.ndarray:
     """Lighting ramp, contrast, brightness, noise and blur on a batch (N, H, W[, 3]); returns uint8."""
-    n, h, w = imgs.shape[:3]
+    h, w = imgs.shape[1:3]
     expand = (slice(None),) + (None,) * (imgs.ndim - 1)
     c = v["contrast"].astype(np.float32)
     out = imgs.astype(np.float32)
     out *= c[expand]
     offset = 128.0 * (1.0 - v["contrast"]) + v["brightness"]
-    ramp = (
-        v["gradient"][:, 0, None, None] * v["contrast"][:, None, None] * np.linspace(-0.5, 0.5, w)[None, None, :]
-        + v["gradient"][:, 1, None, None] * v["contrast"][:, None, None] * np.linspace(-0.5, 0.5, h)[None, :, None]
-        + offset[:, None, None]
-    ).astype(np.float32)
-    out += ramp[..., None] if out.ndim == 4 else ramp
+    gx, gy = (v["gradient"] * v["contrast"][:, None]).T[..., None, None]
+    ramp = gx * np.linspace(-0.5, 0.5, w) + gy * np.linspace(-0.5, 0.5, h)[:, None] + offset[:, None, None]
+    out += ramp.astype(np.float32)[..., None] if out.ndim == 4 else ramp.astype(np.float32)
     if rng is not None and np.any(v["noise"] > 0):
         noise = rng.standard_normal(out.shape, dtype=np.float32)
         noise *= v["noise"].astype(np.float32)[expand]
@@ -469,12 +466,6 @@ def draw_scene(
 
 
 # ---------------------------------------------------------------------------------------------------------- sources
-def _balanced_labels(n: int, n_classes: int, rng: np.random.Generator) -> np.ndarray:
-    labels = np.arange(n, dtype=np.int64) % n_classes
-    rng.shuffle(labels)
-    return labels
-
-
 class SyntheticSource:
     """A `Source` of synthetic faces: balanced ``train`` / ``val`` / ``test`` splits, identical for the same seed.
 
@@ -509,7 +500,8 @@ class SyntheticSource:
         out = {}
         for index, (split, n) in enumerate(self.sizes.items()):
             rng = np.random.default_rng([self.seed, index])
-            labels = _balanced_labels(n, len(self.class_names), rng)
+            labels = np.arange(n, dtype=np.int64) % len(self.class_names)  # balanced
+            rng.shuffle(labels)
             images = _draw_faces(to_known[labels], self.size, rng, False, {})
             paths = [f"{self.name}:{split}:{i}" for i in range(n)]
             out[split] = SplitData(images, labels, paths, {"seed": self.seed, "split": split})

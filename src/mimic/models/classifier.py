@@ -142,8 +142,9 @@ class EmotionClassifier(L.LightningModule):
             if len(cw) != len(self.class_names):
                 raise ValueError(f"model.class_weights has {len(cw)} values for {len(self.class_names)} classes")
             self.class_weight = torch.tensor(cw, dtype=torch.float)
-        for name in getattr(dm, "source_names", []) if dm is not None else []:
-            if len(dm.source_names) > 1 and name not in self.val_source_acc:
+        names = getattr(dm, "source_names", [])
+        for name in names if len(names) > 1 else []:
+            if name not in self.val_source_acc:
                 self.val_source_acc[name] = MulticlassAccuracy(len(self.class_names), average="micro")
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -206,7 +207,6 @@ class EmotionClassifier(L.LightningModule):
         self.log_dict({f"test/recall_{c}": r for c, r in zip(self.class_names, recall)})
         self.log("hp_metric", values["test/acc"])
         confusion = self.test_confusion.compute().cpu().numpy()
-        self.test_confusion_matrix = confusion
         self.test_metrics.reset(), self.test_ece_raw.reset(), self.test_confusion.reset()
         if self.hparams.log_images:
             self._log_images("test", confusion)

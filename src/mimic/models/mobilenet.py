@@ -225,7 +225,7 @@ def mobilenet_v3_small(
 ) -> MobileNetV3:
     """MobileNetV3-Small. ``weights``: None, ``"imagenet"`` (`MOBILENET_V3_SMALL_IMAGENET`) or a local state_dict
     path. ``dropout`` is classifier.2's rate (torchvision's default 0.2)."""
-    net = MobileNetV3(SMALL, 1024, num_classes=num_classes, in_channels=in_channels, dropout=dropout)
+    net = MobileNetV3(SMALL, 1024, num_classes, in_channels, dropout)
     if weights:
         load_pretrained(net, weights, MOBILENET_V3_SMALL_IMAGENET)
     return net
@@ -236,7 +236,7 @@ def mobilenet_v3_large(
 ) -> MobileNetV3:
     """MobileNetV3-Large. ``weights``: None, ``"imagenet"`` (`MOBILENET_V3_LARGE_IMAGENET`) or a local state_dict
     path. ``dropout`` is classifier.2's rate (torchvision's default 0.2)."""
-    net = MobileNetV3(LARGE, 1280, num_classes=num_classes, in_channels=in_channels, dropout=dropout)
+    net = MobileNetV3(LARGE, 1280, num_classes, in_channels, dropout)
     if weights:
         load_pretrained(net, weights, MOBILENET_V3_LARGE_IMAGENET)
     return net

@@ -148,30 +148,21 @@ class ResNet(nn.Module):
         return self.fc(self.dropout(x))
 
 
-def _resnet(
-    block: type[BasicBlock | Bottleneck],
-    layers: tuple[int, int, int, int],
-    meta: WeightsMeta,
-    num_classes: int,
-    in_channels: int,
-    weights: str | Path | None,
-    dropout: float,
-) -> ResNet:
-    net = ResNet(block, layers, num_classes=num_classes, in_channels=in_channels, dropout=dropout)
-    if weights:
-        load_pretrained(net, weights, meta)
-    return net
-
-
 def resnet18(
     num_classes: int = 7, in_channels: int = 1, weights: str | Path | None = None, dropout: float = 0.0
 ) -> ResNet:
     """ResNet-18. ``weights``: None, ``"imagenet"`` (`RESNET18_IMAGENET`) or a local state_dict path."""
-    return _resnet(BasicBlock, (2, 2, 2, 2), RESNET18_IMAGENET, num_classes, in_channels, weights, dropout)
+    net = ResNet(BasicBlock, (2, 2, 2, 2), num_classes, in_channels, dropout)
+    if weights:
+        load_pretrained(net, weights, RESNET18_IMAGENET)
+    return net
 
 
 def resnet50(
     num_classes: int = 7, in_channels: int = 1, weights: str | Path | None = None, dropout: float = 0.0
 ) -> ResNet:
     """ResNet-50. ``weights``: None, ``"imagenet"`` (`RESNET50_IMAGENET`) or a local state_dict path."""
-    return _resnet(Bottleneck, (3, 4, 6, 3), RESNET50_IMAGENET, num_classes, in_channels, weights, dropout)
+    net = ResNet(Bottleneck, (3, 4, 6, 3), num_classes, in_channels, dropout)
+    if weights:
+        load_pretrained(net, weights, RESNET50_IMAGENET)
+    return net

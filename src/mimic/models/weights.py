@@ -9,7 +9,7 @@ right after a download). torchvision puts the first 8 hex digits of each file's 
 ``torch.hub`` makes with ``check_hash=True``. A full digest works too (the comparison is a prefix match).
 
 Grayscale nets (``in_channels=1``) take the RGB stem filters summed over the colour axis (`adapt_first_conv`).
-Their inputs should then be normalised with `IMAGENET_GRAY_MEAN` / `IMAGENET_GRAY_STD` (`imagenet_spec`).
+Their inputs should then be normalised with `IMAGENET_GRAY_MEAN` / `IMAGENET_GRAY_STD` (conf/model/_backbone.yaml).
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from torch import Tensor, nn
 
 from mimic.errors import UserError
 from mimic.io import download, sha256_file
-from mimic.preprocessing import PreprocessSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -117,12 +116,9 @@ def _fetch(meta: WeightsMeta, path: Path) -> None:
 
 
 def load_weights(spec: str | Path, meta: WeightsMeta, cache_dir: Path | None = None) -> dict[str, Tensor]:
-    """The state_dict ``spec`` names: ``"imagenet"`` (the hub cache, downloaded once) or a local ``.pth`` path.
-
-    For ``"imagenet"`` the file is ``<cache_dir or hub_checkpoint_dir()>/<meta.filename>``; its sha256 prefix is
-    checked on every call. A local path is hash-checked only when its name carries a torch.hub-style hash suffix
-    (``name-<8+ hex digits>.pth``), against that suffix. Always read with ``torch.load(weights_only=True)``.
-    """
+    """The state_dict ``spec`` names: ``"imagenet"`` (``<cache_dir or hub_checkpoint_dir()>/<meta.filename>``,
+    downloaded once, sha256-checked on every call) or a local ``.pth`` path (checked against the hash in its name
+    when it has a torch.hub-style ``-<8+ hex digits>`` suffix). Read with ``torch.load(weights_only=True)``."""
     if str(spec) == "imagenet":
         path = Path(cache_dir or hub_checkpoint_dir()) / meta.filename
         if not path.is_file():
@@ -206,18 +202,6 @@ def load_pretrained(net: nn.Module, spec: str | Path, meta: WeightsMeta) -> None
 
 def _few(keys: list[str], n: int = 5) -> str:
     return "[" + ", ".join(keys[:n]) + (f", ... ({len(keys)} in all)" if len(keys) > n else "") + "]"
-
-
-def imagenet_spec(size: int, channels: int, crop_margin: float = 0.1) -> PreprocessSpec:
-    """The preprocessing spec for an ImageNet-pretrained backbone at ``size`` px with 1 (gray) or 3 channels."""
-    gray = channels == 1
-    return PreprocessSpec(
-        size=size,
-        channels=channels,
-        mean=IMAGENET_GRAY_MEAN if gray else IMAGENET_MEAN,
-        std=IMAGENET_GRAY_STD if gray else IMAGENET_STD,
-        crop_margin=crop_margin,
-    )
 
 
 def count_flops(net: nn.Module, input_size: int, in_channels: int) -> int:

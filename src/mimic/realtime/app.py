@@ -67,7 +67,8 @@ class Stats:
             self.stages[name].append(value)
         if self.frames:
             self.loop.append(now - self.last)
-            self.fps = 0.9 * self.fps + 0.1 / max(1e-6, now - self.last) if self.fps else 1 / max(1e-6, now - self.last)
+            rate = 1 / max(1e-6, now - self.last)
+            self.fps = 0.9 * self.fps + 0.1 * rate if self.fps else rate
         else:
             log.info("first frame processed %.2f s after the app started", time.monotonic() - self.started)
         self.last = now
@@ -82,11 +83,8 @@ class Stats:
 
     def summary(self) -> str:
         fps = self.frames / self.wall_s if self.wall_s else 0.0
-        return (
-            f"{self.frames} frames in {self.wall_s:.1f} s ({fps:.1f} frames/s), {self.rows} face rows"
-            + (f" in {self.csv}" if self.csv else "")
-            + (f"; video in {self.video}" if self.video else "")
-        )
+        where = (f" in {self.csv}" if self.csv else "") + (f"; video in {self.video}" if self.video else "")
+        return f"{self.frames} frames in {self.wall_s:.1f} s ({fps:.1f} frames/s), {self.rows} face rows{where}"
 
 
 def new_file(path: str | Path, setting: str, default_name: str) -> Path:

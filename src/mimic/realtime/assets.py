@@ -22,93 +22,61 @@ SIZE = 240
 
 
 # ------------------------------------------------------------------------------------------------------- pictures
-def _arc(img: np.ndarray, center, axes, start: float, end: float, color, thickness: int) -> None:
-    cv2.ellipse(
-        img,
-        (int(center[0]), int(center[1])),
-        (int(axes[0]), int(axes[1])),
-        0,
-        start,
-        end,
-        color,
-        thickness,
-        cv2.LINE_AA,
-    )
-
-
-def draw_reaction_image(name: str, size: int = SIZE) -> np.ndarray:
+def draw_reaction_image(name: str) -> np.ndarray:
     """A cartoon face showing ``name`` over a band in the class colour with the name written on it (BGR uint8)."""
-    s = size / 240
-    img = np.full((size, size, 3), 255, np.uint8)
+    img = np.full((SIZE, SIZE, 3), 255, np.uint8)
     band = class_color(name)
-    img[int(196 * s) :] = band
-    c = (size // 2, int(100 * s))
-    r = int(82 * s)
+    img[196:] = band
+    c, r = (SIZE // 2, 100), 82
     face = {"angry": (80, 90, 235), "disgust": (120, 200, 150), "fear": (235, 215, 200)}.get(name, (80, 215, 255))
-    ink, white, t = (40, 40, 40), (255, 255, 255), max(2, int(5 * s))
-    cv2.circle(img, c, r, face, -1, cv2.LINE_AA)
-    cv2.circle(img, c, r, ink, t, cv2.LINE_AA)
-    ex, ey, mx, my = int(30 * s), int(22 * s), c[0], c[1] + int(35 * s)
-    eyes = [(c[0] - ex, c[1] - ey), (c[0] + ex, c[1] - ey)]
+    ink, white, t, aa = (40, 40, 40), (255, 255, 255), 5, cv2.LINE_AA
+    cv2.circle(img, c, r, face, -1, aa)
+    cv2.circle(img, c, r, ink, t, aa)
+    mx, my = c[0], c[1] + 35
+    eyes = [(c[0] - 30, c[1] - 22), (c[0] + 30, c[1] - 22)]
     if name == "happy":
         for e in eyes:
-            _arc(img, e, (12 * s, 10 * s), 180, 360, ink, t)
-        _arc(img, (mx, my - 12 * s), (40 * s, 28 * s), 0, 180, ink, t)
+            cv2.ellipse(img, e, (12, 10), 0, 180, 360, ink, t, aa)
+        cv2.ellipse(img, (mx, my - 12), (40, 28), 0, 0, 180, ink, t, aa)
     elif name == "sad":
         for e in eyes:
-            cv2.circle(img, e, int(7 * s), ink, -1, cv2.LINE_AA)
-        _arc(img, (mx, my + 12 * s), (34 * s, 20 * s), 180, 360, ink, t)
-        cv2.circle(img, (eyes[1][0] + int(4 * s), eyes[1][1] + int(24 * s)), int(7 * s), (230, 160, 60), -1)
+            cv2.circle(img, e, 7, ink, -1, aa)
+        cv2.ellipse(img, (mx, my + 12), (34, 20), 0, 180, 360, ink, t, aa)
+        cv2.circle(img, (eyes[1][0] + 4, eyes[1][1] + 24), 7, (230, 160, 60), -1)  # a tear
     elif name == "angry":
         for side, e in zip((-1, 1), eyes, strict=True):
-            cv2.circle(img, e, int(7 * s), ink, -1, cv2.LINE_AA)
-            p0 = (e[0] - side * int(16 * s), e[1] - int(10 * s))  # inner end low: a frown
-            p1 = (e[0] + side * int(14 * s), e[1] - int(26 * s))
-            cv2.line(img, p0, p1, ink, t, cv2.LINE_AA)
-        _arc(img, (mx, my + 14 * s), (30 * s, 14 * s), 180, 360, ink, t)
+            cv2.circle(img, e, 7, ink, -1, aa)
+            cv2.line(img, (e[0] - side * 16, e[1] - 10), (e[0] + side * 14, e[1] - 26), ink, t, aa)  # inner end low
+        cv2.ellipse(img, (mx, my + 14), (30, 14), 0, 180, 360, ink, t, aa)
     elif name == "surprise":
         for e in eyes:
-            cv2.circle(img, e, int(13 * s), white, -1, cv2.LINE_AA)
-            cv2.circle(img, e, int(6 * s), ink, -1, cv2.LINE_AA)
-        cv2.ellipse(img, (mx, my + int(4 * s)), (int(14 * s), int(20 * s)), 0, 0, 360, ink, -1, cv2.LINE_AA)
+            cv2.circle(img, e, 13, white, -1, aa)
+            cv2.circle(img, e, 6, ink, -1, aa)
+        cv2.ellipse(img, (mx, my + 4), (14, 20), 0, 0, 360, ink, -1, aa)
     elif name == "fear":
         for e in eyes:
-            cv2.circle(img, e, int(14 * s), white, -1, cv2.LINE_AA)
-            cv2.circle(img, (e[0], e[1] + int(4 * s)), int(5 * s), ink, -1, cv2.LINE_AA)
-        xs = np.linspace(-34, 34, 9) * s + mx
-        ys = my + 5 * s * np.where(np.arange(9) % 2, 1, -1)
-        cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, ink, t, cv2.LINE_AA)
+            cv2.circle(img, e, 14, white, -1, aa)
+            cv2.circle(img, (e[0], e[1] + 4), 5, ink, -1, aa)
+        xs, ys = np.linspace(-34, 34, 9) + mx, my + 5 * np.where(np.arange(9) % 2, 1, -1)
+        cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, ink, t, aa)
     elif name == "disgust":
         for e in eyes:
-            cv2.line(img, (e[0] - int(12 * s), e[1]), (e[0] + int(12 * s), e[1]), ink, t, cv2.LINE_AA)
-        xs = np.linspace(-34, 34, 40) * s + mx
-        ys = my + 9 * s * np.sin(np.linspace(0, 3 * np.pi, 40))
-        cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, ink, t, cv2.LINE_AA)
-        cv2.ellipse(
-            img,
-            (mx + int(10 * s), my + int(12 * s)),
-            (int(10 * s), int(12 * s)),
-            0,
-            0,
-            180,
-            (90, 90, 230),
-            -1,
-            cv2.LINE_AA,
-        )
+            cv2.line(img, (e[0] - 12, e[1]), (e[0] + 12, e[1]), ink, t, aa)
+        xs, ys = np.linspace(-34, 34, 40) + mx, my + 9 * np.sin(np.linspace(0, 3 * np.pi, 40))
+        cv2.polylines(img, [np.stack([xs, ys], 1).astype(np.int32)], False, ink, t, aa)
+        cv2.ellipse(img, (mx + 10, my + 12), (10, 12), 0, 0, 180, (90, 90, 230), -1, aa)
     elif name == "contempt":
         for e in eyes:
-            cv2.line(img, (e[0] - int(10 * s), e[1]), (e[0] + int(10 * s), e[1]), ink, t, cv2.LINE_AA)
-        cv2.line(img, (mx - int(28 * s), my + int(6 * s)), (mx + int(12 * s), my + int(6 * s)), ink, t, cv2.LINE_AA)
-        _arc(img, (mx + 22 * s, my - 4 * s), (12 * s, 10 * s), 0, 100, ink, t)
+            cv2.line(img, (e[0] - 10, e[1]), (e[0] + 10, e[1]), ink, t, aa)
+        cv2.line(img, (mx - 28, my + 6), (mx + 12, my + 6), ink, t, aa)
+        cv2.ellipse(img, (mx + 22, my - 4), (12, 10), 0, 0, 100, ink, t, aa)
     else:  # neutral, and any class without its own face
         for e in eyes:
-            cv2.circle(img, e, int(7 * s), ink, -1, cv2.LINE_AA)
-        cv2.line(img, (mx - int(30 * s), my), (mx + int(30 * s), my), ink, t, cv2.LINE_AA)
-    scale = 0.9 * s
-    (tw, th), _ = cv2.getTextSize(name, FONT, scale, max(1, int(2 * s)))
-    org = ((size - tw) // 2, int(196 * s) + (size - int(196 * s) + th) // 2)
+            cv2.circle(img, e, 7, ink, -1, aa)
+        cv2.line(img, (mx - 30, my), (mx + 30, my), ink, t, aa)
+    (tw, th), _ = cv2.getTextSize(name, FONT, 0.9, 2)
     text = (40, 40, 40) if 0.114 * band[0] + 0.587 * band[1] + 0.299 * band[2] > 150 else (255, 255, 255)
-    cv2.putText(img, name, org, FONT, scale, text, max(1, int(2 * s)), cv2.LINE_AA)
+    cv2.putText(img, name, ((SIZE - tw) // 2, 196 + (SIZE - 196 + th) // 2), FONT, 0.9, text, 2, aa)
     return img
 
 
@@ -120,8 +88,7 @@ def _tone(freq: float | np.ndarray, seconds: float, wave_shape: str = "sine") ->
     if wave_shape == "square":
         y = np.sign(np.sin(phase)) * 0.5
     elif wave_shape == "saw":
-        y = ((phase / (2 * np.pi)) % 1.0) * 2 - 1
-        y *= 0.6
+        y = (((phase / (2 * np.pi)) % 1.0) * 2 - 1) * 0.6
     else:
         y = np.sin(phase)
     attack, release = min(n // 4, int(0.01 * RATE)), min(n // 2, int(0.06 * RATE))
@@ -159,13 +126,13 @@ def synth_reaction_sound(name: str) -> np.ndarray:
     return np.clip(0.8 * y, -1, 1)
 
 
-def write_wav(path: str | os.PathLike, samples: np.ndarray, rate: int = RATE) -> None:
+def write_wav(path: str | os.PathLike, samples: np.ndarray) -> None:
     """Write float samples in [-1, 1] as a mono 16-bit WAV file."""
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
     with wave.open(str(path), "wb") as f:
         f.setnchannels(1)
         f.setsampwidth(2)
-        f.setframerate(rate)
+        f.setframerate(RATE)
         f.writeframes(pcm.tobytes())
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from mimic.realtime.pipeline import FrameResult
 
-BASE_COLUMNS = "timestamp mono_s media_s frame face_id x y w h det_score raw_label raw_conf label conf reaction".split()
+BASE_COLUMNS = "timestamp mono_s media_s frame face_id x y w h det_score raw_label raw_conf label conf reaction".split()  # noqa: SIM905
 
 
 def columns(class_names: Sequence[str]) -> list[str]:
@@ -48,11 +48,12 @@ class CsvLog:
 
     def write(self, result: FrameResult) -> None:
         """Write the rows of one frame, in `columns` order, with a single system call."""
-        rows = []
-        for f in result.faces:
-            row = [result.timestamp, result.mono_s, round(result.time, 4), result.index, f.id, *f.box, round(f.score, 4)]
-            row += [f.raw_label, round(f.raw_conf, 4), f.label, round(f.conf, 4), f.reaction or ""]
-            rows.append(row + [round(float(v), 4) for v in f.probs])
+        when = [result.timestamp, result.mono_s, round(result.time, 4), result.index]
+        rows = [
+            [*when, f.id, *f.box, round(f.score, 4), f.raw_label, round(f.raw_conf, 4), f.label, round(f.conf, 4)]
+            + [f.reaction or "", *(round(float(v), 4) for v in f.probs)]
+            for f in result.faces
+        ]
         if rows:
             self._write(rows)
 

@@ -32,10 +32,7 @@ CLASS_COLORS: dict[str, tuple[int, int, int]] = {  # BGR
 
 def class_color(name: str) -> tuple[int, int, int]:
     """The BGR colour of a class: fixed for the known emotions, derived from the name for any other."""
-    if name in CLASS_COLORS:
-        return CLASS_COLORS[name]
-    digest = hashlib.md5(name.encode()).digest()
-    return tuple(60 + b % 180 for b in digest[:3])
+    return CLASS_COLORS.get(name) or tuple(60 + b % 180 for b in hashlib.md5(name.encode()).digest()[:3])
 
 
 def _text(img: np.ndarray, text: str, org: tuple[int, int], scale: float, color, thickness: int = 1) -> None:

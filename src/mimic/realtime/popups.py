@@ -44,13 +44,13 @@ class PopupWindows:
             log.warning("the pop-up window process has stopped (no display?): reactions show no pictures")
             self.proc = None
 
-    def close(self, timeout: float = 3.0) -> None:
+    def close(self) -> None:
         if self.proc is None:
             return
         with contextlib.suppress(BrokenPipeError, OSError, ValueError):
             self.proc.stdin.close()  # the child's signal to close its windows and exit
         try:
-            self.proc.wait(timeout)
+            self.proc.wait(3.0)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -74,11 +74,8 @@ def main() -> None:
     moves: list[tuple[float, str, list[int]]] = []
     running = True
     while running:
-        while True:
-            try:
-                command = commands.get_nowait()
-            except queue.Empty:
-                break
+        while not commands.empty():  # this loop is the only reader
+            command = commands.get()
             if command is None:
                 running = False
                 break

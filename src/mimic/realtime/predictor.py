@@ -34,39 +34,30 @@ class Predictor:
     """
 
     def __init__(
-        self,
-        ckpt: str | os.PathLike,
-        threads: int | None = None,
-        tta_flip: bool | None = None,
-        calibrated: bool = True,
-        warmup: bool = True,
+        self, ckpt: str | os.PathLike, threads: int | None = None, tta_flip: bool | None = None, calibrated: bool = True
     ) -> None:
         self.threads = int(threads) if threads else None
         self._threads_set_in: int | None = None
         self.net, self.card = load_net(ckpt)
-        self.class_names = self.card.class_names
-        self.spec = self.card.preprocess
+        self.class_names, self.spec = self.card.class_names, self.card.preprocess
         self.temperature = self.card.temperature if calibrated else 1.0
         self.tta_flip = self.card.tta_flip if tta_flip is None else bool(tta_flip)
         if tta_flip is not None:
             log.info("flip TTA %s by predictor.tta_flip (the checkpoint says %s)", self.tta_flip, self.card.tta_flip)
-        if warmup:  # the first forward pass sets up kernels: pay for it now, not on the first face
-            self.predict_crops([np.zeros((self.spec.size, self.spec.size), np.uint8)])
+        # the first forward pass sets up kernels: pay for it now, not on the first face
+        self.predict_crops([np.zeros((self.spec.size, self.spec.size), np.uint8)])
 
     @torch.inference_mode()
-    def predict_tensor(self, x: torch.Tensor) -> torch.Tensor:
-        """Preprocessed batch (N, C, H, W) -> probabilities (N, num_classes)."""
-        if self.threads and self._threads_set_in != threading.get_ident():
-            torch.set_num_threads(self.threads)  # a per-thread setting: apply it in the thread that infers
-            self._threads_set_in = threading.get_ident()
-        logits = inference.logits(self.net, x, self.tta_flip, self.card.channels_last)
-        return inference.probabilities(logits, self.temperature)
-
     def predict_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Face crops (uint8 BGR or gray, any size) -> probabilities, float32 (N, num_classes)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        return self.predict_tensor(preprocess(list(crops), self.spec)).numpy()
+        if self.threads and self._threads_set_in != threading.get_ident():
+            torch.set_num_threads(self.threads)  # a per-thread setting: apply it in the thread that infers
+            self._threads_set_in = threading.get_ident()
+        x = preprocess(list(crops), self.spec)
+        logits = inference.logits(self.net, x, self.tta_flip, self.card.channels_last)
+        return inference.probabilities(logits, self.temperature).numpy()
 
     def predict(self, frame: np.ndarray, boxes: Sequence[Sequence[int]]) -> np.ndarray:
         """Probabilities for every (x, y, w, h) face box of ``frame``, in one batch: float32 (N, num_classes)."""

@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -65,15 +66,14 @@ class SoundPlayer:
             log.warning("pygame is not installed, so reactions play no sound (pip install pygame)")
             return None
         reason = _no_audio_device()
-        if reason is not None:
-            log.warning("no audio device (%s): reactions play no sound", reason)
-            return None
-        try:
-            pygame.mixer.init()
-        except pygame.error as e:
-            log.warning("no audio device (%s): reactions play no sound", e)
-            return None
-        return pygame
+        if reason is None:
+            try:
+                pygame.mixer.init()
+                return pygame
+            except pygame.error as e:
+                reason = str(e)
+        log.warning("no audio device (%s): reactions play no sound", reason)
+        return None
 
     def _work(self) -> None:
         pygame = self._open()
@@ -96,16 +96,16 @@ class SoundPlayer:
                 time.sleep(0.02)
             pygame.mixer.quit()
 
-    def close(self, timeout: float = 3.0) -> None:
+    def close(self) -> None:
         self._queue.put(None)
-        self._thread.join(timeout)
+        self._thread.join(3.0)
 
 
+@dataclass
 class _FaceState:
-    def __init__(self) -> None:
-        self.label: str | None = None
-        self.since = 0.0
-        self.done = True
+    label: str | None = None
+    since: float = 0.0
+    done: bool = True
 
 
 class Reactions:
@@ -130,7 +130,8 @@ class Reactions:
         volume: float = 0.8,
         assets_dir: str | os.PathLike | None = None,
     ) -> None:
-        unknown = sorted(set(per_class or {}) - set(class_names))
+        per_class = per_class or {}
+        unknown = sorted(set(per_class) - set(class_names))
         if unknown:
             raise UserError(
                 f"reactions.per_class names {unknown}, which the checkpoint's classes "
@@ -139,13 +140,11 @@ class Reactions:
         self.hold_s, self.cooldown_s, self.popup_s = float(hold_s), float(cooldown_s), float(popup_s)
         self.images: dict[str, Path] = {}
         self.sounds: dict[str, Path] = {}
-        reacting = [name for name in class_names if name not in skip]
-        assets = default_assets(reacting, assets_dir) if reacting and (popups or sound) else {}
+        reacting = [name for name in class_names if name not in skip] if popups or sound else []
+        assets = default_assets(reacting, assets_dir) if reacting else {}
         for name in reacting:
-            image, sound_path = assets.get(name, (None, None))
-            override = dict((per_class or {}).get(name) or {})
-            image = override.get("image", image)
-            sound_path = override.get("sound", sound_path)
+            override = per_class.get(name) or {}
+            image, sound_path = override.get("image", assets[name][0]), override.get("sound", assets[name][1])
             if popups and image:
                 path = Path(image).expanduser()
                 if cv2.imread(str(path), cv2.IMREAD_COLOR) is None:

@@ -31,16 +31,12 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def quiet_opencv() -> Iterator[None]:
     """Silence OpenCV's own log lines (a missing camera index prints several) inside the block."""
-    logging_api = getattr(getattr(cv2, "utils", None), "logging", None)
-    if logging_api is None:
-        yield
-        return
-    before = logging_api.getLogLevel()
-    logging_api.setLogLevel(logging_api.LOG_LEVEL_SILENT)
+    before = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         yield
     finally:
-        logging_api.setLogLevel(before)
+        cv2.utils.logging.setLogLevel(before)
 
 
 def _backend(name: str | None) -> int:
@@ -58,10 +54,7 @@ class FrameSource:
 
     description = "frames"
     fps: float | None = None
-
-    def __init__(self) -> None:
-        self.index = -1
-        self.time = 0.0
+    index, time = -1, 0.0
 
     def read(self) -> np.ndarray | None:
         raise NotImplementedError
@@ -76,7 +69,25 @@ class FrameSource:
         self.close()
 
 
-class CameraSource(FrameSource):
+class _CaptureSource(FrameSource):
+    """Frames from ``cv2.VideoCapture``: a failed read is retried ``retries`` times, ``retry_wait`` s apart."""
+
+    retries, retry_wait = 3, 0.0
+
+    def _grab(self) -> np.ndarray | None:
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.retry_wait)
+            ok, frame = self.cap.read()
+            if ok:
+                return frame
+        return None
+
+    def close(self) -> None:
+        self.cap.release()
+
+
+class CameraSource(_CaptureSource):
     """A webcam by index. Opening checks that a frame actually arrives; a camera that stops mid-run is retried
     ``retries`` times, ``retry_wait`` seconds apart, before ``read()`` reports the end."""
 
@@ -91,22 +102,15 @@ class CameraSource(FrameSource):
         retry_wait: float = 0.2,
         probe: int = 10,
     ) -> None:
-        super().__init__()
         self.retries, self.retry_wait = retries, retry_wait
         self.description = f"camera {index}"
         with quiet_opencv():
             self.cap = cv2.VideoCapture(int(index), _backend(backend))
-            opened = self.cap.isOpened()
-            if opened:
-                for prop, value in (
-                    (cv2.CAP_PROP_FRAME_WIDTH, width),
-                    (cv2.CAP_PROP_FRAME_HEIGHT, height),
-                    (cv2.CAP_PROP_FPS, fps),
-                ):
-                    if value:
-                        self.cap.set(prop, float(value))
-                ok, self._first = self.cap.read()
-                opened = ok and self._first is not None
+            wanted = {cv2.CAP_PROP_FRAME_WIDTH: width, cv2.CAP_PROP_FRAME_HEIGHT: height, cv2.CAP_PROP_FPS: fps}
+            for prop, value in wanted.items():
+                if value:
+                    self.cap.set(prop, float(value))
+            opened, self._first = self.cap.read()  # (False, None) from a camera that did not open
         if not opened:
             self.cap.release()
             others = [c.index for c in list_cameras(probe) if c.index != index] if probe else []
@@ -126,33 +130,22 @@ class CameraSource(FrameSource):
 
     def read(self) -> np.ndarray | None:
         frame, self._first = self._first, None
-        tries = 0
-        while frame is None:
-            ok, frame = self.cap.read()
-            if ok and frame is not None:
-                break
-            frame = None
-            tries += 1
-            if tries > self.retries:
-                log.warning("%s stopped delivering frames (%d retries): stopping", self.description, self.retries)
-                return None
-            time.sleep(self.retry_wait)
+        if frame is None:
+            frame = self._grab()
+        if frame is None:
+            log.warning("%s stopped delivering frames (%d retries): stopping", self.description, self.retries)
+            return None
         self.index += 1
         self.time = time.monotonic() - self._start
         return frame
 
-    def close(self) -> None:
-        self.cap.release()
 
+class VideoSource(_CaptureSource):
+    """A video file, read to its end (an unreadable frame is retried 3 times, then treated as the end)."""
 
-class VideoSource(FrameSource):
-    """A video file, read to its end (an unreadable frame is retried ``retries`` times, then treated as the end)."""
-
-    def __init__(self, path: str | Path, retries: int = 3) -> None:
-        super().__init__()
+    def __init__(self, path: str | Path) -> None:
         self.path = Path(path).expanduser()
         self.description = str(self.path)
-        self.retries = retries
         if not self.path.is_file():
             raise UserError(
                 f"source: no such file or folder: {self.path} (source= takes a camera index, a video "
@@ -163,19 +156,13 @@ class VideoSource(FrameSource):
         if not self.cap.isOpened():
             raise UserError(f"source: OpenCV cannot read {self.path} as a video")
         self.fps = self.cap.get(cv2.CAP_PROP_FPS) or None
-        self.frame_count = int(self.cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
 
     def read(self) -> np.ndarray | None:
-        for _ in range(self.retries + 1):
-            ok, frame = self.cap.read()
-            if ok and frame is not None:
-                self.index += 1
-                self.time = self.index / self.fps if self.fps else self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
-                return frame
-        return None
-
-    def close(self) -> None:
-        self.cap.release()
+        frame = self._grab()
+        if frame is not None:
+            self.index += 1
+            self.time = self.index / self.fps if self.fps else self.cap.get(cv2.CAP_PROP_POS_MSEC) / 1000
+        return frame
 
 
 class ImageFolderSource(FrameSource):
@@ -183,7 +170,6 @@ class ImageFolderSource(FrameSource):
     skipped with a warning."""
 
     def __init__(self, path: str | Path, fps: float = 1.0) -> None:
-        super().__init__()
         self.path = Path(path).expanduser()
         self.description = f"images in {self.path}"
         self.files = sorted(p for p in self.path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -208,9 +194,8 @@ class ImageFolderSource(FrameSource):
 
 def open_source(source: int | str | Path, camera: dict | None = None, folder_fps: float = 1.0) -> FrameSource:
     """A camera index (int or digit string), a video file or an image folder -> its `FrameSource`."""
-    camera = dict(camera or {})
     if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
-        return CameraSource(int(source), **camera)
+        return CameraSource(int(source), **(camera or {}))
     path = Path(str(source)).expanduser()
     if path.is_dir():
         return ImageFolderSource(path, fps=folder_fps)
@@ -227,7 +212,7 @@ class CameraInfo:
     fps: float
     backend: str
     name: str
-    frame: np.ndarray | None = None
+    frame: np.ndarray
 
 
 def _device_name(index: int) -> str:
@@ -247,19 +232,10 @@ def list_cameras(max_index: int = 10, backend: str | None = None) -> list[Camera
                 continue  # opening a missing V4L2 device is slow and noisy
             cap = cv2.VideoCapture(index, _backend(backend))
             try:
-                ok, frame = cap.read() if cap.isOpened() else (False, None)
-                if ok and frame is not None:
-                    found.append(
-                        CameraInfo(
-                            index,
-                            frame.shape[1],
-                            frame.shape[0],
-                            cap.get(cv2.CAP_PROP_FPS) or 0.0,
-                            cap.getBackendName(),
-                            _device_name(index),
-                            frame,
-                        )
-                    )
+                ok, frame = cap.read()
+                if ok:
+                    fps, backend, (h, w) = cap.get(cv2.CAP_PROP_FPS) or 0.0, cap.getBackendName(), frame.shape[:2]
+                    found.append(CameraInfo(index, w, h, fps, backend, _device_name(index), frame))
             finally:
                 cap.release()
     return found

@@ -14,16 +14,14 @@ from mimic.faces import Detection
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
     """Intersection over union of two (x, y, w, h) boxes."""
-    ax1, ay1, bx1, by1 = a[0] + a[2], a[1] + a[3], b[0] + b[2], b[1] + b[3]
-    iw = min(ax1, bx1) - max(a[0], b[0])
-    ih = min(ay1, by1) - max(a[1], b[1])
+    iw = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    ih = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
     if iw <= 0 or ih <= 0:
         return 0.0
-    inter = iw * ih
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+    return iw * ih / (a[2] * a[3] + b[2] * b[3] - iw * ih)
 
 
-@dataclass
+@dataclass(eq=False)
 class Track:
     """A face followed over frames: its id, latest box and score, and how many frames it has gone unseen."""
 
@@ -49,31 +47,25 @@ class IoUTracker:
             ((iou(t.box, d.box), tid, i) for tid, t in self.tracks.items() for i, d in enumerate(detections)),
             reverse=True,
         )
-        assigned: dict[int, int] = {}
-        used: set[int] = set()
+        matched: dict[int, int] = {}  # detection index -> track id
         for overlap, tid, i in pairs:
             if overlap < self.iou_threshold:
                 break
-            if tid in used or i in assigned:
-                continue
-            assigned[i] = tid
-            used.add(tid)
+            if i not in matched and tid not in matched.values():
+                matched[i] = tid
         seen = []
         for i, d in enumerate(detections):
-            if i in assigned:
-                track = self.tracks[assigned[i]]
+            if i in matched:
+                track = self.tracks[matched[i]]
                 track.box, track.score, track.missed = d.box, d.score, 0
             else:
-                track = Track(self.next_id, d.box, d.score)
-                self.tracks[track.id] = track
+                track = self.tracks[self.next_id] = Track(self.next_id, d.box, d.score)
                 self.next_id += 1
-                used.add(track.id)
             seen.append(track)
         ended = []
-        for tid in list(self.tracks):
-            if tid not in used:
-                self.tracks[tid].missed += 1
-                if self.tracks[tid].missed > self.max_missed:
-                    del self.tracks[tid]
-                    ended.append(tid)
+        for track in [t for t in self.tracks.values() if t not in seen]:
+            track.missed += 1
+            if track.missed > self.max_missed:
+                del self.tracks[track.id]
+                ended.append(track.id)
         return seen, ended

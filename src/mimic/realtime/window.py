@@ -102,9 +102,7 @@ def show_cameras(cameras: list[CameraInfo]) -> None:
     for c in cameras:
         t = cv2.resize(c.frame, (320, int(320 * c.height / c.width)))
         cv2.putText(t, f"source={c.index}", (8, 28), FONT, 0.8, (0, 255, 255), 2, cv2.LINE_AA)
-        thumbs.append(
-            cv2.copyMakeBorder(t, 0, 240 - t.shape[0], 0, 0, cv2.BORDER_CONSTANT) if t.shape[0] < 240 else t[:240]
-        )
+        thumbs.append(cv2.copyMakeBorder(t, 0, max(0, 240 - t.shape[0]), 0, 0, cv2.BORDER_CONSTANT)[:240])
     name = "mimic cameras (any key closes)"
     cv2.imshow(name, np.hstack(thumbs))
     cv2.waitKey(0)
