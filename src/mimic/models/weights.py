@@ -9,7 +9,8 @@ right after a download). torchvision puts the first 8 hex digits of each file's 
 ``torch.hub`` makes with ``check_hash=True``. A full digest works too (the comparison is a prefix match).
 
 Grayscale nets (``in_channels=1``) take the RGB stem filters summed over the colour axis (`adapt_first_conv`).
-Their inputs should then be normalised with `IMAGENET_GRAY_MEAN` / `IMAGENET_GRAY_STD` (conf/model/_backbone.yaml).
+Their inputs should then be normalised with ImageNet's statistics seen through the gray conversion's luma weights,
+which conf/model/_backbone.yaml holds (the one place; tests/test_backbones.py derives them from the figures here).
 """
 
 from __future__ import annotations
@@ -27,14 +28,6 @@ from mimic.io import download, sha256_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# ITU-R BT.601 luma, the weights cv2.COLOR_BGR2GRAY uses to make our gray crops.
-LUMA = (0.299, 0.587, 0.114)
-# A gray pixel y = sum(LUMA * rgb). Its mean is exactly the luma-weighted mean. For the std we take the luma-weighted
-# std, which is exact for perfectly correlated channels and an upper bound otherwise; ImageNet's RGB channels are
-# strongly correlated, and these are also the stats under which a replicated gray image looks, channel by channel,
-# most like what the RGB stem saw in training (so the summed filters respond as they did there).
-IMAGENET_GRAY_MEAN = (round(sum(w * m for w, m in zip(LUMA, IMAGENET_MEAN, strict=True)), 4),)  # 0.459
-IMAGENET_GRAY_STD = (round(sum(w * s for w, s in zip(LUMA, IMAGENET_STD, strict=True)), 4),)  # 0.2256
 
 # torch.hub's convention: "<name>-<hex>.<ext>" where <hex> starts the file's sha256. We ask for 8+ hex digits.
 _HASH_IN_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z0-9]+$")
@@ -155,7 +148,7 @@ def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
     same stem response as the summed filter on the gray image (the conv is linear), so the pretrained filters keep
     their response and every later layer, BatchNorm statistics included, sees activations of the scale it was
     trained on; averaging instead would shrink them by 3. Replicating the channel at the input would be the same
-    function at three times the stem's input cost. The inputs should be normalised with IMAGENET_GRAY_MEAN/STD.
+    function at three times the stem's input cost. The inputs should be normalised as conf/model/_backbone.yaml says.
     """
     if weight.shape[1] == in_channels:
         return weight
