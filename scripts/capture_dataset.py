@@ -1,7 +1,7 @@
 """Build a fine-tuning dataset from a webcam: face crops saved into class folders.
 
     python scripts/capture_dataset.py --label happy [--every 2] [--count 50] [--camera 0 | --source video.mp4]
-                                      [--out data/webcam] [--countdown 3] [--detector haar] [--no-preview]
+                                      [--out data/webcam] [--countdown 3] [--detector yunet] [--no-preview]
     python scripts/capture_dataset.py --auto-label ckpt=outputs/.../best.ckpt [--confidence 0.8] ...
 
 Every ``--every`` seconds (of video time for a file) the largest face is cut out with the realtime app's detector and
@@ -20,6 +20,7 @@ import os
 import re
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -37,6 +38,7 @@ from mimic.realtime.sources import CameraSource, FrameSource, open_source, quiet
 AUTO_CAMERAS = range(4)
 _NUMBER = re.compile(r"^(\d+)")
 WINDOW = "mimic capture (q: stop)"
+CROP_SIZE = 128  # eye-framed crops are saved this large (or the model's size if larger): any model can use them
 
 
 def class_folder(root: Path, label: str) -> Path:
@@ -144,19 +146,20 @@ def capture(args: argparse.Namespace) -> int:
     root = Path(args.out).expanduser()
     check_out(root)
     predictor = None
-    margin = args.margin
+    spec = PreprocessSpec(framing="eyes")  # as the model configs frame faces for training
     if args.auto_label:
         from mimic.realtime.predictor import Predictor
 
         predictor = Predictor(args.auto_label.removeprefix("ckpt="))
-        margin = margin if margin is not None else predictor.spec.crop_margin
+        spec = predictor.spec
         print(
             f"auto-labelling with {args.auto_label}: classes {predictor.class_names}, confidence "
             f">= {args.confidence:.2f}, else {root / 'unsorted'}"
         )
     else:
         print(f"capturing '{canonical(args.label)}' into {class_folder(root, args.label)}")
-    spec = PreprocessSpec(crop_margin=0.1 if margin is None else margin)
+    if args.margin is not None:
+        spec = replace(spec, framing="box", crop_margin=args.margin)
     detector = load_detector(args.detector)
     saver = Saver(root, args.label, predictor, args.confidence)
     preview = not args.no_preview and _display_available()
@@ -177,7 +180,8 @@ def capture(args: argparse.Namespace) -> int:
                     next_at = t + args.countdown
                 face = largest_face(detector.detect(frame))
                 if t >= next_at and face is not None:
-                    path = saver.save(np.ascontiguousarray(crop_face(frame, face.box, spec)))
+                    crop = crop_face(frame, face, spec, size=max(spec.size, CROP_SIZE))
+                    path = saver.save(np.ascontiguousarray(crop))
                     saved += 1
                     next_at = t + args.every
                     print(f"[{saved}/{args.count}] {path}", flush=True)
@@ -216,12 +220,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--every", type=float, default=2.0, help="seconds between crops (default %(default)s)")
     p.add_argument("--count", type=int, default=50, help="how many crops to save (default %(default)s)")
     p.add_argument("--countdown", type=float, default=3.0, help="seconds before the first crop (default %(default)s)")
-    p.add_argument("--detector", default="haar", help="face detector: haar or yunet (default %(default)s)")
+    p.add_argument("--detector", default="yunet", help="face detector: yunet or haar (default %(default)s)")
     p.add_argument(
         "--margin",
         type=float,
         default=None,
-        help="crop margin around the face box (default: the checkpoint's with --auto-label, else 0.1)",
+        help="cut a square around the face box grown by this margin instead of the eye framing (default: the "
+        "checkpoint's framing with --auto-label, else the eye framing)",
     )
     p.add_argument("--confidence", type=float, default=0.8, help="--auto-label: lowest probability to sort a crop")
     p.add_argument("--no-preview", action="store_true", help="no preview window")

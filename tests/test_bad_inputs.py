@@ -77,7 +77,14 @@ BAD = [  # command, overrides; the last override is the bad setting the message 
     ("train", ["+finetune=webcam", "finetune.head_init=random"]),
     ("train", ["+finetune=webcam", "data.sources.webcam.detect_faces=maybe"]),
     ("train", ["+finetune=webcam", "data.sources.webcam.val_fraction=1"]),
-    ("train", ["+finetune=webcam", "data.sources.webcam.detector.min_neighbors=few"]),
+    (
+        "train",
+        [
+            "+finetune=webcam",
+            "detector@data.sources.webcam.detector=haar",
+            "data.sources.webcam.detector.min_neighbors=few",
+        ],
+    ),
     ("evaluate", ["data=folder", "data.path=faces", "data.sources.folder.detect_faces=maybe"]),
     ("evaluate", ["split=foo"]),
     ("evaluate", ["batch_size=0"]),
@@ -101,7 +108,7 @@ BAD = [  # command, overrides; the last override is the bad setting the message 
     ("realtime", ["tracker.iou_threshold=0"]),
     ("realtime", ["camera.width=wide"]),
     ("realtime", ["log.enabled=yes"]),
-    ("realtime", ["detector.min_face=2"]),
+    ("realtime", ["detector=haar", "detector.min_face=2"]),
     ("realtime", ["detector=yunet", "detector.score_threshold=1.5"]),
 ]
 
@@ -996,3 +1003,71 @@ def test_folder_classes_the_checkpoint_lacks_are_dropped_with_a_warning(tiny_che
             compose("evaluate", overrides + ["data.sources.folder.cache_dir=false"], output_dir=tmp_path)
         )
     assert metrics["n"] == 2 and "folder/test: dropped 2 of 4 images whose class is not in" in caplog.text
+
+
+# ==============================================================================================================
+# Face framing settings (issue 11 section 3)
+# ==============================================================================================================
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("model.preprocess.framing=tilted", "preprocess.framing must be one of box, eyes, got 'tilted'"),
+        ("+model.preprocess.eye_y=2", "preprocess.eye_y must be a number from 0.0 to 1.0, got 2"),
+    ],
+)
+def test_a_bad_framing_setting_stops_training_with_a_message(setting, message, tmp_path, capsys):
+    from mimic.train import run as run_train
+
+    with pytest.raises(SystemExit) as exit_info, user_errors():
+        run_train(compose("train", [*TINY_SYNTHETIC, setting, "logger=none"], output_dir=tmp_path))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_negative_capture_margin_is_a_message(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("capture_dataset", REPO / "scripts" / "capture_dataset.py")
+    capture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capture)
+    with pytest.raises(SystemExit) as exit_info:
+        capture.main(["--label", "happy", "--margin", "-1", "--out", str(tmp_path / "w"), "--no-preview"])
+    assert exit_info.value.code == 2
+    assert "preprocess.crop_margin must be a number from 0.0 to 100.0, got -1.0" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+# ==============================================================================================================
+# Offline: nothing reaches the network unasked; the capture script's --auto-label opens checkpoints safely
+# ==============================================================================================================
+_NETWORK_PROBE = """
+import pathlib, socket, sys, time
+marker = pathlib.Path(sys.argv[1])
+def refuse(*args, **kwargs):
+    marker.write_text(repr(args))
+    raise OSError("the network is off in this test")
+socket.socket.connect = socket.create_connection = socket.getaddrinfo = refuse
+exec(sys.argv[2])
+time.sleep(1.5)  # albumentations' update check runs on a thread
+"""
+
+
+@pytest.mark.parametrize("code", ["import albumentations", "import mimic.data.datamodule"])
+def test_importing_mimic_makes_no_network_call(tmp_path, code):
+    """Plain albumentations asks PyPI for its latest version on import (the probe catches it); through mimic it must
+    not."""
+    marker = tmp_path / "connected"
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}  # this process imported mimic
+    subprocess.run([sys.executable, "-c", _NETWORK_PROBE, str(marker), code], capture_output=True, check=True, env=env)
+    assert marker.exists() == (code == "import albumentations")
+
+
+def test_capture_auto_label_refuses_an_evil_checkpoint(clean, trap, tmp_path, capsys):
+    payload, untouched = trap
+    path = _evil(clean, "net.dropout", payload("os.system"), tmp_path / "evil.ckpt")
+    spec = importlib.util.spec_from_file_location("capture_dataset", REPO / "scripts" / "capture_dataset.py")
+    capture = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(capture)
+    argv = ["--auto-label", f"ckpt={path}", "--source", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "w")]
+    with pytest.raises(SystemExit) as exit_:
+        capture.main([*argv, "--no-preview"])
+    assert exit_.value.code == 2 and f"error: {path}" in capsys.readouterr().err
+    assert untouched() and not (tmp_path / "w").exists()

@@ -4,12 +4,9 @@ sound and overlay. End-to-end runs are in test_realtime_app.py, windows in test_
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib.util
 import logging
-import shutil
 import time
-import urllib.request
 import wave
 from pathlib import Path
 
@@ -30,7 +27,7 @@ from mimic.realtime.sources import ImageFolderSource, VideoSource, open_source
 from mimic.realtime.tracker import IoUTracker, iou
 
 REPO = Path(__file__).resolve().parents[1]
-YUNET = "models/face_detection_yunet_2023mar.onnx"
+YUNET = "models/face_detection_yunet_2023mar.onnx"  # the same file in the shared data
 
 
 def load_video_maker():
@@ -70,8 +67,8 @@ def test_haar_finds_the_real_faces(photo_frames):
         assert all(isinstance(v, int) for d in found for v in d.box)
 
 
-def test_yunet_finds_the_real_faces(photo_frames, shared_data):
-    detector = load_detector("yunet", model_path=str(shared_data / YUNET))
+def test_yunet_finds_the_real_faces(photo_frames):
+    detector = load_detector("yunet")
     for frame, truth in photo_frames:
         found = detector.detect(frame)
         assert len(found) == len(truth) and _matches(found, truth)
@@ -96,28 +93,6 @@ def test_largest_face_and_a_missing_cascade():
 def test_missing_yunet_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match=r"detector.model_path: model file not found: .*nope.onnx"):
         det.YuNetDetector(model_path=str(tmp_path / "nope.onnx"))
-
-
-def test_yunet_download_is_checked_and_cached(shared_data, tmp_path, monkeypatch):
-    """The download path, offline: a file:// URL to a local copy stands in for GitHub."""
-    source = tmp_path / "mirror" / "face_detection_yunet_2023mar.onnx"
-    source.parent.mkdir()
-    shutil.copy(shared_data / YUNET, source)
-    calls = []
-    real_urlopen = urllib.request.urlopen
-    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: calls.append(url) or real_urlopen(url))
-    cache = tmp_path / "cache"
-    path = det.ensure_model(None, source.as_uri(), det.YUNET_SHA256, cache)
-    assert path == cache / source.name and hashlib.sha256(path.read_bytes()).hexdigest() == det.YUNET_SHA256
-    assert det.ensure_model(None, source.as_uri(), det.YUNET_SHA256, cache) == path
-    assert len(calls) == 1, "the second call must use the cached file"
-    assert det.YuNetDetector(url=source.as_uri(), cache_dir=str(cache)).model_path == path
-
-    with pytest.raises(UserError, match="sha256"):
-        det.ensure_model(None, source.as_uri(), "0" * 64, tmp_path / "other")
-    assert not list((tmp_path / "other").iterdir()), "a file with the wrong hash must not stay in the cache"
-    with pytest.raises(UserError, match="could not download"):
-        det.ensure_model(None, (tmp_path / "absent.onnx").as_uri(), None, tmp_path / "third")
 
 
 # ---------------------------------------------------------------------------------------------------------- tracker

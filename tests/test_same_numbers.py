@@ -71,8 +71,6 @@ def test_realtime_log_shows_the_probabilities_evaluate_measured(tiny_checkpoint,
             f"source={tmp_path / 'flat'}",
             "display=false",
             "faces=largest",
-            "detector=haar",
-            "detector.full_every=1",  # every photo searched in full, as the folder loader does
             "reactions.enabled=false",
             f"log.path={log}",
         ],

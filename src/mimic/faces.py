@@ -3,17 +3,18 @@
 The public API, used by the realtime app, the capture script and the folder-dataset loader::
 
     from mimic.faces import load_detector, largest_face
-    detector = load_detector("haar")                      # conf/detector/haar.yaml, or "yunet", or such a config
+    detector = load_detector("yunet")                     # conf/detector/yunet.yaml, or "haar", or such a config
     faces = detector.detect(frame_bgr)                    # list[Detection], best score first
     face = largest_face(faces)                            # Detection | None
-    crop = mimic.preprocessing.crop_face(frame_bgr, face.box, spec)
+    crop = mimic.preprocessing.crop_face(frame_bgr, face, spec)
 
-- ``Detection(box=(x, y, w, h), score)``: box in frame pixels (ints); score is "higher is surer", in [0, 1] for
-  YuNet and the number of merged neighbour windows for Haar (so not comparable across detectors).
+- ``Detection(box=(x, y, w, h), score, landmarks)``: box in frame pixels (ints); five landmarks from YuNet, None from
+  Haar; score is "higher is surer", in [0, 1] for YuNet and the number of merged neighbour windows for Haar (so not
+  comparable across detectors).
 - `HaarDetector`: OpenCV's Haar cascade (the XML ships with opencv-python: works offline). Its defaults suit a webcam
   at arm's length (faces a sixth to all of the frame's height); conf/detector/haar.yaml sets ``full_every`` for video.
-- `YuNetDetector`: OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), more accurate and, downscaled, faster. Its ONNX file
-  is ``model_path``, or is downloaded once into the cache folder and checked against its sha256 (`ensure_model`).
+- `YuNetDetector` (the default): OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), more accurate than Haar and, downscaled,
+  faster; it also gives five landmarks. Its ONNX file ships inside the package (`mimic.assets`), or is ``model_path``.
 
 Every detector has a ``config``: its class, every setting that shapes what it finds and its model file's sha256, the
 key of results cached from it (the folder loader's face crops).
@@ -22,7 +23,6 @@ key of results cached from it (the folder loader's face crops).
 from __future__ import annotations
 
 import inspect
-import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -34,13 +34,12 @@ import cv2
 import numpy as np
 from omegaconf import OmegaConf
 
+from mimic.assets import YUNET_MODEL
 from mimic.errors import UserError
-from mimic.io import cache_dir as user_cache_dir
-from mimic.io import download, sha256_file
-
-log = logging.getLogger(__name__)
+from mimic.io import sha256_file
 
 DETECTOR_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "detector"
+# Where the bundled YUNET_MODEL came from, and its hash (checked by tests/test_faces.py).
 YUNET_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"
 )
@@ -49,10 +48,13 @@ YUNET_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: ``box`` (x, y, w, h) in frame pixels and the detector's confidence ``score``."""
+    """One face: ``box`` (x, y, w, h) in frame pixels, the detector's confidence ``score`` and, from YuNet, five
+    ``landmarks`` (x, y) in frame pixels in YuNet's order: the person's right eye (on the image's left side when the
+    face looks at the camera), left eye, nose tip, right mouth corner, left mouth corner. None from Haar."""
 
     box: tuple[int, int, int, int]
     score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     @property
     def area(self) -> int:
@@ -192,60 +194,38 @@ def _config(detector: object, keys: str) -> dict[str, Any]:
     return {"_target_": f"{__name__}.{type(detector).__name__}", **{k: getattr(detector, k) for k in keys.split()}}
 
 
-def ensure_model(
-    model_path: str | os.PathLike | None,
-    url: str = YUNET_URL,
-    sha256: str | None = YUNET_SHA256,
-    cache_dir: str | os.PathLike | None = None,
-) -> Path:
-    """The local path of a model file: ``model_path`` when given (it must exist), else ``cache_dir/<url's file name>``
-    (default: the user cache's ``models/``), downloaded from ``url`` the first time and checked against ``sha256``.
-    Errors say how to get the file by hand."""
-    if model_path:
-        path = Path(model_path).expanduser()
-        if not path.is_file():
-            raise UserError(
-                f"detector.model_path: model file not found: {path}. Download {url} to that path, or leave "
-                f"detector.model_path empty (null) to download it once into the cache folder."
-            )
-        return path
-    folder = Path(cache_dir).expanduser() if cache_dir else user_cache_dir("models")
-    path = folder / url.rstrip("/").rsplit("/", 1)[-1]
-    if path.is_file() and (not sha256 or sha256_file(path) == sha256):
-        return path
-    log.info("downloading %s to %s", url, path)
-    try:
-        return download(url, path, sha256, what="face detector model", timeout=30.0)
-    except UserError as e:
-        raise UserError(f"{e} Or pass detector.model_path=<file>, or use detector=haar (no download).") from None
-
-
 class YuNetDetector:
-    """OpenCV's YuNet face detector on a frame downscaled to ``max_width``; boxes scored in [0, 1]."""
+    """OpenCV's YuNet face detector on a frame downscaled to ``max_width``; boxes scored in [0, 1], with five
+    landmarks. ``model_path``: its ONNX file; None: the one bundled with mimic (`mimic.assets`, no download)."""
 
     def __init__(
         self,
-        model_path: str | None = None,
-        url: str = YUNET_URL,
-        sha256: str | None = YUNET_SHA256,
-        cache_dir: str | None = None,
-        score_threshold: float = 0.7,
+        model_path: str | os.PathLike | None = None,
+        score_threshold: float = 0.6,
         nms_threshold: float = 0.3,
         top_k: int = 50,
         max_width: int | None = 320,
     ) -> None:
-        self.model_path = ensure_model(model_path, url, sha256, cache_dir)
-        self.model_sha256 = sha256_file(self.model_path)
+        path = Path(model_path).expanduser() if model_path else YUNET_MODEL
+        if model_path and not path.is_file():
+            raise UserError(
+                f"detector.model_path: model file not found: {path}. Download a YuNet ONNX file ({YUNET_URL}) there, "
+                f"or leave detector.model_path empty (null) for the one bundled with mimic."
+            )
+        if not path.is_file():
+            raise UserError(
+                f"the YuNet model file bundled with mimic is missing ({path}): reinstall mimic, or pass "
+                f"detector.model_path=<file>, or use detector=haar."
+            )
+        self.model_path, self.model_sha256 = path, sha256_file(path)
         self.score_threshold, self.nms_threshold, self.top_k = float(score_threshold), float(nms_threshold), int(top_k)
         self.max_width = max_width
         try:
             self.net = cv2.FaceDetectorYN.create(
-                str(self.model_path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
+                str(path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
             )
         except cv2.error as e:
-            raise UserError(
-                f"detector.model_path: {self.model_path} is not a YuNet ONNX model OpenCV can load ({e})"
-            ) from None
+            raise UserError(f"detector.model_path: {path} is not a YuNet ONNX model OpenCV can load ({e})") from None
         self._size: tuple[int, int] | None = None
 
     @property
@@ -268,7 +248,8 @@ class YuNetDetector:
             x1, y1 = min(float(w), (f[0] + f[2]) * back), min(float(h), (f[1] + f[3]) * back)
             if x1 - x0 >= 2 and y1 - y0 >= 2:
                 box = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
-                out.append(Detection(box, float(f[-1])))
+                points = tuple((float(f[i] * back), float(f[i + 1] * back)) for i in range(4, 14, 2))
+                out.append(Detection(box, float(f[-1]), points))
         return sorted(out, key=lambda d: -d.score)
 
 

@@ -188,6 +188,7 @@ TRAIN: Table = {
     "model.net.widths": (list_of(whole(1), "a list of whole numbers of at least 1", at_least=1), "[32,64,128]"),
     "model.preprocess.size": (whole(8), "48"),
     "model.preprocess.crop_margin": (number("[0, inf)"), "0.1"),
+    "model.preprocess.framing": (one_of("box", "eyes"), "eyes"),
     "finetune.ckpt": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/<best>.ckpt"),
     "finetune.head_init": (one_of("reset", "by_name"), "by_name"),
     "callbacks.early_stopping.patience": (whole(0), "10"),

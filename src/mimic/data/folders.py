@@ -150,7 +150,8 @@ class FolderSource:
     classes: the run's class names; orders plain ``<name>/`` folders, and folders of other classes are named in a
     warning (the datamodule leaves them out). detect_faces: True (always detect and crop), False (images are face
     crops), "auto". detector: the name of a config in conf/detector/ ("haar", "yunet"), such a config, or a detector
-    object (Hydra builds one from a composed config). crop_margin: as the model's ``preprocess.crop_margin``.
+    object (Hydra builds one from a composed config). preprocess: the model's preprocess spec, whose framing cuts
+    the faces out (`mimic.preprocessing.crop_face`; None: today's box crop with a 0.1 margin).
     cache_dir: where face crops are cached (None: the user cache, False: no cache). val_fraction / test_fraction: hold
     out that part of a pooled layout here, seeded by ``seed`` (val_fraction None: leave the validation split to the
     datamodule).
@@ -161,10 +162,10 @@ class FolderSource:
         root: str | Path,
         classes: Sequence[str] | None = None,
         detect_faces: bool | str = "auto",
-        detector: str | Mapping[str, Any] | FaceDetector = "haar",
+        detector: str | Mapping[str, Any] | FaceDetector = "yunet",
         cache_dir: str | Path | None | bool = None,
         name: str = "webcam",
-        crop_margin: float = 0.1,
+        preprocess: Mapping[str, Any] | PreprocessSpec | None = None,
         val_fraction: float | None = None,
         test_fraction: float = 0.0,
         seed: int = 0,
@@ -176,7 +177,7 @@ class FolderSource:
         self.detect_faces = detect_faces
         is_spec = isinstance(detector, str | Mapping) or OmegaConf.is_config(detector)
         self._detector_spec, self._detector = (detector, None) if is_spec else (None, detector)
-        self.margin = float(crop_margin)
+        self.spec = PreprocessSpec.from_dict(preprocess or {})
         if cache_dir is None:
             cache_dir = user_cache_dir("faces")
         self.cache_dir = Path(cache_dir).expanduser() if cache_dir not in (False, "") else None
@@ -356,7 +357,8 @@ class FolderSource:
         cached = None
         config = getattr(self.detector, "config", None) if self.detect_faces is not False else None
         if self.cache_dir is not None and config is not None:
-            key = hashlib.sha1(json.dumps([CACHE_VERSION, digest, config, self.margin], sort_keys=True).encode())
+            key = json.dumps([CACHE_VERSION, digest, config, self.spec.to_dict()], sort_keys=True)
+            key = hashlib.sha1(key.encode())
             cached = self.cache_dir / key.hexdigest()[:2] / f"{key.hexdigest()}.png"
             if cached.is_file():
                 crop = cv2.imread(str(cached), cv2.IMREAD_UNCHANGED)
@@ -385,7 +387,7 @@ class FolderSource:
         face = largest_face(self.detector.detect(img))
         if face is None:
             return None
-        return np.ascontiguousarray(crop_face(img, face.box, PreprocessSpec(crop_margin=self.margin)))
+        return np.ascontiguousarray(crop_face(img, face, self.spec))
 
 
 def _rel(path: Path, root: Path) -> str:

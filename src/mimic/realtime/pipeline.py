@@ -129,7 +129,7 @@ class Pipeline:
             self.smoothers.pop(face_id, None)
             if self.reactions is not None:
                 self.reactions.forget(face_id)
-        probs = self.predictor.predict(frame, [track.box for track in tracks])
+        probs = self.predictor.predict(frame, detections)  # tracks are in detection order
         t2 = timer()
         faces = []
         for track, p in zip(tracks, probs, strict=True):

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ import torch
 from mimic.models import inference
 from mimic.models.checkpoint import load_net
 from mimic.preprocessing import crop_face, preprocess
+
+if TYPE_CHECKING:
+    from mimic.faces import Detection
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ class Predictor:
         logits = inference.logits(self.net, x, self.tta_flip, self.card.channels_last)
         return inference.probabilities(logits, self.temperature).numpy()
 
-    def predict(self, frame: np.ndarray, boxes: Sequence[Sequence[int]]) -> np.ndarray:
-        """Probabilities for every (x, y, w, h) face box of ``frame``, in one batch: float32 (N, num_classes)."""
-        return self.predict_crops([crop_face(frame, box, self.spec) for box in boxes])
+    def predict(self, frame: np.ndarray, faces: Sequence[Detection | Sequence[int]]) -> np.ndarray:
+        """Probabilities for every face of ``frame`` (a `Detection`, whose landmarks align it, or an (x, y, w, h)
+        box), framed as the checkpoint's spec says, in one batch: float32 (N, num_classes)."""
+        return self.predict_crops([crop_face(frame, face, self.spec) for face in faces])

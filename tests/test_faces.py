@@ -1,0 +1,134 @@
+"""The bundled YuNet detector: shipped, offline, the default everywhere, with landmarks; and the benchmark's frames."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import urllib.request
+from fnmatch import fnmatch
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import compose
+
+from mimic import faces
+from mimic.assets import ASSETS, YUNET_MODEL
+from mimic.errors import UserError
+from mimic.faces import Detection, YuNetDetector, load_detector
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("no network: the detector must not download anything")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def _check_face(found: list[Detection], truth: tuple[int, int, int, int]) -> None:
+    """One face, over ``truth``, with five landmarks inside its box: eyes above the mouth, the person's right eye (and
+    mouth corner) on the image's left."""
+    (face,) = found
+    x, y, w, h = face.box
+    cx, cy = x + w / 2, y + h / 2
+    assert truth[0] < cx < truth[0] + truth[2] and truth[1] < cy < truth[1] + truth[3]
+    right_eye, left_eye, nose, right_mouth, left_mouth = face.landmarks
+    assert all(x <= px <= x + w and y <= py <= y + h for px, py in face.landmarks)
+    assert max(right_eye[1], left_eye[1]) < nose[1] < min(right_mouth[1], left_mouth[1])
+    assert right_eye[0] < nose[0] < left_eye[0] and right_mouth[0] < left_mouth[0]
+
+
+def test_the_bundled_model_is_the_published_file_with_its_licence():
+    assert YUNET_MODEL.is_file() and YUNET_MODEL.parent == ASSETS
+    assert hashlib.sha256(YUNET_MODEL.read_bytes()).hexdigest() == faces.YUNET_SHA256
+    assert YUNET_MODEL.name == faces.YUNET_URL.rsplit("/", 1)[-1]
+    assert "MIT License" in (ASSETS / "LICENSE.opencv_zoo.face_detection_yunet.txt").read_text()
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    shipped = [p.name for p in ASSETS.iterdir() if any(fnmatch(p.name, g) for g in package_data["mimic.assets"])]
+    assert {YUNET_MODEL.name, "LICENSE.opencv_zoo.face_detection_yunet.txt"} <= set(shipped)
+
+
+def test_yunet_works_offline_and_finds_a_face_with_landmarks(offline):
+    patch = _script("make_test_video").synthetic_patches(1)[0]
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[100:356, 300:556] = patch
+    detector = load_detector("yunet")
+    assert detector.model_path == YUNET_MODEL and detector.config["model_sha256"] == faces.YUNET_SHA256
+    _check_face(detector.detect(frame), (300, 100, 256, 256))
+    assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
+    assert faces.HaarDetector().detect(frame)[0].landmarks is None
+
+
+def test_yunet_on_a_real_photo_names_the_landmarks_in_order(offline, shared_data):
+    img = cv2.imread(str(shared_data / "faces" / "obama.jpg"))
+    _check_face(load_detector("yunet").detect(img), (0, 0, img.shape[1], img.shape[0]))
+
+
+def test_landmarks_are_in_frame_pixels_when_the_frame_is_downscaled():
+    patch = _script("make_test_video").synthetic_patches(1)[0]
+    frame = np.full((960, 1280, 3), 90, np.uint8)
+    frame[300:812, 500:1012] = cv2.resize(patch, (512, 512))
+    (small,) = YuNetDetector(max_width=320).detect(frame)
+    (full,) = YuNetDetector(max_width=None).detect(frame)
+    assert np.abs(np.subtract(small.landmarks, full.landmarks)).max() < 30  # 4x downscaled: a few pixels apart
+    _check_face([small], (500, 300, 512, 512))
+
+
+def test_a_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(faces, "YUNET_MODEL", tmp_path / "gone.onnx")
+    with pytest.raises(UserError, match=r"bundled with mimic is missing .*gone.onnx.*detector=haar"):
+        YuNetDetector()
+
+
+def test_yunet_is_the_default_detector_everywhere(tmp_path):
+    yunet = "mimic.faces.YuNetDetector"
+    assert compose("realtime", output_dir=tmp_path).detector._target_ == yunet
+    assert compose("train", ["+finetune=webcam"], output_dir=tmp_path).data.sources.webcam.detector._target_ == yunet
+    folder = compose("evaluate", ["data=folder", "data.path=x"], output_dir=tmp_path).data.sources.folder.detector
+    assert folder == "yunet" and isinstance(load_detector(folder), YuNetDetector)
+    from mimic.data.folders import FolderSource
+
+    assert inspect.signature(FolderSource).parameters["detector"].default == "yunet"
+    assert _script("capture_dataset").parse_args(["--label", "happy"]).detector == "yunet"
+    assert isinstance(load_detector("haar"), faces.HaarDetector)  # still there by name
+
+
+def test_benchmark_frames_put_the_face_where_they_say():
+    bench = _script("benchmark_faces")
+    rng = np.random.default_rng(0)
+    face = cv2.GaussianBlur(rng.integers(0, 256, (48, 48), dtype=np.uint8), (0, 0), 1.5)
+    tiles = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8)
+    for seed, tilt in [(1, 0.0), (2, 0.0), (3, 20.0)]:
+        frame, (x, y, w, h) = bench.face_frame(face, tiles, np.random.default_rng(seed), (0.15, 0.6), tilt)
+        assert frame.shape == (480, 640, 3) and w == h and 0.15 * 480 - 1 <= h <= 0.6 * 480 + 1
+        assert min(x, y) >= 0 and x + w <= 640 and y + h <= 480
+        pasted = cv2.resize(cv2.cvtColor(frame[y : y + h, x : x + w], cv2.COLOR_BGR2GRAY), (48, 48))
+        if tilt:  # turned about its middle: a bright spot put there stays at the middle of the square
+            spot = cv2.circle(np.zeros((48, 48), np.uint8), (24, 24), 4, 255, -1)
+            frame, (x, y, w, h) = bench.face_frame(spot, tiles * 0, np.random.default_rng(seed), (0.4, 0.4), tilt)
+            ys, xs = np.nonzero(frame[:, :, 0] > 128)
+            assert abs(xs.mean() - (x + w / 2)) < 3 and abs(ys.mean() - (y + h / 2)) < 3
+        else:
+            off = (
+                frame[y : y + h, x + w // 4 : x + w // 4 + w]
+                if x + w + w // 4 <= 640
+                else frame[y : y + h, x - w // 4 :]
+            )
+            shifted = cv2.resize(cv2.cvtColor(off[:, :w], cv2.COLOR_BGR2GRAY), (48, 48))
+            assert np.corrcoef(pasted.ravel(), face.ravel())[0, 1] > 0.8  # the soft edge and the noise: not 1
+            assert np.corrcoef(shifted.ravel(), face.ravel())[0, 1] < 0.5  # a quarter of a face off: not the face
+        assert bench.hit((x, y, w, h), (x, y, w, h)) and not bench.hit((x + w, y, w, h), (x, y, w, h))
+    assert bench.dark_frame(np.random.default_rng(0)).mean() < 80
