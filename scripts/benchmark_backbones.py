@@ -2,7 +2,7 @@
 
     python scripts/benchmark_backbones.py [--models small_cnn resnet18 ...] [--batch-size 32] [--steps 5] [--threads N]
 
-Each model is built from its config in conf/model/ (random weights: speed does not depend on them) at the input
+Each model is built from its src/mimic/conf/model/ config (random weights: speed does not depend on them) at the input
 size its config sets. Per-face latency is one face through the model (batch 1, no autograd), without and with
 flip test-time augmentation, median and p95 of repeated calls: the classify cost per face in the realtime app.
 """
@@ -22,7 +22,7 @@ from omegaconf import OmegaConf
 from mimic.labels import FER2013_CLASSES
 from mimic.models.weights import count_flops
 
-CONF = Path(__file__).resolve().parents[1] / "conf" / "model"
+CONF = Path(__file__).resolve().parents[1] / "src" / "mimic" / "conf" / "model"
 MODELS = ["small_cnn", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50"]
 
 

@@ -22,10 +22,10 @@ image is a face a detector can find (a few are text, profiles, hands over faces)
 full resolution and score >= 0.3 finds when the face alone fills 40% of a plain gray frame; "of findable" rates count
 only those. YuNet runs once per ``max_width`` at the lowest threshold and each higher threshold is read off its
 scores (NMS keeps a box by its higher-scoring neighbours only, so that equals a run at that threshold). Haar runs
-with conf/detector/haar.yaml, every frame a full scan (``full_every=1``: the frames are unrelated).
+with src/mimic/conf/detector/haar.yaml, every frame a full scan (``full_every=1``: the frames are unrelated).
 
 With ``ckpt=``: the full path (detect, `mimic.preprocessing.crop_face`, classify with
-`mimic.realtime.predictor.Predictor`) on the face frames, for Haar and for YuNet as in conf/detector/yunet.yaml,
+`mimic.realtime.predictor.Predictor`) on the face frames, for Haar and YuNet as in src/mimic/conf/detector/yunet.yaml,
 against the same faces' 48x48 crops given directly (`Predictor.predict_crops`); a missed face counts as wrong.
 ``spec.<field>=<value>`` replaces a field of the checkpoint's preprocess spec for the full path (compare framings).
 """
@@ -210,7 +210,7 @@ def main(argv: list[str]) -> None:
     default = load_detector("yunet")
     default_key = ("yunet", default.max_width, default.score_threshold)
     if default_key not in tallies:
-        sys.exit(f"conf/detector/yunet.yaml's max_width and score_threshold {default_key[1:]} are not in the sweep")
+        sys.exit(f"src/mimic/conf/detector/yunet.yaml's max_width and score_threshold {default_key[1:]} are not swept")
 
     predictor, spec, correct = None, None, {}
     if args["ckpt"]:

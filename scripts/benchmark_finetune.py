@@ -69,7 +69,7 @@ def compose_finetune(overrides: list[str], output_dir: Path):
     GlobalHydra.instance().clear()
     from hydra.errors import ConfigCompositionException
 
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "src" / "mimic" / "conf"), version_base="1.3"):
         try:
             cfg = compose("train", overrides=["+finetune=webcam", *overrides], return_hydra_config=True)
         except ConfigCompositionException as e:
@@ -184,7 +184,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--folders", required=True, help="class-folder dataset to fine-tune on")
     p.add_argument("--fer2013", required=True, help="fer2013.csv(.gz) or its folder: merged in, and scored on")
     p.add_argument("--classes", type=lambda s: [c for c in s.split(",") if c], help="default: the folders' classes")
-    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default: conf/finetune/webcam.yaml's)")
+    p.add_argument("--epochs", type=int, help="fine-tuning epochs (default: src/mimic/conf/finetune/webcam.yaml's)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="held-out part of a pooled folder dataset")
     p.add_argument("--val-fraction", type=float, default=0.2, help="validation part of a pooled folder dataset")
     p.add_argument("--seed", type=int, default=0)

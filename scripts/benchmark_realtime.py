@@ -1,9 +1,9 @@
 """Benchmark the realtime app on a video, headless: per-stage latency, frames/s, flicker and startup time.
 
     python scripts/benchmark_realtime.py ckpt=<file.ckpt> source=<video.mp4> [detector=yunet] [repeats=2]
-                                         [startup=true] [any other conf/realtime.yaml override]
+                                         [startup=true] [any other src/mimic/conf/realtime.yaml override]
 
-Arguments are conf/realtime.yaml overrides, as for realtime.py, plus ``repeats`` (runs of the whole video; the best
+Arguments are realtime.yaml overrides, as for realtime.py, plus ``repeats`` (runs of the whole video; the best
 is reported, the machine being shared) and ``startup`` (also time ``realtime.py`` from command start to its first
 processed frame, in a fresh process). The loop runs exactly as `mimic.realtime.app.run` runs it, with the overlay
 drawn although nothing shows it (so drawing is timed) and without sound.
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> None:
     overrides = [a for a in argv if not re.match(r"^(repeats|startup)=", a)]
     repeats, startup = int(own.get("repeats", 1)), own.get("startup", "true").lower() == "true"
     tmp = Path(tempfile.mkdtemp(prefix="mimic-bench-"))
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "src" / "mimic" / "conf"), version_base="1.3"):
         cfg = compose(
             "realtime",
             overrides=[

@@ -61,7 +61,7 @@ def make_model(widths: list[int], channels_last: bool) -> EmotionClassifier:
 
 
 def datamodule(data: str | None, batch_size: int) -> EmotionDataModule:
-    recipe = OmegaConf.load(REPO / "conf" / "data" / "fer2013.yaml")
+    recipe = OmegaConf.load(REPO / "src" / "mimic" / "conf" / "data" / "fer2013.yaml")
     augment = [instantiate(t) for t in recipe.data.augment]
     if data:
         from mimic.data.fer2013 import FER2013Source

@@ -62,22 +62,22 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     return train_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
 
 
-CONF = REPO / "conf"
+CONF = REPO / "src" / "mimic" / "conf"  # the package's configs, composed below as the commands do: pkg://mimic.conf
 
 
 def compose(config_name: str = "train", overrides: list[str] | None = None, output_dir: Path | None = None):
-    """Compose a real config from conf/ as the command line would, with Hydra's runtime interpolations resolvable.
+    """Compose a real config from mimic.conf as the command line would, with Hydra's runtime interpolations resolvable.
 
     ``output_dir`` stands in for the run folder Hydra would create (and becomes paths.log_dir's parent too).
     """
     from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("mimic.conf", version_base="1.3"):
         cfg = hydra_compose(config_name, overrides=list(overrides or []), return_hydra_config=True)
     out = Path(output_dir) if output_dir else REPO / "outputs" / "pytest"
     with open_dict(cfg):

@@ -869,7 +869,7 @@ def test_crop_cache_is_keyed_on_yunet_thresholds(tmp_path, monkeypatch, shared_d
 
 
 def test_folder_source_scans_every_photo_in_full(tmp_path):
-    """conf/detector/haar.yaml tracks faces across video frames (full_every: 4); unrelated photos must not be."""
+    """src/mimic/conf/detector/haar.yaml tracks faces across frames (full_every: 4); unrelated photos must not be."""
     write_class_folders(tmp_path / "w", CLASSES, per_class=1, size=64)
     source = FolderSource(tmp_path / "w", detector=load_detector("haar"), cache_dir=False)
     assert source.detector.full_every == 1 and source.detector.config["full_every"] == 1

@@ -30,15 +30,18 @@ def test_every_option_composes_and_resolves(group, option, tmp_path):
     assert list(cfg.model.class_names) == list(cfg.data.classes)
 
 
-def test_hydra_group_sets_run_dirs_under_outputs(tmp_path):
+def test_hydra_group_sets_run_dirs_and_data_under_the_working_directory(tmp_path):
+    """Runs and data go below the folder the command runs in, never into the installed package."""
     from hydra import compose as hc
-    from hydra import initialize_config_dir
+    from hydra import initialize_config_module
 
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+    with initialize_config_module("mimic.conf", version_base="1.3"):
         cfg = hc("train", return_hydra_config=True)
     raw = OmegaConf.to_container(cfg, resolve=False)
     assert raw["hydra"]["run"]["dir"].startswith("${paths.log_dir}/")
+    assert raw["paths"]["root_dir"] == "${hydra:runtime.cwd}"
     assert raw["paths"]["log_dir"] == "${paths.root_dir}/outputs"
+    assert raw["paths"]["data_dir"] == "${paths.root_dir}/data"
     assert cfg.hydra.job.chdir is False
 
 

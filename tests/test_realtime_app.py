@@ -47,7 +47,7 @@ def videos(tmp_path_factory, patches) -> dict[str, tuple[Path, list]]:
 
 
 def compose_cfg(ckpt: Path, source, tmp_path: Path, *overrides: str):
-    with initialize_config_dir(str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(str(REPO / "src" / "mimic" / "conf"), version_base="1.3"):
         return compose(
             "realtime",
             overrides=[

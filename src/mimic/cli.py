@@ -1,15 +1,22 @@
-"""What the command-line entry points share: user mistakes end in one clear message and exit code 2, never a
-traceback. Anything else is a bug and keeps its traceback."""
+"""The command-line entry points (`mimic-train`, `mimic-live`, `mimic-evaluate`; `train.py`, `realtime.py` and
+`scripts/evaluate.py` in the checkout call the same functions) and what they share: user mistakes end in one clear
+message and exit code 2, never a traceback. Anything else is a bug and keeps its traceback."""
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import hydra
 from hydra.errors import InstantiationException
+from omegaconf import DictConfig
 
 from mimic.errors import UserError
+from mimic.settings import check_settings
+
+CONFIGS = "pkg://mimic.conf"  # the configs ship inside the package, so the commands work from any folder
 
 
 def _user_error(exc: BaseException | None) -> BaseException | None:
@@ -32,3 +39,27 @@ def user_errors() -> Iterator[None]:
             raise
         print(f"error: {found}", file=sys.stderr)
         sys.exit(2)
+
+
+def _command(config_name: str, module: str) -> Callable[[], None]:
+    """A Hydra main: compose ``<config_name>.yaml`` from the command line, check its settings, run ``module.run``
+    (imported only then, so ``--help`` and settings errors come fast)."""
+
+    @hydra.main(config_path=CONFIGS, config_name=config_name, version_base="1.3")
+    def main(cfg: DictConfig) -> None:
+        with user_errors():
+            check_settings(cfg, config_name)
+            importlib.import_module(module).run(cfg)
+
+    return main
+
+
+train = _command("train", "mimic.train")
+evaluate = _command("evaluate", "mimic.evaluate")
+_live = _command("realtime", "mimic.realtime.app")
+
+
+def live() -> None:
+    """Live recognition; ``--list-cameras`` is the familiar flag for the override ``list_cameras=true``."""
+    sys.argv = [a if a != "--list-cameras" else "list_cameras=true" for a in sys.argv]
+    _live()

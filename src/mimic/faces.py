@@ -38,7 +38,7 @@ from mimic.assets import YUNET_MODEL
 from mimic.errors import UserError
 from mimic.io import sha256_file
 
-DETECTOR_CONFIGS = Path(__file__).resolve().parents[2] / "conf" / "detector"
+DETECTOR_CONFIGS = Path(__file__).resolve().parent / "conf" / "detector"
 # Where the bundled YUNET_MODEL came from, and its hash (checked by tests/test_faces.py).
 YUNET_URL = (
     "https://github.com/opencv/opencv_zoo/raw/main/models/face_detection_yunet/face_detection_yunet_2023mar.onnx"

@@ -3,7 +3,8 @@
 Training's eval transform, the capture script, the folder loader and the realtime predictor all go through
 `crop_face` (frame + detection -> crop) and `preprocess` (crop -> model input). Training augmentation runs between the
 two halves of `preprocess`: `to_model_image` (colour + size, uint8) then augment then `image_to_tensor` (float,
-normalised).
+normalised). The path is numpy and OpenCV (`preprocess_array`, `normalise`); the torch functions wrap those arrays, so
+an ONNX model runs live without importing torch.
 
 Framing (``PreprocessSpec.framing``): ``"box"`` cuts a square around the detector's box grown by ``crop_margin`` (what
 checkpoints before the eye framing were trained with). ``"eyes"`` frames faces as FER2013 frames them: with YuNet's
@@ -26,13 +27,15 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
 
 from mimic.errors import UserError
+
+if TYPE_CHECKING:
+    import torch
 
 FRAMINGS = ("box", "eyes")
 EYE_X, EYE_Y, EYE_DISTANCE, MOUTH_Y = 0.4977, 0.3874, 0.3496, 0.7533  # measured: see the module docstring
@@ -236,19 +239,31 @@ def to_model_image(crop: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
     return img.reshape(spec.size, spec.size, spec.channels)
 
 
+def normalise(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
+    """uint8 (H, W, C) or a batch (N, H, W, C) of the spec's size -> normalised float32 (C, H, W) / (N, C, H, W)."""
+    mean = np.asarray(spec.mean, np.float32) * np.float32(255.0)
+    std = np.asarray(spec.std, np.float32) * np.float32(255.0)
+    return np.ascontiguousarray(np.moveaxis((img.astype(np.float32) - mean) / std, -1, -3))
+
+
+def preprocess_array(crops: np.ndarray | Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
+    """One crop -> (C, H, W); a list of crops -> a batch (N, C, H, W): float32, the model's input."""
+    if isinstance(crops, np.ndarray):
+        return normalise(to_model_image(crops, spec), spec)
+    if len(crops) == 0:
+        return np.zeros((0, spec.channels, spec.size, spec.size), np.float32)
+    return normalise(np.stack([to_model_image(c, spec) for c in crops]), spec)
+
+
 def image_to_tensor(img: np.ndarray, spec: PreprocessSpec) -> torch.Tensor:
-    """uint8 (H, W, C) or a batch (N, H, W, C) of the spec's size -> normalised float (C, H, W) / (N, C, H, W)."""
-    t = torch.from_numpy(np.ascontiguousarray(img))
-    t = t.permute(2, 0, 1) if t.ndim == 3 else t.permute(0, 3, 1, 2)
-    mean = torch.tensor(spec.mean).view(-1, 1, 1) * 255.0
-    std = torch.tensor(spec.std).view(-1, 1, 1) * 255.0
-    return (t.float() - mean) / std
+    """`normalise` as a tensor."""
+    import torch
+
+    return torch.from_numpy(normalise(img, spec))
 
 
 def preprocess(crops: np.ndarray | Sequence[np.ndarray], spec: PreprocessSpec) -> torch.Tensor:
-    """One crop -> (C, H, W); a list of crops -> a batch (N, C, H, W). The only way a face becomes model input."""
-    if isinstance(crops, np.ndarray):
-        return image_to_tensor(to_model_image(crops, spec), spec)
-    if len(crops) == 0:
-        return torch.empty(0, spec.channels, spec.size, spec.size)
-    return image_to_tensor(np.stack([to_model_image(c, spec) for c in crops]), spec)
+    """`preprocess_array` as a tensor: the only way a face becomes model input."""
+    import torch
+
+    return torch.from_numpy(preprocess_array(crops, spec))

@@ -243,6 +243,7 @@ REALTIME: Table = {
     "camera.probe": (whole(1), "10"),
     "predictor.tta_flip": (BOOL | NULL, "true"),
     "predictor.calibrated": (BOOL, "false"),
+    "predictor.backend": (one_of("torch", "onnx"), "onnx"),
     "tracker.iou_threshold": (number("(0, 1]"), "0.3"),
     "tracker.max_missed": (whole(0), "10"),
     "smoothing.enabled": (BOOL, "false"),

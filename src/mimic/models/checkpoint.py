@@ -10,11 +10,9 @@ that names it and says what to do.
 
 from __future__ import annotations
 
-import math
 import os
 import pickle
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,11 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from mimic.errors import UserError
-from mimic.labels import validate_classes
+from mimic.models.card import CheckpointError, ModelCard, plain
 from mimic.models.mobilenet import mobilenet_v3_large, mobilenet_v3_small
 from mimic.models.resnet import resnet18, resnet50
 from mimic.models.small_cnn import small_cnn
-from mimic.preprocessing import PreprocessSpec
 
 if TYPE_CHECKING:  # imported where used: the realtime app reads checkpoints without Lightning (startup time)
     from mimic.models.classifier import EmotionClassifier
@@ -36,33 +33,8 @@ NETS: dict[str, Callable[..., nn.Module]] = {
 }
 """The only builders a ``net._target_`` may name, in a config or a checkpoint: mimic's own."""
 OPTIMIZER_TARGETS = ("torch.optim.", "mimic.models.classifier.")
-HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
 REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
 RESUME_SPECIAL = ("last", "hpc")  # ckpt_path values Lightning resolves itself
-
-
-class CheckpointError(UserError, ValueError):
-    """A checkpoint that is missing, unreadable, not a mimic checkpoint, or one that does not fit the run."""
-
-
-def _plain(value: Any, where: str, error: type[UserError] = CheckpointError) -> Any:
-    """``value`` if it is plain data (None, bools, numbers, strings, lists and string-keyed dicts of them) with no
-    Hydra key anywhere, else ``error`` naming where."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, list | tuple):
-        return [_plain(v, f"{where}[{i}]", error) for i, v in enumerate(value)]
-    if isinstance(value, Mapping):
-        for key in value:
-            if key in HYDRA_KEYS:
-                raise error(
-                    f"{where}.{key} = {value[key]!r}: refused. A Hydra key chooses code to import or call; only the "
-                    f"net's own _target_, naming one of mimic's builders, may"
-                )
-            if not isinstance(key, str):
-                raise error(f"{where} has the key {key!r}, which is not a string")
-        return {k: _plain(v, f"{where}.{k}", error) for k, v in value.items()}
-    raise error(f"{where} is a {type(value).__name__}; only numbers, strings, bools, lists and dicts are accepted")
 
 
 def net_config(net: Any, where: str = "model.net", error: type[UserError] = UserError) -> dict[str, Any]:
@@ -76,7 +48,7 @@ def net_config(net: Any, where: str = "model.net", error: type[UserError] = User
             f"{where}._target_ is {target!r}; only mimic's own net builders are built: {', '.join(NETS)}. "
             f"Nothing else is imported or called."
         )
-    return {"_target_": target, **_plain(args, where, error)}
+    return {"_target_": target, **plain(args, where, error)}
 
 
 def build_net(
@@ -115,62 +87,22 @@ def _optimizer_config(cfg: Any, where: str) -> None:
         )
     if not isinstance(partial, bool):
         raise CheckpointError(f"{where}._partial_ must be true or false, got {partial!r}")
-    _plain(args, where)
+    plain(args, where)
 
 
-@dataclass(frozen=True)
-class ModelCard:
-    """What a checkpoint says about its model, checked: everything inference, evaluation, fine-tuning and resume read
-    from it. ``net`` is the builder config (``_target_`` one of `NETS`, plain arguments, pretrained weights off: the
-    checkpoint's own weights replace them); ``temperature`` the fitted calibration temperature."""
-
-    net: dict[str, Any]
-    class_names: list[str]
-    preprocess: PreprocessSpec
-    temperature: float = 1.0
-    tta_flip: bool = False
-    channels_last: bool = True
-    mimic_version: str = ""
-
-    @classmethod
-    def from_checkpoint(cls, ckpt: Mapping[str, Any], path: str | os.PathLike) -> ModelCard:
-        """Check a loaded checkpoint dict's hyper-parameters field by field; `CheckpointError` naming the field."""
-        hp, where = ckpt["hyper_parameters"], f"{path}: hyper_parameters"
-        net = net_config(hp["net"], f"{where}.net", CheckpointError)
-        net.pop("weights", None)
-        for name in ("optimizer", "scheduler"):
-            _optimizer_config(hp.get(name), f"{where}.{name}")
-        rest = {k: _plain(v, f"{where}.{k}") for k, v in hp.items() if k not in ("net", "optimizer", "scheduler")}
-        names = rest["class_names"]
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise CheckpointError(f"{where}.class_names must be a list of class names, got {names!r}")
-        try:
-            names = validate_classes(names, where=f"{where}.class_names")
-        except UserError as e:
-            raise CheckpointError(str(e)) from None
-        if not isinstance(rest["preprocess"], dict):
-            raise CheckpointError(f"{where}.preprocess must be a mapping of numbers, got {rest['preprocess']!r}")
-        try:
-            spec = PreprocessSpec.from_dict(rest["preprocess"])
-        except ValueError as e:
-            raise CheckpointError(f"{where}.{e}") from None
-        for name in ("tta_flip", "channels_last"):
-            if name in rest and not isinstance(rest[name], bool):
-                raise CheckpointError(f"{where}.{name} must be true or false, got {rest[name]!r}")
-        if not isinstance(rest["mimic_version"], str):
-            raise CheckpointError(f"{where}.mimic_version must be a string, got {rest['mimic_version']!r}")
-        t = ckpt["state_dict"].get("temperature", torch.ones(()))
-        if t.numel() != 1 or not math.isfinite(float(t)) or float(t) <= 0:
-            raise CheckpointError(f"{path}: state_dict.temperature must be one positive number, got {t.tolist()}")
-        return cls(
-            net=net,
-            class_names=names,
-            preprocess=spec,
-            temperature=float(t),
-            tta_flip=rest.get("tta_flip", False),
-            channels_last=rest.get("channels_last", True),
-            mimic_version=rest["mimic_version"],
-        )
+def _card(ckpt: Mapping[str, Any], path: str | os.PathLike) -> ModelCard:
+    """Check a loaded checkpoint dict's hyper-parameters field by field; `CheckpointError` naming the field."""
+    hp, where = ckpt["hyper_parameters"], f"{path}: hyper_parameters"
+    net = net_config(hp["net"], f"{where}.net", CheckpointError)
+    net.pop("weights", None)
+    for name in ("optimizer", "scheduler"):
+        _optimizer_config(hp.get(name), f"{where}.{name}")
+    t = ckpt["state_dict"].get("temperature", torch.ones(()))
+    where_t = f"{path}: state_dict.temperature"
+    if t.numel() != 1:
+        raise CheckpointError(f"{where_t} must be one positive number, got {t.tolist()}")
+    rest = {k: v for k, v in hp.items() if k not in ("net", "optimizer", "scheduler")}
+    return ModelCard.check(net, rest, float(t), where, where_t)
 
 
 def _torch_load(path: Path) -> Any:
@@ -213,7 +145,7 @@ def read_card(path: str | os.PathLike) -> tuple[ModelCard, dict[str, Any]]:
             f"{path} is not a mimic checkpoint: it lacks {', '.join(missing)} in its hyper-parameters "
             f"(a checkpoint of another model?). {advice}"
         )
-    return ModelCard.from_checkpoint(ckpt, path), ckpt
+    return _card(ckpt, path), ckpt
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

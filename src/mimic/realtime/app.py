@@ -143,7 +143,7 @@ def _load(cfg: DictConfig) -> tuple[Any, Any, FrameSource]:
         from mimic.realtime.predictor import Predictor
 
         p, ckpt = cfg.predictor, Path(str(cfg.ckpt)).expanduser()
-        return Predictor(ckpt, threads=cfg.threads, tta_flip=p.tta_flip, calibrated=p.calibrated)
+        return Predictor(ckpt, cfg.threads, p.tta_flip, p.calibrated, p.get("backend", "torch"))
 
     with ThreadPoolExecutor(1, thread_name_prefix="mimic-load") as pool:
         loading = pool.submit(load_predictor)

@@ -1,9 +1,11 @@
-"""Checkpoint -> model + preprocessing -> class probabilities for all the faces of a frame in one batch.
+"""Model file -> model + preprocessing -> class probabilities for all the faces of a frame in one batch.
 
-The checkpoint alone describes everything (DESIGN.md contracts 1 and 2): `mimic.models.checkpoint.load_net` reads it
-(``weights_only``, every field checked, the net built only by one of mimic's builders), faces go through
-`mimic.preprocessing.crop_face` + `preprocess`, and the probabilities come from `mimic.models.inference`, the same
-functions `EmotionClassifier` uses: with the checkpoint's flip TTA and calibration temperature unless overridden.
+The model file alone describes everything (DESIGN.md contracts 1 and 2). A checkpoint is read by
+`mimic.models.checkpoint.load_net` (``weights_only``, every field checked, the net built only by one of mimic's
+builders) and run on PyTorch through `mimic.models.inference`, the functions `EmotionClassifier` uses; an exported
+ONNX file (`mimic.models.onnx_model`) runs on onnxruntime, its graph being those same functions traced, and then
+torch is never imported. ``backend="onnx"`` runs a checkpoint on onnxruntime too, through an export cached by the
+checkpoint's hash. Faces go through `mimic.preprocessing.crop_face` + `preprocess_array` either way.
 
 The bare net is used rather than the LightningModule so that starting the app does not import Lightning.
 """
@@ -13,57 +15,107 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from mimic.models import inference
-from mimic.models.checkpoint import load_net
-from mimic.preprocessing import crop_face, preprocess
+from mimic.errors import UserError
+from mimic.models.card import ModelCard
+from mimic.models.onnx_model import OnnxModel, export_cached, is_onnx
+from mimic.preprocessing import crop_face, preprocess_array
 
 if TYPE_CHECKING:
     from mimic.faces import Detection
 
 log = logging.getLogger(__name__)
+BACKENDS = ("torch", "onnx")
 
 
 class Predictor:
-    """Class probabilities for face crops, from a mimic checkpoint.
+    """Class probabilities for face crops, from a mimic checkpoint or an exported ONNX file.
 
-    ``threads``: torch intra-op threads (None leaves PyTorch's default). ``tta_flip``: average the logits of each
-    face and its mirror image (twice the classify cost); None follows the checkpoint, True/False overrides it.
-    ``calibrated``: apply the checkpoint's temperature.
+    ``threads``: intra-op threads of torch or onnxruntime (None leaves the library's default). ``tta_flip``: average
+    the logits of each face and its mirror image (twice the classify cost); None follows the model file, True/False
+    overrides it. ``calibrated``: apply the file's temperature. ``backend``: what runs a checkpoint, "torch" or
+    "onnx" (an ONNX file always runs on onnxruntime; its graph holds its flip TTA and temperature, so overriding
+    them is an error).
     """
 
     def __init__(
-        self, ckpt: str | os.PathLike, threads: int | None = None, tta_flip: bool | None = None, calibrated: bool = True
+        self,
+        ckpt: str | os.PathLike,
+        threads: int | None = None,
+        tta_flip: bool | None = None,
+        calibrated: bool = True,
+        backend: str = "torch",
     ) -> None:
+        if backend not in BACKENDS:
+            raise UserError(f"predictor.backend={backend!r}: expected one of {', '.join(BACKENDS)}")
         self.threads = int(threads) if threads else None
-        self._threads_set_in: int | None = None
-        self.net, self.card = load_net(ckpt)
+        self.backend = "onnx" if is_onnx(ckpt) else backend
+        if is_onnx(ckpt):
+            model = OnnxModel(ckpt, self.threads)
+            _check_onnx_settings(model.card, ckpt, tta_flip, calibrated)
+            self.card, self._run = model.card, model
+        elif backend == "onnx":
+            model = OnnxModel(export_cached(ckpt, tta_flip, calibrated), self.threads)
+            self.card, self._run = model.card, model
+        else:
+            self.card, self._run = _torch_runner(ckpt, self.threads, tta_flip, calibrated)
         self.class_names, self.spec = self.card.class_names, self.card.preprocess
-        self.temperature = self.card.temperature if calibrated else 1.0
         self.tta_flip = self.card.tta_flip if tta_flip is None else bool(tta_flip)
         if tta_flip is not None:
             log.info("flip TTA %s by predictor.tta_flip (the checkpoint says %s)", self.tta_flip, self.card.tta_flip)
         # the first forward pass sets up kernels: pay for it now, not on the first face
         self.predict_crops([np.zeros((self.spec.size, self.spec.size), np.uint8)])
 
-    @torch.inference_mode()
     def predict_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Face crops (uint8 BGR or gray, any size) -> probabilities, float32 (N, num_classes)."""
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        if self.threads and self._threads_set_in != threading.get_ident():
-            torch.set_num_threads(self.threads)  # a per-thread setting: apply it in the thread that infers
-            self._threads_set_in = threading.get_ident()
-        x = preprocess(list(crops), self.spec)
-        logits = inference.logits(self.net, x, self.tta_flip, self.card.channels_last)
-        return inference.probabilities(logits, self.temperature).numpy()
+        return self._run(preprocess_array(list(crops), self.spec))
 
     def predict(self, frame: np.ndarray, faces: Sequence[Detection | Sequence[int]]) -> np.ndarray:
         """Probabilities for every face of ``frame`` (a `Detection`, whose landmarks align it, or an (x, y, w, h)
-        box), framed as the checkpoint's spec says, in one batch: float32 (N, num_classes)."""
+        box), framed as the model file's spec says, in one batch: float32 (N, num_classes)."""
         return self.predict_crops([crop_face(frame, face, self.spec) for face in faces])
+
+
+def _check_onnx_settings(card: ModelCard, path: str | os.PathLike, tta_flip: bool | None, calibrated: bool) -> None:
+    if tta_flip is not None and tta_flip != card.tta_flip:
+        raise UserError(
+            f"predictor.tta_flip={str(tta_flip).lower()}: {path} does {'' if card.tta_flip else 'no '}flip TTA inside "
+            f"its graph. Leave predictor.tta_flip unset, or export the checkpoint again with "
+            f"`python scripts/export.py ckpt=<file.ckpt> tta_flip={str(tta_flip).lower()}`."
+        )
+    if not calibrated and card.temperature != 1.0:
+        raise UserError(
+            f"predictor.calibrated=false: {path} applies its calibration temperature ({card.temperature:.4g}) inside "
+            f"its graph. Export the checkpoint with `python scripts/export.py ckpt=<file.ckpt> calibrated=false`."
+        )
+
+
+def _torch_runner(
+    ckpt: str | os.PathLike, threads: int | None, tta_flip: bool | None, calibrated: bool
+) -> tuple[ModelCard, Callable[[np.ndarray], np.ndarray]]:
+    """A checkpoint's card and its net on PyTorch as a function of preprocessed faces."""
+    import torch
+
+    from mimic.models import inference
+    from mimic.models.checkpoint import load_net
+
+    net, card = load_net(ckpt)
+    flip = card.tta_flip if tta_flip is None else bool(tta_flip)
+    temperature = card.temperature if calibrated else 1.0
+    threads_set_in: list[int] = []
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        if threads and threads_set_in != [threading.get_ident()]:
+            torch.set_num_threads(threads)  # a per-thread setting: apply it in the thread that infers
+            threads_set_in[:] = [threading.get_ident()]
+        logits = inference.logits(net, torch.from_numpy(x), flip, card.channels_last)
+        return inference.probabilities(logits, temperature).numpy()
+
+    return card, run

@@ -1,0 +1,98 @@
+"""What a model file says about its model, checked field by field without torch (DESIGN.md contracts 2 and 3).
+
+A checkpoint (`mimic.models.checkpoint`) and an exported ONNX file (`mimic.models.onnx_model`) both become a
+`ModelCard` through `ModelCard.check`, so both are held to the same rules: class names are strings, the preprocessing
+spec is numbers and names only, settings are plain data without Hydra keys. A file that fails a check is a
+`CheckpointError` that names the file and the field.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mimic.errors import UserError
+from mimic.labels import validate_classes
+from mimic.preprocessing import PreprocessSpec
+
+HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+
+
+class CheckpointError(UserError, ValueError):
+    """A model file that is missing, unreadable, not a mimic model, or one that does not fit the run."""
+
+
+def plain(value: Any, where: str, error: type[UserError] = CheckpointError) -> Any:
+    """``value`` if it is plain data (None, bools, numbers, strings, lists and string-keyed dicts of them) with no
+    Hydra key anywhere, else ``error`` naming where."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [plain(v, f"{where}[{i}]", error) for i, v in enumerate(value)]
+    if isinstance(value, Mapping):
+        for key in value:
+            if key in HYDRA_KEYS:
+                raise error(
+                    f"{where}.{key} = {value[key]!r}: refused. A Hydra key chooses code to import or call; only the "
+                    f"net's own _target_, naming one of mimic's builders, may"
+                )
+            if not isinstance(key, str):
+                raise error(f"{where} has the key {key!r}, which is not a string")
+        return {k: plain(v, f"{where}.{k}", error) for k, v in value.items()}
+    raise error(f"{where} is a {type(value).__name__}; only numbers, strings, bools, lists and dicts are accepted")
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model file says about its model, checked: everything inference, evaluation, fine-tuning and resume read
+    from it. ``net`` is the builder config (``_target_`` one of mimic's builders, plain arguments, pretrained weights
+    off: the file's own weights replace them); ``temperature`` the fitted calibration temperature."""
+
+    net: dict[str, Any]
+    class_names: list[str]
+    preprocess: PreprocessSpec
+    temperature: float = 1.0
+    tta_flip: bool = False
+    channels_last: bool = True
+    mimic_version: str = ""
+
+    @classmethod
+    def check(
+        cls, net: dict[str, Any], fields: Mapping[str, Any], temperature: Any, where: str, temperature_where: str
+    ) -> ModelCard:
+        """The card of a file whose ``net`` its reader has checked; ``fields``: class_names, preprocess,
+        mimic_version and optionally tta_flip and channels_last, each checked here. ``where`` prefixes every message
+        (``<file>: hyper_parameters``); ``temperature_where`` names the temperature's place in the file."""
+        rest = {k: plain(v, f"{where}.{k}") for k, v in fields.items()}
+        names = rest.get("class_names")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise CheckpointError(f"{where}.class_names must be a list of class names, got {names!r}")
+        try:
+            names = validate_classes(names, where=f"{where}.class_names")
+        except UserError as e:
+            raise CheckpointError(str(e)) from None
+        if not isinstance(rest.get("preprocess"), dict):
+            raise CheckpointError(f"{where}.preprocess must be a mapping of numbers, got {rest.get('preprocess')!r}")
+        try:
+            spec = PreprocessSpec.from_dict(rest["preprocess"])
+        except ValueError as e:
+            raise CheckpointError(f"{where}.{e}") from None
+        for name in ("tta_flip", "channels_last"):
+            if name in rest and not isinstance(rest[name], bool):
+                raise CheckpointError(f"{where}.{name} must be true or false, got {rest[name]!r}")
+        if not isinstance(rest.get("mimic_version"), str):
+            raise CheckpointError(f"{where}.mimic_version must be a string, got {rest.get('mimic_version')!r}")
+        number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
+        if not number or not math.isfinite(temperature) or temperature <= 0:
+            raise CheckpointError(f"{temperature_where} must be one positive number, got {temperature!r}")
+        return cls(
+            net=net,
+            class_names=names,
+            preprocess=spec,
+            temperature=float(temperature),
+            tta_flip=rest.get("tta_flip", False),
+            channels_last=rest.get("channels_last", True),
+            mimic_version=rest["mimic_version"],
+        )

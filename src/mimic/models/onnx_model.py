@@ -1,0 +1,214 @@
+"""Exported ONNX models: `export` writes a checkpoint as a self-describing ONNX file, `OnnxModel` runs one on
+onnxruntime, and reading one never imports torch (the live app starts faster) and never unpickles anything.
+
+The graph is the checkpoint's whole inference path, `mimic.models.inference` traced as it is: float32 faces
+``input`` (N, C, H, W, preprocessed as the spec says) -> calibrated class probabilities ``probabilities``
+(N, classes), flip TTA and temperature inside. So a deployer (a phone, a browser, OpenCV's DNN module) needs nothing
+but the preprocessing, and mimic keeps one inference path instead of a numpy copy of it. The file's
+``metadata_props`` say the rest, each value JSON text:
+
+    mimic_model    format of this metadata: 1
+    class_names    the outputs' class names in index order
+    preprocess     `PreprocessSpec.to_dict()`: size, channels, mean/std, framing
+    temperature    the calibration temperature the graph applies (1.0: uncalibrated)
+    tta_flip       whether the graph averages each face with its mirror image
+    channels_last  the checkpoint's memory-format setting (informational: ONNX has no memory formats)
+    net            the net's builder config (informational: an ONNX file is never rebuilt as a torch net)
+    mimic_version  the mimic that trained the checkpoint; exported_with: the mimic that exported it
+
+The metadata goes through the same checks as a checkpoint's hyper-parameters (`ModelCard.check`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+import mimic
+from mimic.io import atomic_write
+from mimic.models.card import CheckpointError, ModelCard, plain
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+INPUT, OUTPUT = "input", "probabilities"
+FIELDS = ("class_names", "preprocess", "temperature", "tta_flip", "channels_last", "net", "mimic_version")
+EXPORT_ADVICE = "Export one from a mimic checkpoint: python scripts/export.py ckpt=<file.ckpt>"
+
+
+def is_onnx(path: str | os.PathLike) -> bool:
+    return Path(str(path)).suffix.lower() == ".onnx"
+
+
+def metadata(card: ModelCard) -> dict[str, str]:
+    """The ``metadata_props`` of an exported ``card`` (its temperature and tta_flip: what the graph does)."""
+    fields = {
+        "mimic_model": FORMAT,
+        "class_names": card.class_names,
+        "preprocess": card.preprocess.to_dict(),
+        "temperature": card.temperature,
+        "tta_flip": card.tta_flip,
+        "channels_last": card.channels_last,
+        "net": card.net,
+        "mimic_version": card.mimic_version,
+        "exported_with": mimic.__version__,
+    }
+    return {k: json.dumps(v) for k, v in fields.items()}
+
+
+def card_of(meta: Mapping[str, str], path: str | os.PathLike) -> ModelCard:
+    """The checked card of an ONNX file's ``metadata_props``; `CheckpointError` naming the file and field."""
+    where = f"{path}: metadata"
+    if "mimic_model" not in meta:
+        raise CheckpointError(
+            f"{path} is an ONNX model without mimic's metadata (mimic_model, class_names, preprocess, ...): nothing "
+            f"says which class each output is or how to prepare a face for it. {EXPORT_ADVICE}."
+        )
+    values = {}
+    for key in ("mimic_model", *FIELDS):
+        if key not in meta:
+            raise CheckpointError(f"{where} lacks {key}: the file is damaged or not mimic's. {EXPORT_ADVICE}.")
+        try:
+            values[key] = json.loads(meta[key])
+        except (json.JSONDecodeError, TypeError) as e:
+            raise CheckpointError(f"{where}.{key} is not JSON text ({e}): {meta[key]!r}. {EXPORT_ADVICE}.") from None
+    if values["mimic_model"] != FORMAT:
+        raise CheckpointError(
+            f"{where}.mimic_model is {values['mimic_model']!r}; this mimic reads format {FORMAT}. Export the "
+            f"checkpoint again with this mimic."
+        )
+    net = values["net"]
+    if not isinstance(net, dict) or not isinstance(net.get("_target_"), str):
+        raise CheckpointError(f"{where}.net must be a mapping with a _target_ naming the net's builder, got {net!r}")
+    net = {"_target_": net["_target_"], **plain({k: v for k, v in net.items() if k != "_target_"}, f"{where}.net")}
+    fields = {k: values[k] for k in ("class_names", "preprocess", "tta_flip", "channels_last", "mimic_version")}
+    return ModelCard.check(net, fields, values["temperature"], where, f"{where}.temperature")
+
+
+class OnnxModel:
+    """An exported mimic model on onnxruntime's CPU provider: float32 faces (N, C, H, W) -> probabilities (N, K).
+
+    ``threads``: onnxruntime intra-op threads (None: onnxruntime's default, one per core)."""
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path).expanduser()
+        if not self.path.is_file():
+            raise CheckpointError(f"model file not found: {self.path}. {EXPORT_ADVICE}.")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads or 0)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: mimic reports what goes wrong itself
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / InvalidGraph kinds on junk
+            why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise CheckpointError(
+                f"{self.path} is not an ONNX model onnxruntime opens ({why}). {EXPORT_ADVICE}."
+            ) from None
+        self.card = card_of(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self._check_graph()
+
+    def _check_graph(self) -> None:
+        """The graph takes ``input`` of the spec's shape and gives ``probabilities`` for the card's classes."""
+        spec, k = self.card.preprocess, len(self.card.class_names)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shapes = {i.name: i.shape for i in inputs}, {o.name: o.shape for o in outputs}
+        ok = (
+            list(shapes[0]) == [INPUT]
+            and OUTPUT in shapes[1]
+            and list(shapes[0][INPUT][1:]) == [spec.channels, spec.size, spec.size]
+            and list(shapes[1][OUTPUT][1:]) == [k]
+        )
+        if not ok:
+            raise CheckpointError(
+                f"{self.path}: the graph's inputs {shapes[0]} and outputs {shapes[1]} do not fit its metadata "
+                f"({INPUT}: [N, {spec.channels}, {spec.size}, {spec.size}], {OUTPUT}: [N, {k}]). {EXPORT_ADVICE}."
+            )
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([OUTPUT], {INPUT: x})[0]
+
+
+def export(
+    ckpt: str | os.PathLike, out: str | os.PathLike, tta_flip: bool | None = None, calibrated: bool = True
+) -> ModelCard:
+    """Write the checkpoint ``ckpt`` as an ONNX file at ``out`` (replaced whole: the caller picks a free name); its
+    card, with the flip TTA (None: the checkpoint's) and temperature (``calibrated=False``: 1.0) the graph applies."""
+    import dataclasses
+
+    import onnx
+    import torch
+
+    from mimic.models import inference
+    from mimic.models.checkpoint import load_net
+
+    net, card = load_net(ckpt)
+    card = dataclasses.replace(
+        card,
+        tta_flip=card.tta_flip if tta_flip is None else bool(tta_flip),
+        temperature=card.temperature if calibrated else 1.0,
+    )
+
+    class Probabilities(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, input: torch.Tensor) -> torch.Tensor:  # the graph input's name
+            x = inference.logits(self.net, input, card.tta_flip, card.channels_last)
+            return inference.probabilities(x, card.temperature)
+
+    spec = card.preprocess
+    example = torch.zeros(2, spec.channels, spec.size, spec.size)
+    quiet = logging.getLogger("torch.onnx")  # the exporter warns that torchvision's ops are not installed
+    level, quiet.level = quiet.level, logging.ERROR
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations: nothing a user can do
+            program = torch.onnx.export(
+                Probabilities().eval(),
+                (example,),
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamo=True,
+                dynamic_shapes={"input": {0: torch.export.Dim("batch")}},
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        quiet.level = level
+    model = program.model_proto
+    onnx.helper.set_model_props(model, metadata(card))
+    atomic_write(out, lambda tmp: onnx.save(model, str(tmp)))
+    return card
+
+
+def read_onnx_card(path: str | os.PathLike) -> ModelCard:
+    """The checked card of an exported ONNX file (opened by onnxruntime, so the graph is checked too)."""
+    return OnnxModel(path, threads=1).card
+
+
+def export_cached(ckpt: str | os.PathLike, tta_flip: bool | None, calibrated: bool) -> Path:
+    """The ONNX export of the checkpoint ``ckpt`` in mimic's cache folder, keyed by the checkpoint's sha256, the
+    settings baked into the graph and mimic's version: exported on first use, again whenever the checkpoint
+    changes."""
+    from mimic.io import cache_dir, sha256_file
+
+    path = Path(ckpt).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}. Pass the .ckpt file a training run printed.")
+    tta = {None: "card", True: "flip", False: "noflip"}[tta_flip]
+    key = f"{sha256_file(path)[:32]}-{tta}-{'cal' if calibrated else 'raw'}-v{mimic.__version__}"
+    cached = cache_dir("onnx") / f"{key}.onnx"
+    if not cached.is_file():
+        log.info("exporting %s to %s for onnxruntime (once per checkpoint)", path, cached)
+        export(path, cached, tta_flip, calibrated)
+    return cached
