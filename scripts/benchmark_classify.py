@@ -1,9 +1,13 @@
-"""Per-face classify time, PyTorch against onnxruntime, 1 and 2 threads, batches of 1 and 4:
+"""Per-face classify time, PyTorch against onnxruntime (float and int8), 1 and 2 threads, batches of 1 and 4, and,
+given FER2013, the PrivateTest accuracy of the float and the int8 model:
 
-    python scripts/benchmark_classify.py ckpt=best.ckpt [repeats=300]
+    python scripts/benchmark_classify.py [ckpt=best.ckpt] [data.path=/path/to/fer2013.csv] [tta_flip=true|false]
+                                         [repeats=300] [calibration=500]
 
-Both run the checkpoint's whole inference (flip TTA and temperature as it says) on the same preprocessed faces, through
-`mimic.realtime.predictor.Predictor`; the ONNX file is exported into a temporary folder first.
+Every model runs the checkpoint's whole inference (flip TTA, which doubles the cost, unless ``tta_flip=false``, and
+temperature) on the same preprocessed faces: PyTorch through `mimic.realtime.predictor.Predictor`, onnxruntime on the
+checkpoint's export, and, when ``data.path`` names FER2013, on its int8 model calibrated on ``calibration`` Training
+faces as ``scripts/export.py int8=true`` makes it (`mimic.models.quantize`). No ``ckpt``: the bundled model.
 """
 
 from __future__ import annotations
@@ -16,7 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from mimic.cli import user_errors
+from mimic.models.bundled import resolve_ckpt
 from mimic.models.onnx_model import OnnxModel, export
+from mimic.models.quantize import CALIBRATION_FACES, fer2013_faces, quantize
 from mimic.preprocessing import preprocess_array
 from mimic.realtime.predictor import Predictor
 
@@ -30,22 +36,43 @@ def per_face_ms(run, x: np.ndarray, repeats: int) -> float:
     return (time.perf_counter() - t) / repeats / len(x) * 1e3
 
 
+def accuracy(model: OnnxModel, faces: np.ndarray, labels: np.ndarray) -> tuple[float, np.ndarray]:
+    predicted = np.concatenate([model(faces[i : i + 256]).argmax(1) for i in range(0, len(faces), 256)])
+    return float((predicted == labels).mean()), predicted
+
+
 def main(argv: list[str]) -> None:
     args = dict(a.split("=", 1) for a in argv)
-    ckpt, repeats = Path(args["ckpt"]), int(args.get("repeats", 300))
+    repeats, data = int(args.get("repeats", 300)), args.get("data.path")
+    tta = {"true": True, "false": False, None: None}[args.get("tta_flip")]
     with user_errors(), tempfile.TemporaryDirectory() as tmp:
-        onnx_path = Path(tmp) / "model.onnx"
-        card = export(ckpt, onnx_path)
+        ckpt = resolve_ckpt(args.get("ckpt"))
+        fp32, int8 = Path(tmp) / "model.onnx", Path(tmp) / "model-int8.onnx"
+        card = export(ckpt, fp32, tta)
+        spec = card.preprocess
+        models = {
+            "pytorch": lambda threads: Predictor(ckpt, threads, tta)._run,
+            "onnxruntime": lambda threads: OnnxModel(fp32, threads),
+        }
+        if data:
+            n = int(args.get("calibration", CALIBRATION_FACES))
+            quantize(fp32, int8, fer2013_faces(data, "train", spec, n)[0], "FER2013 Training faces (seeded sample)")
+            models["onnxruntime int8"] = lambda threads: OnnxModel(int8, threads)
         faces = [np.random.default_rng(i).integers(0, 256, (64, 64), dtype=np.uint8) for i in range(4)]
         print(f"{ckpt.name}: {card.net['_target_'].rsplit('.', 1)[-1]}, flip TTA {card.tta_flip}, ms per face")
-        print("backend       threads  batch 1  batch 4")
+        print("backend            threads  batch 1  batch 4")
         for threads in (1, 2):
-            for name, run in (
-                ("pytorch", Predictor(ckpt, threads=threads)._run),
-                ("onnxruntime", OnnxModel(onnx_path, threads)),
-            ):
-                ms = [per_face_ms(run, preprocess_array(faces[:n], card.preprocess), repeats) for n in (1, 4)]
-                print(f"{name:<13} {threads:<8} {ms[0]:<8.3f} {ms[1]:.3f}")
+            for name, make in models.items():
+                run = make(threads)
+                ms = [per_face_ms(run, preprocess_array(faces[:n], spec), repeats) for n in (1, 4)]
+                print(f"{name:<18} {threads:<8} {ms[0]:<8.3f} {ms[1]:.3f}")
+        if data:
+            x, y = fer2013_faces(data, "test", spec)
+            (acc32, p32), (acc8, p8) = accuracy(OnnxModel(fp32), x, y), accuracy(OnnxModel(int8), x, y)
+            print(
+                f"PrivateTest accuracy ({len(y)} faces): float {acc32:.4f}, int8 {acc8:.4f} "
+                f"({100 * (acc8 - acc32):+.2f} points); the two agree on {np.mean(p32 == p8):.4f} of the faces"
+            )
 
 
 if __name__ == "__main__":

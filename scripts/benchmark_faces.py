@@ -1,7 +1,7 @@
 """Benchmark the face detectors on FER2013 faces pasted into frames, and the full path's accuracy (issue 11).
 
     python scripts/benchmark_faces.py [data=../shared/data/fer2013/fer2013.csv.gz] [faces=1000] [empty=1500]
-                                      [webcam=300] [seed=0] [ckpt=<file.ckpt> [spec.<field>=<value> ...]]
+                                      [webcam=300] [clips=30] [seed=0] [ckpt=<file.ckpt> [spec.<field>=<value> ...]]
 
 Frames (640x480, seeded, made on the fly):
 - face frames: a PrivateTest face (``faces`` of them, sampled) enlarged to 15-60% of the frame's height and pasted at
@@ -20,9 +20,17 @@ boxes on PrivateTest faces on a plain frame), and around a tightly cropped face 
 the rest of the head would be. On face frames, boxes that hit nothing count as false faces too. Not every PrivateTest
 image is a face a detector can find (a few are text, profiles, hands over faces): "findable" faces are those YuNet at
 full resolution and score >= 0.3 finds when the face alone fills 40% of a plain gray frame; "of findable" rates count
-only those. YuNet runs once per ``max_width`` at the lowest threshold and each higher threshold is read off its
-scores (NMS keeps a box by its higher-scoring neighbours only, so that equals a run at that threshold). Haar runs
-with src/mimic/conf/detector/haar.yaml, every frame a full scan (``full_every=1``: the frames are unrelated).
+only those.
+
+The settings compared, every frame a full scan (``full_every=1``: the frames are unrelated): Haar as in
+src/mimic/conf/detector/haar.yaml; YuNet as it was before second looks (``second_look=null``) at each ``max_width``
+and score threshold (it runs once per ``max_width`` at the lowest threshold and each higher threshold is read off
+its scores: NMS keeps a box by its higher-scoring neighbours only, so that equals a run at that threshold); YuNet
+with second looks at ``max_width=320``; and YuNet as in src/mimic/conf/detector/yunet.yaml (the default).
+
+Video (``clips``): the first ``clips`` faces each in a `clip` of `CLIP_FRAMES` frames (moving, growing or
+shrinking), a fresh detector per clip: the old default, the default as the live loop runs it (a full scan every
+``full_every`` frames, the faces looked at again in between) and the default scanning every frame.
 
 With ``ckpt=``: the full path (detect, `mimic.preprocessing.crop_face`, classify with
 `mimic.realtime.predictor.Predictor`) on the face frames, for Haar and YuNet as in src/mimic/conf/detector/yunet.yaml,
@@ -42,14 +50,18 @@ import cv2
 import numpy as np
 import yaml
 
-from mimic.faces import Detection, load_detector
+from mimic.faces import Detection, FaceDetector, load_detector
 
 REPO = Path(__file__).resolve().parents[1]
 W, H = 640, 480
 BLUR = 0.25  # background blur sigma as a fraction of the tile's side
 THRESHOLDS = (0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
-MAX_WIDTHS = (320, 480, None)
-KINDS = {"upright": 1, "tilted": 2, "webcam": 3, "textured": 4, "dark": 5}  # seeds each kind's frames apart
+MAX_WIDTHS = (320, None)
+PLAIN = {"second_look": None, "full_every": 1}  # YuNet as it was: one scan, no second looks
+DEFAULT = "yunet (conf/detector/yunet.yaml)"
+LOOKING = {"yunet max_width=320, second looks": {"max_width": 320, "full_every": 1}, DEFAULT: {"full_every": 1}}
+KINDS = {"upright": 1, "tilted": 2, "webcam": 3, "textured": 4, "dark": 5, "video": 6}  # seeds kinds apart
+CLIP_FRAMES = 30
 
 
 def background(tiles: np.ndarray, rng: np.random.Generator, blur: float = BLUR) -> np.ndarray:
@@ -76,7 +88,7 @@ def hit(box: tuple, truth: tuple) -> bool:
 
 def findable(faces: np.ndarray) -> np.ndarray:
     """Which faces YuNet (full resolution, score >= 0.3) finds when one fills 40% of a plain gray 640x480 frame."""
-    detector, s = load_detector("yunet", max_width=None, score_threshold=0.3), int(0.4 * H)
+    detector, s = load_detector("yunet", **PLAIN, max_width=None, score_threshold=0.3), int(0.4 * H)
     x0, y0 = (W - s) // 2, (H - s) // 2
     out = []
     for face in faces:
@@ -103,24 +115,59 @@ def face_frame(
     degrees, pasted at a random place on a `background`; and the pasted face's square (x, y, w, h) before turning."""
     frame = background(tiles, rng).astype(np.float32)
     s = int(round(rng.uniform(*height) * H))
+    angle = float(rng.uniform(-tilt, tilt)) if tilt else 0.0
+    patch, mask = _turned(face, s, angle)
+    side = len(patch)
+    x0, y0 = int(rng.integers(0, W - side + 1)), int(rng.integers(0, H - side + 1))
+    box = _paste(frame, patch, mask, x0, y0, s)
+    return _finish(frame, rng), box
+
+
+def clip(
+    face: np.ndarray, tiles: np.ndarray, rng: np.random.Generator, frames: int = CLIP_FRAMES
+) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """A video clip: the 48x48 ``face`` at 15-60% of the height on one `background`, moving in a straight line (up
+    to a quarter of the frame's width over the clip) and growing or shrinking by up to 15%; each frame (BGR) with
+    its own noise, and the face's square."""
+    back = background(tiles, rng).astype(np.float32)
+    s0 = rng.uniform(0.15, 0.6) * H
+    s1 = float(np.clip(s0 * rng.uniform(0.85, 1.15), 0.15 * H, 0.6 * H))
+    ends = [(rng.uniform(0, W - s), rng.uniform(0, H - s)) for s in (s0, s1)]
+    ends[1] = tuple(min(max(e1, e0 - W / 8), e0 + W / 8) for e0, e1 in zip(*ends))  # noqa: B905
+    out = []
+    for t in np.linspace(0, 1, frames):
+        s = int(round(s0 + t * (s1 - s0)))
+        x, y = (int(round(min(e0 + t * (e1 - e0), lim - s))) for e0, e1, lim in zip(*ends, (W, H)))  # noqa: B905
+        frame = back.copy()
+        box = _paste(frame, *_turned(face, s, 0.0), x, y, s)
+        out.append((_finish(frame, rng), box))
+    return out
+
+
+def _turned(face: np.ndarray, s: int, angle: float) -> tuple[np.ndarray, np.ndarray]:
+    """``face`` enlarged to ``s`` pixels and turned by ``angle`` degrees, in its bounding square, with the mask that
+    pastes it (a soft edge of s/40 pixels)."""
     patch = cv2.resize(face, (s, s), interpolation=cv2.INTER_CUBIC).astype(np.float32)
     edge = np.minimum(np.arange(s), np.arange(s)[::-1]) + 0.5
     ramp = np.clip(edge / max(1.0, s / 40), 0, 1)
-    mask = np.outer(ramp, ramp).astype(np.float32)  # a soft edge of s/40 pixels
-    angle = float(rng.uniform(-tilt, tilt)) if tilt else 0.0
+    mask = np.outer(ramp, ramp).astype(np.float32)
     a = math.radians(angle)
-    side = int(math.ceil(s * (abs(math.cos(a)) + abs(math.sin(a)))))  # the turned square's bounding box
-    side = min(side, H)
+    side = min(int(math.ceil(s * (abs(math.cos(a)) + abs(math.sin(a))))), H)  # the turned square's bounding box
     turn = cv2.getRotationMatrix2D((s / 2, s / 2), angle, 1.0)
     turn[:, 2] += (side - s) / 2
     patch = cv2.warpAffine(patch, turn, (side, side), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpAffine(mask, turn, (side, side), flags=cv2.INTER_LINEAR)
-    x0, y0 = int(rng.integers(0, W - side + 1)), int(rng.integers(0, H - side + 1))
+    return patch, cv2.warpAffine(mask, turn, (side, side), flags=cv2.INTER_LINEAR)
+
+
+def _paste(
+    frame: np.ndarray, patch: np.ndarray, mask: np.ndarray, x0: int, y0: int, s: int
+) -> tuple[int, int, int, int]:
+    """Blend a `_turned` face of side ``s`` into the float ``frame`` at (x0, y0); the face's square before turning."""
+    side = len(patch)
     region = frame[y0 : y0 + side, x0 : x0 + side]
     region += mask * (patch - region)
     off = (side - s) / 2
-    box = (int(round(x0 + off)), int(round(y0 + off)), s, s)
-    return _finish(frame, rng), box
+    return int(round(x0 + off)), int(round(y0 + off)), s, s
 
 
 def dark_frame(rng: np.random.Generator) -> np.ndarray:
@@ -148,6 +195,7 @@ def _args(argv: list[str]) -> tuple[dict, dict]:
         "faces": 1000,
         "empty": 1500,
         "webcam": 300,
+        "clips": 30,
         "seed": 0,
         "ckpt": None,
     }
@@ -189,6 +237,33 @@ class Tally:
         return 1000 * self.false[kind] / self.frames[kind]
 
 
+def video(faces: np.ndarray, tiles: np.ndarray, seed: int, clips: int) -> None:
+    """The detectors as the live loop runs them, on `clip`s of the first ``clips`` faces: found %, false faces per
+    1,000 frames and time per frame (the default's full scans come every ``full_every`` frames)."""
+    settings = {
+        "yunet max_width=320 score>=0.6 (the old default)": {**PLAIN, "max_width": 320, "score_threshold": 0.6},
+        DEFAULT: {},
+        f"{DEFAULT} full_every=1": {"full_every": 1},
+    }
+    movies = [clip(faces[i], tiles, np.random.default_rng([seed, KINDS["video"], i])) for i in range(clips)]
+    print(
+        f"\nvideo: {clips} clips of {CLIP_FRAMES} frames, a face moving and growing or shrinking; a detector per clip"
+    )
+    print(f"{'setting':<50}{'found, %':>9}{'false/1000':>11}{'ms/frame: mean':>16}{'median':>8}{'90th %':>8}")
+    for name, overrides in settings.items():
+        tally = Tally()
+        for frames in movies:
+            detector = load_detector("yunet", **overrides)
+            for frame, box in frames:
+                t = time.perf_counter()
+                found = detector.detect(frame)
+                tally.seconds.append(time.perf_counter() - t)
+                tally.add("video", found, box)
+        ms = 1000 * np.asarray(tally.seconds)
+        times = f"{ms.mean():>16.1f}{np.median(ms):>8.1f}{np.percentile(ms, 90):>8.1f}"
+        print(f"{name:<50}{tally.rate('video'):>9.1f}{tally.per_1000('video'):>11.1f}{times}")
+
+
 def main(argv: list[str]) -> None:
     args, spec_overrides = _args(argv)
     from mimic.cli import user_errors
@@ -205,12 +280,10 @@ def main(argv: list[str]) -> None:
     can_find = findable(faces)
 
     haar = load_detector("haar", full_every=1)
-    yunets = {mw: load_detector("yunet", max_width=mw, score_threshold=min(THRESHOLDS)) for mw in MAX_WIDTHS}
-    tallies = {"haar": Tally(), **{("yunet", mw, t): Tally() for mw in MAX_WIDTHS for t in THRESHOLDS}}
-    default = load_detector("yunet")
-    default_key = ("yunet", default.max_width, default.score_threshold)
-    if default_key not in tallies:
-        sys.exit(f"src/mimic/conf/detector/yunet.yaml's max_width and score_threshold {default_key[1:]} are not swept")
+    plain = {mw: load_detector("yunet", **PLAIN, max_width=mw, score_threshold=min(THRESHOLDS)) for mw in MAX_WIDTHS}
+    looking = {name: load_detector("yunet", **settings) for name, settings in LOOKING.items()}
+    tallies = {"haar": Tally(), **{(mw, t): Tally() for mw in MAX_WIDTHS for t in THRESHOLDS}}
+    tallies.update({name: Tally() for name in LOOKING})
 
     predictor, spec, correct = None, None, {}
     if args["ckpt"]:
@@ -221,21 +294,22 @@ def main(argv: list[str]) -> None:
             predictor = Predictor(args["ckpt"], threads=1)
             spec = dataclasses.replace(predictor.spec, **spec_overrides)
 
-    def run(kind: str, frame: np.ndarray, truth: tuple | None = None, label: int = -1) -> None:
+    def timed(detector: FaceDetector, frame: np.ndarray, tally: Tally) -> list[Detection]:
         t = time.perf_counter()
-        found = haar.detect(frame)
-        tallies["haar"].seconds.append(time.perf_counter() - t)
-        hits = {"haar": tallies["haar"].add(kind, found, truth)}
-        for mw, detector in yunets.items():
-            t = time.perf_counter()
-            found = detector.detect(frame)
-            tallies[("yunet", mw, min(THRESHOLDS))].seconds.append(time.perf_counter() - t)
+        found = detector.detect(frame)
+        tally.seconds.append(time.perf_counter() - t)
+        return found
+
+    def run(kind: str, frame: np.ndarray, truth: tuple | None = None, label: int = -1) -> None:
+        hits = {"haar": tallies["haar"].add(kind, timed(haar, frame, tallies["haar"]), truth)}
+        for mw, detector in plain.items():
+            found = timed(detector, frame, tallies[(mw, min(THRESHOLDS))])
             for th in THRESHOLDS:
-                hits[("yunet", mw, th)] = tallies[("yunet", mw, th)].add(
-                    kind, [d for d in found if d.score >= th], truth
-                )
+                hits[(mw, th)] = tallies[(mw, th)].add(kind, [d for d in found if d.score >= th], truth)
+        for name, detector in looking.items():
+            hits[name] = tallies[name].add(kind, timed(detector, frame, tallies[name]), truth)
         if predictor is not None and truth:
-            for name, key in (("haar", "haar"), ("yunet", default_key)):
+            for name, key in (("haar", "haar"), ("yunet", DEFAULT)):
                 d = hits[key]
                 ok = d is not None and int(np.argmax(predictor.predict_crops([crop_face(frame, d, spec)]))) == label
                 correct.setdefault((name, kind), []).append(ok)
@@ -258,20 +332,28 @@ def main(argv: list[str]) -> None:
     print(
         f"\n{len(faces)} PrivateTest faces (seed {args['seed']}, {100 * can_find.mean():.1f}% findable) pasted upright "
         f"and tilted up to ±20° at 15-60% of the frame's height, the first {n_webcam} also at 30-80% (webcam); "
-        f"{args['empty']} face-free frames of each kind; 640x480; OpenCV threads {cv2.getNumThreads()}; "
-        f"{time.monotonic() - start:.0f} s"
+        f"{args['empty']} face-free frames of each kind; 640x480; every frame a full scan; OpenCV threads "
+        f"{cv2.getNumThreads()}; {time.monotonic() - start:.0f} s"
     )
-    print(f"{'':<31}{'faces found, %':^27}{'of findable, %':^27}{'false faces per 1000 frames':^33}")
+    print(f"{'':<40}{'faces found, %':^27}{'of findable, %':^27}{'false faces per 1000 frames':^33}")
     cols = ("upright", "tilted", "webcam") * 2 + ("textured", "dark", "face fr.", "ms/frame")
-    print(f"{'setting':<31}" + "".join(f"{c:>9}" for c in cols[:6]) + "".join(f"{c:>11}" for c in cols[6:]))
+    print(f"{'setting':<40}" + "".join(f"{c:>9}" for c in cols[:6]) + "".join(f"{c:>11}" for c in cols[6:]))
     for key, tally in tallies.items():
-        name = "haar (conf/detector/haar.yaml)" if key == "haar" else f"yunet max_width={key[1]} score>={key[2]}"
-        timed = tally.seconds or tallies[("yunet", key[1], min(THRESHOLDS))].seconds
+        if isinstance(key, tuple):
+            name, timed_by = f"yunet max_width={key[0]} score>={key[1]}", tallies[(key[0], min(THRESHOLDS))]
+        else:
+            name, timed_by = ("haar (conf/detector/haar.yaml)" if key == "haar" else key), tally
         kinds = ("upright", "tilted", "webcam")
         rates = [tally.rate(k) for k in kinds] + [tally.rate(k, can_find) for k in kinds]
         on_faces = 1000 * sum(tally.false[k] for k in kinds) / sum(tally.frames[k] for k in kinds)
-        false = [tally.per_1000("textured"), tally.per_1000("dark"), on_faces, 1000 * float(np.median(timed))]
-        print(f"{name:<31}" + "".join(f"{v:>9.1f}" for v in rates) + "".join(f"{v:>11.1f}" for v in false))
+        false = [
+            tally.per_1000("textured"),
+            tally.per_1000("dark"),
+            on_faces,
+            1000 * float(np.median(timed_by.seconds)),
+        ]
+        print(f"{name:<40}" + "".join(f"{v:>9.1f}" for v in rates) + "".join(f"{v:>11.1f}" for v in false))
+    video(faces, tiles, args["seed"], args["clips"])
     if predictor is not None:
         direct = predictor.predict_crops(list(faces)).argmax(1) == labels
         print(
@@ -282,7 +364,7 @@ def main(argv: list[str]) -> None:
         )
         for (name, kind), ok in correct.items():
             ok = np.asarray(ok)
-            found = np.asarray(tallies["haar" if name == "haar" else default_key].found[kind])
+            found = np.asarray(tallies["haar" if name == "haar" else DEFAULT].found[kind])
             base = 100 * direct[: len(ok)].mean()
             on_found = 100 * ok[found].mean() if found.any() else float("nan")
             print(

@@ -17,79 +17,21 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
+from hydra.errors import ConfigCompositionException
 
 from mimic.cli import user_errors
-from mimic.data.fer2013 import FER2013Source
 from mimic.data.folders import FolderSource
 from mimic.errors import UserError
-from mimic.labels import FER2013_CLASSES, canonical, remap
-from mimic.models import load_checkpoint, read_checkpoint
-from mimic.preprocessing import preprocess
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-@torch.inference_mode()
-def accuracy(
-    ckpt: str | Path, images: Sequence[np.ndarray], labels: np.ndarray, classes: Sequence[str], batch: int = 512
-) -> float | None:
-    """Accuracy of ``ckpt`` on face crops labelled by index into ``classes``, deciding among ``classes`` only (None
-    when the checkpoint lacks one of them)."""
-    model = load_checkpoint(ckpt)
-    if any(c not in model.class_names for c in classes):
-        return None
-    columns = [model.class_names.index(c) for c in classes]
-    correct = 0
-    for i in range(0, len(labels), batch):
-        logits = model(preprocess(list(images[i : i + batch]), model.spec))[:, columns]
-        correct += int((logits.argmax(1).numpy() == labels[i : i + batch]).sum())
-    return correct / max(1, len(labels))
-
-
-def fer2013_test(path: str | Path, classes: Sequence[str], cache_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
-    """FER2013 PrivateTest rows of ``classes``, relabelled onto them."""
-    test = FER2013Source(path, cache_dir=cache_dir).load()["test"]
-    labels = remap(test.labels, FER2013_CLASSES, classes)
-    keep = labels >= 0
-    return np.asarray(test.images)[keep], labels[keep]
-
-
-def compose_finetune(overrides: list[str], output_dir: Path):
-    """The `train.py +finetune=webcam ...` config, with Hydra's runtime values set as a command-line run would."""
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    GlobalHydra.instance().clear()
-    from hydra.errors import ConfigCompositionException
-
-    with initialize_config_dir(config_dir=str(REPO / "src" / "mimic" / "conf"), version_base="1.3"):
-        try:
-            cfg = compose("train", overrides=["+finetune=webcam", *overrides], return_hydra_config=True)
-        except ConfigCompositionException as e:
-            raise UserError(f"-o: {e}") from None
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.hydra.runtime.cwd = str(Path.cwd())
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+from mimic.finetune import compose_train, fer2013_test, score
+from mimic.labels import canonical, remap
 
 
 def run(args: argparse.Namespace) -> dict:
-    from omegaconf import OmegaConf, open_dict
-
     from mimic.train import run as train
 
-    hp = read_checkpoint(args.ckpt)["hyper_parameters"]
     folders = FolderSource(
         args.folders,
         classes=args.classes,
@@ -132,22 +74,22 @@ def run(args: argparse.Namespace) -> dict:
             f"+data.sources.fer2013.cache_dir={args.cache_dir}",
             f"data.sources.webcam.cache_dir={args.cache_dir}",
         ]
-    cfg = compose_finetune(overrides, out)
-    with open_dict(cfg):  # the net and preprocessing the checkpoint was trained with, whatever model= says
-        cfg.model.net = OmegaConf.create(hp["net"])
-        cfg.model.preprocess = OmegaConf.create(hp["preprocess"])
+    try:  # the run takes the checkpoint's net and preprocessing, whatever model= says (mimic.finetune)
+        cfg = compose_train(["+finetune=webcam", *overrides], out)
+    except ConfigCompositionException as e:
+        raise UserError(f"-o: {e}") from None
 
     before = {
-        "photos": accuracy(args.ckpt, held_images, held_labels, classes),
-        "fer2013": accuracy(args.ckpt, fer_images, fer_labels, classes),
+        "photos": score(args.ckpt, held_images, held_labels, classes)["accuracy"],
+        "fer2013": score(args.ckpt, fer_images, fer_labels, classes)["accuracy"],
     }
     start = time.perf_counter()
     results = train(cfg)
     minutes = (time.perf_counter() - start) / 60
     best = results["best_checkpoint"]
     after = {
-        "photos": accuracy(best, held_images, held_labels, classes),
-        "fer2013": accuracy(best, fer_images, fer_labels, classes),
+        "photos": score(best, held_images, held_labels, classes)["accuracy"],
+        "fer2013": score(best, fer_images, fer_labels, classes)["accuracy"],
     }
 
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731

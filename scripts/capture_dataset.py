@@ -2,7 +2,7 @@
 
     python scripts/capture_dataset.py --label happy [--every 2] [--count 50] [--camera 0 | --source video.mp4]
                                       [--out data/webcam] [--countdown 3] [--detector yunet] [--no-preview]
-    python scripts/capture_dataset.py --auto-label ckpt=outputs/.../best.ckpt [--confidence 0.8] ...
+    python scripts/capture_dataset.py --auto-label [ckpt=outputs/.../best.ckpt] [--confidence 0.8] ...
 
 Every ``--every`` seconds (of video time for a file) the largest face is cut out with the realtime app's detector and
 crop and saved as ``<out>/<index>_<label>/NNNN.png``, numbering on from the highest number there at that moment, so an
@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from dataclasses import replace
@@ -27,41 +26,16 @@ import cv2
 import numpy as np
 
 from mimic.cli import user_errors
-from mimic.data.folders import NOT_CLASSES, is_class_dir, scan_class_folders, write_image_atomic
+from mimic.data.capture import CROP_SIZE, class_folder, save_crop
 from mimic.errors import UserError
 from mimic.faces import largest_face, load_detector
-from mimic.io import free_path
 from mimic.labels import canonical
+from mimic.models.bundled import resolve_ckpt
 from mimic.preprocessing import PreprocessSpec, crop_face
 from mimic.realtime.sources import CameraSource, FrameSource, open_source, quiet_opencv
 
 AUTO_CAMERAS = range(4)
-_NUMBER = re.compile(r"^(\d+)")
 WINDOW = "mimic capture (q: stop)"
-CROP_SIZE = 128  # eye-framed crops are saved this large (or the model's size if larger): any model can use them
-
-
-def class_folder(root: Path, label: str) -> Path:
-    """The folder of class ``label`` under ``root``: the existing one with that class name, else a new
-    ``<next index>_<label>/`` (a plain ``<label>/`` when ``root`` already uses plain folders)."""
-    name = canonical(label)
-    if not name or "/" in name or name in NOT_CLASSES:
-        raise UserError(f"--label {label!r} is not a usable class name")
-    if root.is_dir() and any(is_class_dir(p) for p in root.iterdir()):
-        folders = scan_class_folders(root)
-        for f in folders:
-            if f.name == name:
-                return f.path
-        return root / (name if folders[0].index is None else f"{len(folders)}_{name}")
-    return root / f"0_{name}"
-
-
-def next_number(folder: Path) -> int:
-    """One past the highest leading number of the files in ``folder`` (0 for an empty or missing folder)."""
-    if not folder.is_dir():
-        return 0
-    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := _NUMBER.match(p.name))]
-    return max(numbers, default=-1) + 1
 
 
 def check_out(root: Path) -> None:
@@ -115,8 +89,7 @@ class Saver:
                 folder = class_folder(self.root, guess)
             else:
                 folder, suffix = self.root / "unsorted", f"_{guess}-{int(100 * probs[best]):02d}"
-        path = free_path(folder / f"{next_number(folder):04d}{suffix}.png")  # rescanned: files may have come meanwhile
-        write_image_atomic(path, crop)
+        path = save_crop(folder, crop, suffix)
         self.counts[folder.name] = self.counts.get(folder.name, 0) + 1
         return path
 
@@ -150,7 +123,7 @@ def capture(args: argparse.Namespace) -> int:
     if args.auto_label:
         from mimic.realtime.predictor import Predictor
 
-        predictor = Predictor(args.auto_label.removeprefix("ckpt="))
+        predictor = Predictor(resolve_ckpt(args.auto_label.removeprefix("ckpt=")))
         spec = predictor.spec
         print(
             f"auto-labelling with {args.auto_label}: classes {predictor.class_names}, confidence "
@@ -212,7 +185,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=doc[0], epilog=doc[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--label", help="class of every crop (happy, sad, ...)")
-    what.add_argument("--auto-label", metavar="ckpt=PATH", help="sort crops by this checkpoint's predictions")
+    what.add_argument(
+        "--auto-label",
+        nargs="?",
+        const="bundled",
+        metavar="ckpt=PATH",
+        help="sort crops by a model's predictions (default: the bundled pretrained model)",
+    )
     src = p.add_mutually_exclusive_group()
     src.add_argument("--camera", type=int, help="camera index (default: the first of 0-3 that opens)")
     src.add_argument("--source", help="a video file or a folder of images instead of a camera")

@@ -76,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     with user_errors():
         faces = read_csv(args.csv)["train_images"]
-        yunet = YuNetDetector(max_width=None, score_threshold=0.5)
+        yunet = YuNetDetector(max_width=None, score_threshold=0.5, second_look=None)
         haar = load_detector("haar", max_width=None, full_every=1)
     if args.sample and args.sample < len(faces):
         faces = faces[np.sort(np.random.default_rng(args.seed).choice(len(faces), args.sample, replace=False))]

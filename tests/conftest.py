@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+
+# mimic's cache (parsed datasets, face crops, ONNX exports of checkpoints) goes to a folder of this test session, for
+# the commands the tests start too, never into the user's ~/.cache/mimic
+_CACHE = tempfile.mkdtemp(prefix="mimic-test-cache-")
+os.environ["MIMIC_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -142,10 +142,8 @@ def test_every_bad_setting_is_named_at_once():
     assert sorted(line.split(":")[0] for line in lines) == ["display=maybe", "faces=some", "smoothing.alpha=2"]
 
 
-def test_evaluate_without_ckpt_says_what_to_pass():
-    with pytest.raises(UserError) as e:
-        check_settings(compose("evaluate", ["data=synthetic"]), "evaluate")
-    assert str(e.value).startswith("ckpt= is required: the .ckpt file a training run printed on its last line")
+def test_evaluate_without_ckpt_is_a_valid_setting():  # the bundled model is the default (tests/test_bundled.py)
+    check_settings(compose("evaluate", ["data=synthetic"]), "evaluate")
 
 
 GOOD = [  # values at the edges of their ranges, and every form a setting may take
@@ -175,7 +173,7 @@ def test_settings_import_nothing_heavy():
 COMMANDS = {  # through the real commands: exit 2, the setting named, no traceback
     "train": (["train.py", "data.batch_size=abc"], "data.batch_size=abc: expected a whole number of at least 1"),
     "realtime": (["realtime.py", "display=maybe"], "display=maybe: expected true or false"),
-    "evaluate": (["scripts/evaluate.py", "data=synthetic"], "ckpt= is required"),
+    "evaluate": (["scripts/evaluate.py", "data=synthetic", "batch_size=0"], "batch_size=0: expected a whole number"),
 }
 
 
@@ -506,6 +504,7 @@ def test_resume_through_train_refuses_before_lightning_reads(clean, trap, tmp_pa
 
 
 # ------------------------------------------------------------------------------------------- through the real commands
+@pytest.mark.slow
 def test_the_commands_refuse_an_evil_checkpoint(clean, tmp_path):
     """realtime.py, scripts/evaluate.py and train.py (resume), each in its own process, in parallel."""
     victim, marker = tmp_path / "notes.txt", tmp_path / "PWNED"

@@ -4,7 +4,9 @@ self-describing metadata read through the checkpoint's checks, clear errors for 
 
 from __future__ import annotations
 
+import csv
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +79,7 @@ def test_the_metadata_carries_the_checkpoints_card(sharp, exported):
     assert meta["tta_flip"] is True and meta["temperature"] == pytest.approx(0.2)
 
 
+@pytest.mark.slow
 def test_export_script_never_overwrites(sharp, tmp_path):
     out = tmp_path / "model.onnx"
     out.write_bytes(b"mine")
@@ -149,20 +152,101 @@ def test_settings_baked_into_the_graph_are_not_silently_ignored(exported):
 def test_fine_tuning_needs_the_checkpoint(exported):
     from mimic.finetune import resolve_checkpoint
 
-    path, _ = resolve_checkpoint(exported, "logs")
+    with pytest.raises(CheckpointError, match="fine-tuning needs the .ckpt it was exported from"):
+        resolve_checkpoint(exported)
     with pytest.raises(CheckpointError, match="exported ONNX model: it holds no training state"):
-        read_card(path)
+        read_card(exported)
 
 
-def test_backend_onnx_exports_a_checkpoint_once(sharp, faces, tmp_path, monkeypatch):
-    monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path))
-    p = Predictor(sharp, threads=1, backend="onnx")
-    cached = list((tmp_path / "onnx").glob("*.onnx"))
+def test_evaluate_gives_the_checkpoints_numbers(sharp, exported, tmp_path):
+    """`scripts/evaluate.py ckpt=model.onnx`: Lightning's test of the graph's probabilities, the checkpoint's metrics
+    and predictions.csv; settings the graph holds and foreign files are clear errors."""
+    from conftest import compose
+
+    from mimic.evaluate import run
+
+    data = ["data=synthetic", "data.sources.synthetic.n_train=14", "data.sources.synthetic.n_val=7"]
+    data += ["data.sources.synthetic.n_test=42"]
+    reports, rows = {}, {}
+    for name, model in (("ckpt", sharp), ("onnx", exported)):
+        reports[name] = run(compose("evaluate", [f"ckpt={model}", *data], output_dir=tmp_path / name))
+        with open(tmp_path / name / "predictions.csv") as f:
+            rows[name] = list(csv.DictReader(f))
+        assert (tmp_path / name / "confusion_matrix.png").is_file()
+    assert reports["onnx"]["checkpoint"] == str(exported.resolve()) and reports["onnx"]["n"] == 42
+    for key in ("test/acc", "test/f1", "test/nll", "test/ece", "test/ece_uncalibrated", "test/temperature"):
+        assert reports["onnx"][key] == pytest.approx(reports["ckpt"][key], abs=1e-4), key
+    assert reports["onnx"]["test/confusion_matrix"] == reports["ckpt"]["test/confusion_matrix"]
+    assert reports["onnx"]["tta_flip"] is True
+    same = ("image", "label", "predicted")
+    for ours, theirs in zip(rows["onnx"], rows["ckpt"], strict=True):
+        assert [ours[k] for k in same] == [theirs[k] for k in same]
+        p = {k: float(v) for k, v in ours.items() if k.startswith("p_")}
+        assert p == pytest.approx({k: float(theirs[k]) for k in p}, abs=1e-4)
+    with pytest.raises(UserError, match="tta_flip=false: .* does flip TTA inside its graph"):
+        run(compose("evaluate", [f"ckpt={exported}", *data, "tta_flip=false"], output_dir=tmp_path / "flip"))
+    foreign = _with_metadata(exported, tmp_path / "foreign.onnx", mimic_model=None)
+    with pytest.raises(CheckpointError, match="without mimic's metadata"):
+        run(compose("evaluate", [f"ckpt={foreign}", *data], output_dir=tmp_path / "foreign"))
+
+
+def test_backend_onnx_exports_a_checkpoint_once_and_again_when_it_changes(sharp, faces, tmp_path, monkeypatch):
+    monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path / "cache"))
+    ckpt = tmp_path / "model.ckpt"
+    ckpt.write_bytes(sharp.read_bytes())
+    p = Predictor(ckpt, threads=1, backend="onnx")
+    cached = list((tmp_path / "cache" / "onnx").glob("*.onnx"))
     assert p.backend == "onnx" and len(cached) == 1
-    np.testing.assert_allclose(p.predict_crops(faces[:4]), Predictor(sharp).predict_crops(faces[:4]), atol=1e-4)
+    np.testing.assert_allclose(p.predict_crops(faces[:4]), Predictor(ckpt).predict_crops(faces[:4]), atol=1e-4)
     stamp = cached[0].stat().st_mtime_ns
-    Predictor(sharp, backend="onnx")
+    Predictor(ckpt, backend="onnx")
     assert cached[0].stat().st_mtime_ns == stamp
+
+    changed = torch.load(ckpt, weights_only=True)  # the same file, retrained: other weights and temperature
+    changed["state_dict"]["temperature"] = torch.tensor(0.5)
+    changed["state_dict"]["net.head.7.bias"] = changed["state_dict"]["net.head.7.bias"] + torch.arange(7.0)
+    torch.save(changed, ckpt)
+    again = Predictor(ckpt, backend="onnx")
+    assert len(list((tmp_path / "cache" / "onnx").glob("*.onnx"))) == 2 and again.card.temperature == 0.5
+    want = Predictor(ckpt).predict_crops(faces[:4])
+    np.testing.assert_allclose(again.predict_crops(faces[:4]), want, atol=1e-4)
+    assert np.abs(want - p.predict_crops(faces[:4])).max() > 0.05
+
+
+def test_backend_auto_is_onnxruntime_when_installed(sharp, tmp_path, monkeypatch, caplog):
+    import mimic.realtime.predictor as predictor
+
+    monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path))
+    predictor._auto_backend.cache_clear()
+    with caplog.at_level(logging.INFO, logger="mimic.realtime.predictor"):
+        assert Predictor(sharp, backend="auto").backend == "onnx"
+        assert Predictor(sharp, backend="auto").backend == "onnx"
+    assert caplog.text.count("predictor.backend=auto: onnxruntime runs the model") == 1
+
+    def broken(*args):
+        raise RuntimeError("the exporter broke")
+
+    monkeypatch.setattr(predictor, "export_cached", broken)
+    with caplog.at_level(logging.WARNING, logger="mimic.realtime.predictor"):
+        assert Predictor(sharp, backend="auto").backend == "torch"
+    assert "exporting" in caplog.text and "the exporter broke); PyTorch runs it" in caplog.text
+    with pytest.raises(RuntimeError, match="the exporter broke"):
+        Predictor(sharp, backend="onnx")
+
+    predictor._auto_backend.cache_clear()
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: importing it raises ImportError
+    try:
+        with caplog.at_level(logging.INFO, logger="mimic.realtime.predictor"):
+            assert Predictor(sharp, backend="auto").backend == "torch"
+        assert "onnxruntime is not installed, so PyTorch runs the model" in caplog.text
+    finally:
+        predictor._auto_backend.cache_clear()
+
+
+def test_the_live_default_is_auto():
+    from conftest import compose
+
+    assert compose("realtime").predictor.backend == "auto"
 
 
 def test_realtime_runs_an_onnx_file_without_torch(exported, faces, tmp_path):

@@ -132,3 +132,97 @@ def test_benchmark_frames_put_the_face_where_they_say():
             assert np.corrcoef(shifted.ravel(), face.ravel())[0, 1] < 0.5  # a quarter of a face off: not the face
         assert bench.hit((x, y, w, h), (x, y, w, h)) and not bench.hit((x + w, y, w, h), (x, y, w, h))
     assert bench.dark_frame(np.random.default_rng(0)).mean() < 80
+
+
+def _drifting_face(frames: int, step: int = 4, side: int = 150) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """A synthetic face moving ``step`` pixels right per frame over a gray, noisy 640x480 frame; each with its box."""
+    patch = cv2.resize(_script("make_test_video").synthetic_patches(1)[0], (side, side))
+    rng, out = np.random.default_rng(0), []
+    for k in range(frames):
+        frame = np.full((480, 640, 3), 90, np.uint8)
+        x, y = 100 + step * k, 160
+        frame[y : y + side, x : x + side] = patch
+        noisy = np.clip(frame + rng.normal(0, 3, frame.shape), 0, 255).astype(np.uint8)
+        out.append((noisy, (x, y, side, side)))
+    return out
+
+
+def test_a_second_look_gives_the_face_in_frame_pixels():
+    """A face the scan scores under score_threshold is looked at again, enlarged, and comes back with its box and
+    landmarks in frame pixels, even in a corner where the look's crop runs past the frame's edge."""
+    patch = cv2.resize(_script("make_test_video").synthetic_patches(1)[0], (120, 120))
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[352:472, 6:126] = patch
+    (scanned,) = YuNetDetector(second_look=None, score_threshold=0.5).detect(frame)
+    assert scanned.score < 0.999
+    (looked,) = YuNetDetector(score_threshold=0.999, second_look=0.1, look_size=240).detect(frame)
+    assert looked.score >= 0.5 and looked.score != scanned.score  # found by the look, not the scan
+    _check_face([looked], (6, 352, 120, 120))
+    assert np.abs(np.subtract(looked.landmarks, scanned.landmarks)).max() < 6  # 2x enlarged: a few pixels apart
+    assert YuNetDetector(score_threshold=0.999, second_look=None).detect(frame) == []
+
+
+def test_yunet_in_video_scans_every_nth_frame_and_follows_the_face_between(monkeypatch):
+    detector = YuNetDetector(full_every=4)
+    scans, scan = [], detector._full
+    monkeypatch.setattr(detector, "_full", lambda frame: scans.append(detector._calls) or scan(frame))
+    clip = _drifting_face(9)
+    for frame, truth in clip:
+        _check_face(detector.detect(frame), truth)
+    assert scans == [1, 4, 8]  # between them, only looks near the face found on the call before
+    empty = np.full((480, 640, 3), 90, np.uint8)
+    assert detector.detect(empty) == [] and scans[-1] == 10  # the face was lost: a full scan at once
+    assert detector.detect(empty) == [] and scans[-1] == 11  # no face known: every frame a full scan
+    _check_face(detector.detect(clip[0][0]), clip[0][1])  # so a face coming into view is found at once
+    still = YuNetDetector()  # full_every=1: every call a full scan, as photos need
+    assert still.full_every == 1 and all(len(still.detect(f)) == 1 for f, _ in clip[:2])
+
+
+def test_image_users_scan_every_photo_in_full_and_cache_on_every_setting(tmp_path):
+    from mimic.data.folders import FolderSource
+    from mimic.data.synthetic import write_class_folders
+
+    video = load_detector("yunet")
+    assert video.full_every > 1  # conf/detector/yunet.yaml: the live loop's shortcut
+    write_class_folders(tmp_path / "w", ["happy", "sad"], per_class=1, size=64)
+    source = FolderSource(tmp_path / "w", detector=load_detector("yunet"), cache_dir=False)
+    assert source.detector.full_every == 1
+    configs = [load_detector("yunet", **{k: v}).config for k, v in LOOK_SETTINGS.items()]
+    assert len({str(sorted(c.items())) for c in [video.config, *configs]}) == 1 + len(LOOK_SETTINGS)
+
+
+LOOK_SETTINGS = {"second_look": None, "look_size": 160, "look_threshold": 0.7, "max_width": 320}
+
+
+@pytest.fixture(scope="module")
+def fer_frames(shared_data):
+    """The benchmark's frames of 200 PrivateTest faces (15-60% of the height, upright), and 30 face-free frames of
+    each kind, seeded."""
+    from mimic.data.fer2013 import FER2013Source
+
+    bench = _script("benchmark_faces")
+    splits = FER2013Source(shared_data / "fer2013" / "fer2013.csv.gz").load()
+    faces, tiles = np.asarray(splits["test"].images)[:200], np.asarray(splits["train"].images)[:3000]
+    with_faces = [bench.face_frame(f, tiles, np.random.default_rng([1, i])) for i, f in enumerate(faces)]
+    rngs = [np.random.default_rng([2, i]) for i in range(30)]
+    empty = [bench._finish(bench.background(tiles, r), r) for r in rngs] + [bench.dark_frame(r) for r in rngs]
+    return bench, with_faces, empty
+
+
+def test_second_looks_find_faces_the_scan_scores_low_and_no_false_ones(fer_frames):
+    """FER2013's faces, enlarged (so blurred), often score under score_threshold in a scan; looked at again, enlarged
+    to 200 px, most score above it. The face-free frames' weak boxes do not."""
+    bench, with_faces, empty = fer_frames
+    default = YuNetDetector()
+    low = YuNetDetector(second_look=None, score_threshold=default.second_look)
+
+    def score(found: list[Detection], box: tuple) -> float:
+        return max((d.score for d in found if bench.hit(d.box, box)), default=0.0)
+
+    unsure = [(f, box) for f, box in with_faces if default.second_look <= score(low.detect(f), box) < 0.6]
+    found = [default.detect(f) for f, _ in unsure]
+    assert len(unsure) >= 10
+    assert sum(score(d, box) >= 0.5 for d, (_, box) in zip(found, unsure, strict=True)) >= 0.6 * len(unsure)
+    assert all(len(d) <= 1 for d in found)  # never two boxes on one face
+    assert sum(len(default.detect(frame)) for frame in empty) == 0
+    assert sum(len(low.detect(frame)) for frame in empty) > 0  # what the looks were spared: the scan's weak boxes

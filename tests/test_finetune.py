@@ -1,23 +1,21 @@
-"""Fine-tuning: loading a checkpoint into a new class set, finding the newest FER2013 run, and the whole
-`python train.py +finetune=webcam` path from a checkpoint trained on synthetic faces onto synthetic class folders."""
+"""Fine-tuning: loading a checkpoint into a new class set, the start (finetune.ckpt or the bundled model), FER2013
+merged when it is on disk, the whole `python train.py +finetune=webcam` path from a checkpoint trained on synthetic
+faces onto synthetic class folders, atomic checkpoints, and the web page's background job run in-process."""
 
 from __future__ import annotations
 
 import csv
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, compose, train_tiny_checkpoint
 from test_folders import write_fer2013_csv
 
 from mimic.data.synthetic import write_class_folders
-from mimic.finetune import latest_fer2013_checkpoint, load_matching, prepare_finetune, resolve_checkpoint
+from mimic.finetune import AtomicCheckpointIO, configure_finetune, load_matching, prepare_finetune, resolve_checkpoint
 from mimic.models import CheckpointError, EmotionClassifier, load_checkpoint, read_card, read_checkpoint
 
 CLASSES = ["happy", "sad", "neutral"]
@@ -68,39 +66,51 @@ def test_incompatible_net_is_a_clear_error(synthetic_ckpt, tmp_path):
         prepare_finetune(other, cfg)
 
 
-def _fake_run(log_dir: Path, name: str, source_target: str, ckpt: Path, finetune: bool = False) -> Path:
-    run = log_dir / "train" / "runs" / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "config.yaml").write_text(
-        f"data:\n  sources:\n    x:\n      _target_: {source_target}\n      path: ${{paths.data_dir}}/x\n"
-        + ("finetune:\n  ckpt: null\n" if finetune else "")
-    )
-    (run / "checkpoints").mkdir()
-    shutil.copy(ckpt, run / "checkpoints" / "best-epoch001-acc0.5000.ckpt")
-    shutil.copy(ckpt, run / "checkpoints" / "last.ckpt")
-    return run / "checkpoints" / "best-epoch001-acc0.5000.ckpt"
-
-
-def test_newest_fer2013_run_is_found(synthetic_ckpt, tmp_path, capsys):
-    logs = tmp_path / "outputs"
-    with pytest.raises(CheckpointError, match=r"no FER2013 training run.*finetune\.ckpt="):
-        latest_fer2013_checkpoint(logs)
-    older = _fake_run(logs, "a", "mimic.data.fer2013.FER2013Source", synthetic_ckpt)
-    newer = _fake_run(logs, "b", "mimic.data.fer2013.FER2013Source", synthetic_ckpt)
-    not_fer = _fake_run(logs, "c", "mimic.data.synthetic.SyntheticSource", synthetic_ckpt)
-    finetuned = _fake_run(logs, "d", "mimic.data.fer2013.FER2013Source", synthetic_ckpt, finetune=True)
-    now = time.time()
-    for i, p in enumerate([older, newer, not_fer, finetuned]):
-        os.utime(p, (now + i, now + i))
-    assert latest_fer2013_checkpoint(logs) == newer
-    assert resolve_checkpoint(None, logs) == (newer, f"newest FER2013 run under {logs}")
-    assert resolve_checkpoint(older.parent.parent, logs)[0] == older  # a run folder works as finetune.ckpt
+def test_the_start_is_finetune_ckpt_a_run_folder_or_the_bundled_model(synthetic_ckpt, tmp_path, monkeypatch, capsys):
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    best = run / "checkpoints" / "best-epoch001-acc0.5000.ckpt"
+    shutil.copy(synthetic_ckpt, best)
+    assert resolve_checkpoint(synthetic_ckpt) == (synthetic_ckpt, "finetune.ckpt")
+    assert resolve_checkpoint(run) == (best, f"best checkpoint of run {run}")
+    monkeypatch.setattr("mimic.models.bundled.bundled_path", lambda: synthetic_ckpt)
+    assert resolve_checkpoint(None) == (synthetic_ckpt, "the bundled model")
 
     from omegaconf import OmegaConf
 
-    prepare_finetune(_new_model(), OmegaConf.create({"finetune": {"ckpt": None}, "paths": {"log_dir": str(logs)}}))
+    prepare_finetune(_new_model(), OmegaConf.create({"finetune": {"ckpt": None, "head_init": "by_name"}}))
     out = capsys.readouterr().out
-    assert f"Fine-tuning from {newer}" in out and "head re-initialised for ['happy', 'sad', 'neutral']" in out
+    assert f"Fine-tuning from {synthetic_ckpt} (the bundled model)" in out
+    assert "head re-initialised for ['happy', 'sad', 'neutral']" in out and "3 class rows copied by name" in out
+
+
+@pytest.mark.parametrize(
+    "merge, on_disk, kept, warned",
+    [
+        ("auto", True, True, False),
+        ("auto", False, False, True),
+        (False, True, False, False),
+        (True, False, True, False),
+    ],
+)
+def test_fer2013_joins_as_finetune_fer2013_says(synthetic_ckpt, tmp_path, caplog, merge, on_disk, kept, warned):
+    csv_path = tmp_path / "fer2013.csv"
+    if on_disk:
+        write_fer2013_csv(csv_path, {"Training": 1, "PublicTest": 1, "PrivateTest": 1})
+    cfg = compose(
+        "train",
+        ["+finetune=webcam", f"finetune.ckpt={synthetic_ckpt}", f"finetune.fer2013={str(merge).lower()}",
+         f"data.path={csv_path}"],
+        output_dir=tmp_path / "out",
+    )  # fmt: skip
+    configure_finetune(cfg)
+    assert ("fer2013" in cfg.data.sources) is kept and list(cfg.data.sources)[0] == "webcam"
+    assert ("forgetting of the other classes is not guarded against" in caplog.text) is warned
+    assert f"FER2013 not found at {csv_path}" in caplog.text or not warned
+    # the run takes over the checkpoint's net and preprocessing, whatever model= says (here: widths 32/64/128)
+    card = read_card(synthetic_ckpt)[0]
+    assert cfg.model.net.widths == card.net["widths"] == [8, 16, 32]
+    assert cfg.model.preprocess.framing == card.preprocess.framing == "box"
 
 
 def _finetune_cfg(tmp_path: Path, ckpt: Path, out: str, extra: list[str] = ()):
@@ -194,27 +204,78 @@ def test_resumed_finetune_keeps_conv1_conv2_frozen(synthetic_ckpt, finetuned):
     assert read_card(tmp / "run2" / "checkpoints" / "last.ckpt")[0].class_names == CLASSES
 
 
-def test_train_finetune_without_fer2013_run_fails_cleanly(tmp_path):
-    csv_path = write_fer2013_csv(tmp_path / "fer2013.csv", {"Training": 1, "PublicTest": 1, "PrivateTest": 1})
-    write_class_folders(tmp_path / "webcam", CLASSES, per_class=2, size=48)
-    proc = subprocess.run(
+def test_finetune_without_fer2013_learns_the_folders_alone(synthetic_ckpt, tmp_path, caplog):
+    """`python train.py +finetune=webcam` with no FER2013 on disk: the class folders alone, and a warning."""
+    from mimic.train import run
+
+    write_class_folders(tmp_path / "data" / "webcam", CLASSES, per_class=8, size=64)
+    cfg = compose(
+        "train",
         [
-            sys.executable,
-            "train.py",
             "+finetune=webcam",
-            f"paths.log_dir={tmp_path / 'outputs'}",
-            f"data.sources.fer2013.path={csv_path}",
-            f"data.sources.webcam.root={tmp_path / 'webcam'}",
+            f"finetune.ckpt={synthetic_ckpt}",
+            f"paths.data_dir={tmp_path / 'data'}",
+            "data.sources.webcam.cache_dir=false",
+            "trainer.max_epochs=1",
             "logger=none",
+            "callbacks.lr_monitor=null",
+            "callbacks.progress_bar.refresh_rate=0",
         ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        output_dir=tmp_path / "out",
     )
-    assert proc.returncode == 2, proc.stderr[-2000:]
-    assert "error: finetune: no FER2013 training run with a checkpoint under" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    results = run(cfg)
+    assert "FER2013 not found at" in caplog.text and "not guarded against" in caplog.text
+    assert read_card(results["best_checkpoint"])[0].class_names == CLASSES
+
+
+def test_checkpoints_appear_whole_or_not_at_all(tmp_path, monkeypatch):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "best.ckpt"
+    io.save_checkpoint({"step": 1}, path)
+    before = path.read_bytes()
+
+    def dies_midway(obj, f):
+        Path(f).write_bytes(b"half a checkp")
+        raise SystemExit(143)  # SIGTERM while writing
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(SystemExit):
+        io.save_checkpoint({"step": 2}, path)
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"]
+
+
+def test_a_job_writes_progress_its_model_and_the_report(synthetic_ckpt, tmp_path, monkeypatch):
+    """`python -m mimic.finetune JOB` in-process: the web page's job, on a job folder as the server makes it."""
+    import json
+
+    from mimic.finetune import MODEL_FILE, run_job
+    from mimic.realtime.web.personalise import snapshot
+
+    monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path / "cache"))
+    fer = write_fer2013_csv(tmp_path / "fer2013.csv", {"Training": 4, "PublicTest": 2, "PrivateTest": 2})
+    write_class_folders(tmp_path / "webcam", ["happy", "sad"], per_class=8, size=64)
+    job_dir = tmp_path / "job"
+    folders = {"happy": tmp_path / "webcam" / "0_happy", "sad": tmp_path / "webcam" / "1_sad"}
+    split = snapshot(folders, job_dir / "data", ["happy", "sad"])
+    assert split == {c: {"test": 2, "val": 1, "train": 5} for c in ("happy", "sad")}
+    classes = read_card(synthetic_ckpt)[0].class_names
+    job = {"base": str(synthetic_ckpt), "classes": classes, "epochs": 2, "freeze": ["conv1", "conv2"],
+           "fer2013": True, "fer2013_path": str(fer)}  # fmt: skip
+    (job_dir / "job.json").write_text(json.dumps(job))
+    result = run_job(job_dir)
+
+    assert result == json.loads((job_dir / "result.json").read_text()) and result["state"] == "done"
+    assert result["model"] == str(job_dir / MODEL_FILE) and read_card(job_dir / MODEL_FILE)[0].class_names == classes
+    progress = json.loads((job_dir / "progress.json").read_text())
+    assert progress["phase"] == "evaluating" and [h["epoch"] for h in progress["history"]] == [1, 2]
+    assert {"loss", "acc", "acc_fer2013", "acc_webcam"} <= set(progress["history"][-1])
+    report = result["report"]
+    happy, sad = classes.index("happy"), classes.index("sad")
+    for when in ("before", "after"):
+        held = np.array(report[when]["held_out"]["confusion"])
+        assert report[when]["held_out"]["n"] == 4 and held[[happy, sad]].sum() == 4 and held.sum() == 4
+        assert report[when]["fer2013"]["n"] == 14 and report["fer2013_classes"] == classes
+    assert not list(job_dir.glob("*.ckpt.part")) and not list(job_dir.glob(".run/checkpoints/last*"))
 
 
 def test_benchmark_finetune_script(synthetic_ckpt, tmp_path, capsys):

@@ -242,12 +242,12 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
 
 @pytest.mark.parametrize(
     "case, message",
-    [("junk", "is not a mimic checkpoint"), ("missing", "checkpoint not found"), ("none", "ckpt= is required")],
+    [("junk", "is not a mimic checkpoint"), ("missing", "checkpoint not found")],
 )
 def test_bad_checkpoint_is_a_clear_error(tmp_path, case, message):
     bad = tmp_path / "bad.ckpt"
     bad.write_bytes(b"definitely not a checkpoint")
-    ckpt = {"junk": [f"ckpt={bad}"], "missing": [f"ckpt={tmp_path / 'nope.ckpt'}"], "none": []}[case]
+    ckpt = {"junk": [f"ckpt={bad}"], "missing": [f"ckpt={tmp_path / 'nope.ckpt'}"]}[case]
     assert_user_error(realtime(*ckpt, "display=false", tmp_path=tmp_path), message)
 
 

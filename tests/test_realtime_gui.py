@@ -153,6 +153,7 @@ def _painted(display: str, popup_name: str, expected: np.ndarray) -> tuple[np.nd
     }
 
 
+@pytest.mark.slow
 def test_main_window_and_reaction_popup_show_then_q_quits(start_app, xvfb, tmp_path):  # noqa: F811
     audio = tmp_path / "audio.raw"
     # Qt under Xvfb without a window manager now and then never paints a freshly opened window (seen in about one

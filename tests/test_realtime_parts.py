@@ -307,7 +307,7 @@ def _face(face_id: int, box, probs, label: str, reaction: str | None = None) -> 
 def test_csv_log_writes_whole_rows_and_flushes_each_frame(tmp_path):
     names = ["happy", "sad"]
     path = tmp_path / "run" / "faces.csv"
-    log = CsvLog(path, names)
+    log = CsvLog(path, names, model="tiny.ckpt")
     faces = [_face(3, (1, 2, 3, 4), [0.8, 0.2], "happy", "happy"), _face(4, (9, 9, 5, 5), [0.3, 0.7], "sad")]
     log.write(FrameResult(7, 0.25, "2024-01-01T00:00:00.000+00:00", 0.1, faces))
     rows = list(csv.DictReader(path.open()))  # readable before close: nothing waits in a buffer
@@ -315,10 +315,12 @@ def test_csv_log_writes_whole_rows_and_flushes_each_frame(tmp_path):
     assert rows[0] == {
         "timestamp": "2024-01-01T00:00:00.000+00:00", "mono_s": "0.1", "media_s": "0.25", "frame": "7",
         "face_id": "3", "x": "1", "y": "2", "w": "3", "h": "4", "det_score": "0.9", "raw_label": "happy",
-        "raw_conf": "0.8", "label": "happy", "conf": "0.8", "reaction": "happy", "p_happy": "0.8", "p_sad": "0.2",
+        "raw_conf": "0.8", "label": "happy", "conf": "0.8", "reaction": "happy", "model": "tiny.ckpt",
+        "p_happy": "0.8", "p_sad": "0.2",
     }  # fmt: skip
     assert rows[1]["reaction"] == "" and rows[1]["p_sad"] == "0.7"
     log.write(FrameResult(8, 0.5, "2024-01-01T00:00:00.250+00:00", 0.2, []))
+    assert log.rows == 2
     log.close()
     assert path.read_text().count("\n") == 3, "a frame without faces writes nothing"
 

@@ -82,11 +82,14 @@ def test_evaluate_reproduces_the_training_runs_test(trained, tmp_path):
     assert (tmp_path / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
 
 
-def test_same_seed_same_metrics(trained, tmp_path):
+def test_same_seed_same_run_bit_for_bit(trained, tmp_path):
+    """DESIGN.md contract 7 on one machine. Across CPUs or thread counts it need not hold (README, "How much runs
+    vary"): the kernels sum in another order, and over many steps the last bits grow into other weights."""
     _, results, _ = trained
     again = run(compose("train", TINY_SYNTHETIC + RUN, output_dir=tmp_path))
-    assert again["test/acc"] == results["test/acc"]
-    assert again["test/ece"] == pytest.approx(results["test/ece"], abs=1e-6)
+    assert again["test/acc"] == results["test/acc"] and again["test/ece"] == results["test/ece"]
+    state = [torch.load(r["best_checkpoint"], weights_only=True)["state_dict"] for r in (results, again)]
+    assert state[0].keys() == state[1].keys() and all(torch.equal(v, state[1][k]) for k, v in state[0].items())
 
 
 def test_resume_from_last_checkpoint(trained, tmp_path):

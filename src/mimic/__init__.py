@@ -7,3 +7,13 @@ import os
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 __version__ = "0.1.0"
+__all__ = ["EmotionRecognizer", "__version__"]
+
+
+def __getattr__(name: str):
+    # `from mimic import EmotionRecognizer` without loading OpenCV and the model code on `import mimic`
+    if name == "EmotionRecognizer":
+        from mimic.recognizer import EmotionRecognizer
+
+        return EmotionRecognizer
+    raise AttributeError(f"module 'mimic' has no attribute {name!r}")

@@ -8,8 +8,6 @@ Hydra entry point.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import lightning as L
 import torch
 from hydra.utils import instantiate
@@ -17,8 +15,10 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from mimic.data import DataError, datamodule_from_config
 from mimic.data.base import SPLITS
-from mimic.evaluation import report_test
+from mimic.evaluation import OnnxClassifier, report_test
 from mimic.models import load_checkpoint
+from mimic.models.bundled import resolve_ckpt
+from mimic.models.onnx_model import is_onnx
 
 
 def run(cfg: DictConfig) -> dict:
@@ -28,7 +28,11 @@ def run(cfg: DictConfig) -> dict:
     if cfg.split not in SPLITS:
         raise DataError(f"split={cfg.split!r}: choose one of {', '.join(SPLITS)}.")
     L.seed_everything(cfg.seed, verbose=False)
-    model = load_checkpoint(cfg.ckpt, **({} if cfg.get("tta_flip") is None else {"tta_flip": bool(cfg.tta_flip)}))
+    ckpt = resolve_ckpt(cfg.get("ckpt"))
+    if is_onnx(ckpt):
+        model = OnnxClassifier(ckpt, cfg.get("threads"), cfg.get("tta_flip"))
+    else:
+        model = load_checkpoint(ckpt, **({} if cfg.get("tta_flip") is None else {"tta_flip": bool(cfg.tta_flip)}))
     with open_dict(cfg):
         cfg.model.preprocess = model.spec.to_dict()
         cfg.data.classes = list(model.class_names)
@@ -38,7 +42,7 @@ def run(cfg: DictConfig) -> dict:
     dm = datamodule_from_config(cfg.data)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     info = {
-        "checkpoint": str(Path(cfg.ckpt).expanduser().resolve()),
+        "checkpoint": str(ckpt.resolve()),
         "data": OmegaConf.to_container(cfg.data.sources, resolve=True),
     }
     return report_test(trainer, model, dm, cfg.paths.output_dir, info)

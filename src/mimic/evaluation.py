@@ -1,5 +1,6 @@
 """The one evaluation path (Lightning's test, then `test_metrics.json`, `confusion_matrix.png` and `predictions.csv`),
-temperature calibration, and the pictures of a run: confusion matrix and a grid of sample predictions.
+of a checkpoint or of an exported ONNX file (`OnnxClassifier`), temperature calibration, and the pictures of a run:
+confusion matrix and a grid of sample predictions.
 
 Used by train.py after fitting and by ``scripts/evaluate.py``. Drawing is plain OpenCV, so no plotting dependency.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -16,10 +18,13 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torchmetrics.classification import MulticlassCalibrationError, MulticlassConfusionMatrix
 from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_confusion_matrix
 
 from mimic.io import write_bytes, write_json
 from mimic.models import inference
+from mimic.models.classifier import EmotionClassifier, _metrics
+from mimic.models.onnx_model import OnnxModel, check_baked_settings
 from mimic.preprocessing import PreprocessSpec
 
 
@@ -92,6 +97,34 @@ class RecordPredictions(L.Callback):
             row = [image, self.source_names[source], class_names[label], class_names[p.index(max(p))]]
             writer.writerow(row + [f"{v:.6f}" for v in p])
         return buffer.getvalue().encode()
+
+
+class OnnxClassifier(L.LightningModule):
+    """An exported ONNX file under Lightning's test, with `EmotionClassifier`'s own test step and metrics: the graph
+    on onnxruntime stands in for the net. The graph gives calibrated probabilities p = softmax(z / T); the logits
+    the test step sees are T log p = z - a constant per face, so it recovers p at the file's temperature T and the
+    uncalibrated softmax(z) as a checkpoint's test does. ``tta_flip`` other than the graph's is an error."""
+
+    test_step = EmotionClassifier.test_step
+    on_test_epoch_end = EmotionClassifier.on_test_epoch_end
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, tta_flip: bool | None = None) -> None:
+        super().__init__()
+        self.onnx = OnnxModel(path, threads)
+        card = self.onnx.card
+        check_baked_settings(card, path, tta_flip)
+        self.save_hyperparameters({"tta_flip": card.tta_flip, "log_images": False})
+        self.class_names, self.spec = card.class_names, card.preprocess
+        self.register_buffer("temperature", torch.tensor(card.temperature))
+        n = len(self.class_names)
+        self.test_metrics = _metrics(n, "test/")
+        self.test_ece_raw = MulticlassCalibrationError(n, n_bins=15)
+        self.test_confusion = MulticlassConfusionMatrix(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.from_numpy(self.onnx(x.detach().float().cpu().numpy()))
+        tiny = torch.finfo(p.dtype).tiny  # a probability that underflowed to 0 stays a finite logit
+        return (self.temperature.cpu() * p.clamp_min(tiny).log()).to(x.device)
 
 
 def report_test(

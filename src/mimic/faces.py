@@ -13,8 +13,10 @@ The public API, used by the realtime app, the capture script and the folder-data
   comparable across detectors).
 - `HaarDetector`: OpenCV's Haar cascade (the XML ships with opencv-python: works offline). Its defaults suit a webcam
   at arm's length (faces a sixth to all of the frame's height); conf/detector/haar.yaml sets ``full_every`` for video.
-- `YuNetDetector` (the default): OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), more accurate than Haar and, downscaled,
-  faster; it also gives five landmarks. Its ONNX file ships inside the package (`mimic.assets`), or is ``model_path``.
+- `YuNetDetector` (the default): OpenCV's YuNet CNN (``cv2.FaceDetectorYN``), more accurate than Haar; it also gives
+  five landmarks. A full-resolution scan, and a second, enlarged look at the faces it is unsure of; in video
+  (conf/detector/yunet.yaml's ``full_every``) a full scan every N-th frame and quick looks at the known faces between.
+  Its ONNX file ships inside the package (`mimic.assets`), or is ``model_path``.
 
 Every detector has a ``config``: its class, every setting that shapes what it finds and its model file's sha256, the
 key of results cached from it (the folder loader's face crops).
@@ -23,6 +25,7 @@ key of results cached from it (the folder loader's face crops).
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -70,6 +73,14 @@ class FaceDetector(Protocol):
     def detect(self, frame: np.ndarray) -> list[Detection]: ...
 
 
+def for_photos(detector: FaceDetector) -> FaceDetector:
+    """``detector`` set to scan every image in full (``full_every=1``): for unrelated photos, where a search near the
+    last image's faces would look for faces that are not there."""
+    if getattr(detector, "full_every", 1) != 1:
+        detector.full_every = 1
+    return detector
+
+
 def largest_face(detections: Sequence[Detection]) -> Detection | None:
     """The detection with the largest box (ties: the higher score), or None when there is none."""
     return max(detections, key=lambda d: (d.area, d.score), default=None)
@@ -97,7 +108,27 @@ def _to_bgr(frame: np.ndarray) -> np.ndarray:
     return frame if frame.shape[2] == 3 else cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
 
 
-class HaarDetector:
+class _FullEvery:
+    """``full_every``, the detectors' shortcut for video: only every N-th call (and any call that knows no face or
+    loses one) scans the whole frame (``_full``); the calls between look only near the faces found on the call
+    before (``_near``)."""
+
+    full_every: int
+    _calls: int
+    _last: list[Detection]
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        self._calls += 1
+        if self.full_every > 1 and self._last and self._calls % self.full_every:
+            found = self._near(frame, self._last)
+            if len(found) == len(self._last):
+                self._last = found
+                return found
+        self._last = self._full(frame)
+        return self._last
+
+
+class HaarDetector(_FullEvery):
     """OpenCV Haar cascade on a downscaled grayscale frame. ``cascade``: a file name in ``cv2.data.haarcascades``
     or a path. ``min_face`` / ``max_face``: face size limits as fractions of the frame's shorter side.
 
@@ -140,16 +171,6 @@ class HaarDetector:
     def config(self) -> dict[str, Any]:
         settings = "scale_factor min_neighbors min_face max_face max_width equalize full_every"
         return _config(self, f"cascade model_sha256 {settings}")
-
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        self._calls += 1
-        if self.full_every > 1 and self._last and self._calls % self.full_every:
-            found = self._near(frame, self._last)
-            if len(found) == len(self._last):
-                self._last = found
-                return found
-        self._last = self._full(frame)
-        return self._last
 
     def _run(self, gray: np.ndarray, lo: int, hi: int, scale_factor: float) -> tuple[np.ndarray, np.ndarray]:
         if self.equalize:
@@ -194,9 +215,22 @@ def _config(detector: object, keys: str) -> dict[str, Any]:
     return {"_target_": f"{__name__}.{type(detector).__name__}", **{k: getattr(detector, k) for k in keys.split()}}
 
 
-class YuNetDetector:
-    """OpenCV's YuNet face detector on a frame downscaled to ``max_width``; boxes scored in [0, 1], with five
-    landmarks. ``model_path``: its ONNX file; None: the one bundled with mimic (`mimic.assets`, no download)."""
+class YuNetDetector(_FullEvery):
+    """OpenCV's YuNet face detector; boxes scored in [0, 1], with five landmarks. ``model_path``: its ONNX file;
+    None: the one bundled with mimic (`mimic.assets`, no download).
+
+    A scan runs YuNet on the frame shrunk to at most ``max_width`` pixels (None: full resolution) and keeps the faces
+    scoring at least ``score_threshold``. ``second_look``: each box scoring at least this but under
+    ``score_threshold`` is looked at again (at most `MAX_LOOKS` a scan, best first): YuNet runs on a crop of
+    `LOOK_CONTEXT` times its size around it, scaled so the face is ``look_size`` pixels, and the face found there
+    is kept, with its own box and landmarks, when it scores at least ``look_threshold`` (None: no second looks).
+    YuNet scores a face much higher when it is big in its input (FER2013's faces, and small or blurred ones in
+    general, from under 0.3 to over 0.8 at 200 px), and in that close-up it scores background texture that resembles
+    a face lower, so second looks find more faces with fewer false ones than a lower threshold.
+
+    ``full_every``: as `HaarDetector`'s, for video: the calls between full scans (the above) look again only at the
+    faces found on the call before, each in a quick look (`NEAR_SIZE`) or, failing that, a close one: several times
+    cheaper than a scan, while faces are in view. A frame with no face known is scanned in full."""
 
     def __init__(
         self,
@@ -204,7 +238,11 @@ class YuNetDetector:
         score_threshold: float = 0.6,
         nms_threshold: float = 0.3,
         top_k: int = 50,
-        max_width: int | None = 320,
+        max_width: int | None = None,
+        second_look: float | None = 0.1,
+        look_size: int = 200,
+        look_threshold: float = 0.5,
+        full_every: int = 1,
     ) -> None:
         path = Path(model_path).expanduser() if model_path else YUNET_MODEL
         if model_path and not path.is_file():
@@ -219,38 +257,129 @@ class YuNetDetector:
             )
         self.model_path, self.model_sha256 = path, sha256_file(path)
         self.score_threshold, self.nms_threshold, self.top_k = float(score_threshold), float(nms_threshold), int(top_k)
-        self.max_width = max_width
+        self.max_width, self.full_every = max_width, int(full_every)
+        self.second_look = None if second_look is None else float(second_look)
+        self.look_size, self.look_threshold = int(look_size), float(look_threshold)
+        low = min(self.score_threshold, self.second_look if self.second_look is not None else 1.0)
+        self.net = self._create(low)
+        self._lookers: dict[int, Any] = {}  # look nets by their input's side: each keeps its input size
+        self._size: tuple[int, int] | None = None
+        self._calls, self._last = 0, []
+
+    def _create(self, threshold: float, side: int = 320) -> Any:
         try:
-            self.net = cv2.FaceDetectorYN.create(
-                str(path), "", (320, 320), self.score_threshold, self.nms_threshold, self.top_k
+            return cv2.FaceDetectorYN.create(
+                str(self.model_path), "", (side, side), threshold, self.nms_threshold, self.top_k
             )
         except cv2.error as e:
-            raise UserError(f"detector.model_path: {path} is not a YuNet ONNX model OpenCV can load ({e})") from None
-        self._size: tuple[int, int] | None = None
+            raise UserError(
+                f"detector.model_path: {self.model_path} is not a YuNet ONNX model OpenCV can load ({e})"
+            ) from None
 
     @property
     def config(self) -> dict[str, Any]:
-        return _config(self, "model_sha256 score_threshold nms_threshold top_k max_width")
+        settings = "score_threshold nms_threshold top_k max_width second_look look_size look_threshold full_every"
+        return _config(self, f"model_sha256 {settings}")
 
-    def detect(self, frame: np.ndarray) -> list[Detection]:
-        small, back = _downscale(_to_bgr(frame), self.max_width)
+    def _full(self, frame: np.ndarray) -> list[Detection]:
+        frame = _to_bgr(frame)
+        small, back = _downscale(frame, self.max_width)
         size = (small.shape[1], small.shape[0])
         if size != self._size:
             self.net.setInputSize(size)
             self._size = size
-        _, faces = self.net.detect(small)
-        if faces is None:
-            return []
-        h, w = frame.shape[:2]
-        out = []
-        for f in faces:
-            x0, y0 = max(0.0, f[0] * back), max(0.0, f[1] * back)
-            x1, y1 = min(float(w), (f[0] + f[2]) * back), min(float(h), (f[1] + f[3]) * back)
-            if x1 - x0 >= 2 and y1 - y0 >= 2:
-                box = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
-                points = tuple((float(f[i] * back), float(f[i + 1] * back)) for i in range(4, 14, 2))
-                out.append(Detection(box, float(f[-1]), points))
-        return sorted(out, key=lambda d: -d.score)
+        found = _detections(self.net.detect(small)[1], back, (0.0, 0.0), frame.shape)
+        sure = [d for d in found if d.score >= self.score_threshold]
+        if self.second_look is not None:
+            unsure = [d for d in found if self.second_look <= d.score < self.score_threshold]
+            for d in unsure[:MAX_LOOKS]:
+                if not any(_overlap(d.box, s.box) >= 0.5 for s in sure):  # not a part of a face already kept
+                    look = self._look(frame, d.box)
+                    if look is not None and not any(_overlap(look.box, s.box) >= 0.5 for s in sure):
+                        sure.append(look)
+        return sorted(sure, key=lambda d: -d.score)
+
+    def _near(self, frame: np.ndarray, known: list[Detection]) -> list[Detection]:
+        """Each known face looked for again: first in a quick look (`NEAR_SIZE`), then in a close one."""
+        frame = _to_bgr(frame)
+        found = []
+        for d in known:
+            look = self._look(frame, d.box, min(NEAR_SIZE, self.look_size)) or self._look(frame, d.box)
+            if look is not None:
+                found.append(look)
+        return sorted(found, key=lambda d: -d.score)
+
+    def _look(self, frame: np.ndarray, box: tuple[int, int, int, int], size: int | None = None) -> Detection | None:
+        """The best face over ``box`` that YuNet finds in a crop `LOOK_CONTEXT` times ``box``'s size around its
+        centre, scaled so that ``box`` is ``size`` (default ``look_size``) pixels, scoring at least
+        ``look_threshold``, with its eyes, nose and mouth in the frame and `_eyes_apart`; None if there is none."""
+        x, y, w, h = box
+        size = size or self.look_size
+        side = round(LOOK_CONTEXT * size)
+        span = math.ceil(LOOK_CONTEXT * max(w, h, 1))  # the crop's side in frame pixels
+        x0, y0 = int(round(x + w / 2 - span / 2)), int(round(y + h / 2 - span / 2))
+        fh, fw = frame.shape[:2]
+        region = frame[max(0, y0) : min(fh, y0 + span), max(0, x0) : min(fw, x0 + span)]
+        if region.size == 0:
+            return None
+        pads = (max(0, -y0), max(0, y0 + span - fh), max(0, -x0), max(0, x0 + span - fw))
+        region = cv2.copyMakeBorder(region, *pads, cv2.BORDER_CONSTANT, value=cv2.mean(region))  # no streaks
+        crop = cv2.resize(region, (side, side), interpolation=cv2.INTER_AREA if span > side else cv2.INTER_LINEAR)
+        if side not in self._lookers:
+            self._lookers[side] = self._create(self.look_threshold, side)
+        faces = self._lookers[side].detect(crop)[1]
+        near = [
+            d
+            for d in _detections(faces, span / side, (x0, y0), frame.shape)
+            if _overlap(d.box, box) >= 0.5
+            and 0.5 <= d.box[3] / max(h, 1) <= 2
+            and all(0 <= px < fw and 0 <= py < fh for px, py in d.landmarks)  # not a "face" bigger than the frame
+            and _eyes_apart(d.landmarks)
+        ]
+        return max(near, key=lambda d: d.score, default=None)
+
+
+LOOK_CONTEXT = 2.0  # a look's crop spans this many face sizes: YuNet needs the head's surroundings
+NEAR_SIZE = 100  # px: video's quick look again at a known face (a 200 px crop); a face it misses gets a close look
+MAX_LOOKS = 8  # second looks per scan at most: bounds a scan's time on frames full of face-like clutter
+
+
+def _eyes_apart(landmarks: Sequence[tuple[float, float]]) -> bool:
+    """The eyes at least 0.4 times as far apart as the mouth is from them: a face seen from the front or half turned
+    (frontal: about 1; FER2013's turned faces that second looks find: up to 0.44), not a fist or a profile."""
+    p = np.asarray(landmarks)
+    eyes, mouth = (p[0] + p[1]) / 2, (p[3] + p[4]) / 2
+    return bool(np.hypot(*(p[1] - p[0])) >= 0.4 * np.hypot(*(mouth - eyes)))
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    """The area two (x, y, w, h) boxes share, as a fraction of the smaller box's."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    return max(0, w) * max(0, h) / max(1, min(a[2] * a[3], b[2] * b[3]))
+
+
+def _detections(
+    faces: np.ndarray | None, scale: float, offset: tuple[float, float], shape: tuple[int, ...]
+) -> list[Detection]:
+    """YuNet's rows (box, five landmarks, score) in an image whose edges map to the frame's as ``frame = image *
+    scale + offset``, as Detections in frame pixels, boxes clipped to the frame (of ``shape``), best score first."""
+    if faces is None:
+        return []
+    h, w = shape[:2]
+    ox, oy = offset
+    out = []
+    for f in faces:
+        x0, y0 = max(0.0, f[0] * scale + ox), max(0.0, f[1] * scale + oy)
+        x1, y1 = min(float(w), (f[0] + f[2]) * scale + ox), min(float(h), (f[1] + f[3]) * scale + oy)
+        if x1 - x0 >= 2 and y1 - y0 >= 2:
+            box = (int(round(x0)), int(round(y0)), int(round(x1 - x0)), int(round(y1 - y0)))
+            points = tuple(
+                (float((f[i] + 0.5) * scale - 0.5 + ox), float((f[i + 1] + 0.5) * scale - 0.5 + oy))
+                for i in range(4, 14, 2)
+            )
+            out.append(Detection(box, float(f[-1]), points))
+    return sorted(out, key=lambda d: -d.score)
 
 
 def load_detector(spec: str | Mapping[str, Any], **overrides: Any) -> FaceDetector:

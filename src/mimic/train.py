@@ -48,7 +48,10 @@ def run(cfg: DictConfig) -> dict:
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
+    if cfg.get("finetune"):
+        from mimic.finetune import configure_finetune
 
+        configure_finetune(cfg)
     dm = datamodule_from_config(cfg.data)
     model = instantiate(cfg.model, _recursive_=False)
     if cfg.get("finetune"):

@@ -33,7 +33,7 @@ import numpy as np
 from omegaconf import OmegaConf
 
 from mimic.data.base import SPLITS, DataError, SplitData, stratified_split
-from mimic.faces import FaceDetector, largest_face, load_detector
+from mimic.faces import FaceDetector, for_photos, largest_face, load_detector
 from mimic.io import IMAGE_SUFFIXES, write_bytes
 from mimic.io import cache_dir as user_cache_dir
 from mimic.labels import KNOWN_CLASSES, canonical, validate_classes
@@ -202,9 +202,7 @@ class FolderSource:
     def detector(self) -> FaceDetector:
         if self._detector is None:
             self._detector = load_detector(self._detector_spec)
-        if getattr(self._detector, "full_every", 1) != 1:
-            self._detector.full_every = 1  # photos are unrelated: each one a full scan, never a search near the last
-        return self._detector
+        return for_photos(self._detector)
 
     # ---- loading -----------------------------------------------------------------------------------------------
     def files(self) -> dict[str, list[tuple[Path, int]]]:

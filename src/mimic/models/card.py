@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mimic.errors import UserError
@@ -57,6 +57,9 @@ class ModelCard:
     tta_flip: bool = False
     channels_last: bool = True
     mimic_version: str = ""
+    about: dict[str, Any] = field(default_factory=dict)
+    """Where the weights came from, as plain data: the command, seed, data and test accuracy of the run that made them,
+    and the licence note (the bundled model's; empty for a user's own checkpoints)."""
 
     @classmethod
     def check(
@@ -87,6 +90,9 @@ class ModelCard:
         number = isinstance(temperature, int | float) and not isinstance(temperature, bool)
         if not number or not math.isfinite(temperature) or temperature <= 0:
             raise CheckpointError(f"{temperature_where} must be one positive number, got {temperature!r}")
+        about = rest.get("about", {})
+        if not isinstance(about, dict):
+            raise CheckpointError(f"{where}.about must be a mapping of plain data, got {about!r}")
         return cls(
             net=net,
             class_names=names,
@@ -95,4 +101,5 @@ class ModelCard:
             tta_flip=rest.get("tta_flip", False),
             channels_last=rest.get("channels_last", True),
             mimic_version=rest["mimic_version"],
+            about=about,
         )

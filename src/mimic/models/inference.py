@@ -14,13 +14,15 @@ from torch import Tensor, nn
 
 def logits(net: nn.Module, x: Tensor, tta_flip: bool = False, channels_last: bool = True) -> Tensor:
     """The net's logits for a batch (N, C, H, W); with ``tta_flip`` the mean of the logits of each face and of its
-    mirror image (twice the cost)."""
+    mirror image (twice the cost; faces and mirror images go through the net as one batch, which is cheaper per face
+    than two of half the size, and gives the same logits: the net is in eval mode whenever flip TTA is on)."""
+    n = x.shape[0]
+    if tta_flip:
+        x = torch.cat([x, torch.flip(x, dims=[3])])
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     out = net(x)
-    if tta_flip:
-        out = (out + net(torch.flip(x, dims=[3]))) / 2
-    return out
+    return (out[:n] + out[n:]) / 2 if tta_flip else out
 
 
 def probabilities(logits: Tensor, temperature: float | Tensor = 1.0) -> Tensor:

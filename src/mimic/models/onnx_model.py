@@ -15,6 +15,8 @@ but the preprocessing, and mimic keeps one inference path instead of a numpy cop
     channels_last  the checkpoint's memory-format setting (informational: ONNX has no memory formats)
     net            the net's builder config (informational: an ONNX file is never rebuilt as a torch net)
     mimic_version  the mimic that trained the checkpoint; exported_with: the mimic that exported it
+    about          where the weights came from (the checkpoint's card; optional)
+    quantization   only in int8 models (`mimic.models.quantize`): what was quantised, how it was calibrated
 
 The metadata goes through the same checks as a checkpoint's hyper-parameters (`ModelCard.check`).
 """
@@ -31,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import mimic
+from mimic.errors import UserError
 from mimic.io import atomic_write
 from mimic.models.card import CheckpointError, ModelCard, plain
 
@@ -39,6 +42,7 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 INPUT, OUTPUT = "input", "probabilities"
 FIELDS = ("class_names", "preprocess", "temperature", "tta_flip", "channels_last", "net", "mimic_version")
+OPTIONAL = ("about", "quantization")
 EXPORT_ADVICE = "Export one from a mimic checkpoint: python scripts/export.py ckpt=<file.ckpt>"
 
 
@@ -58,6 +62,7 @@ def metadata(card: ModelCard) -> dict[str, str]:
         "net": card.net,
         "mimic_version": card.mimic_version,
         "exported_with": mimic.__version__,
+        "about": card.about,
     }
     return {k: json.dumps(v) for k, v in fields.items()}
 
@@ -71,7 +76,7 @@ def card_of(meta: Mapping[str, str], path: str | os.PathLike) -> ModelCard:
             f"says which class each output is or how to prepare a face for it. {EXPORT_ADVICE}."
         )
     values = {}
-    for key in ("mimic_model", *FIELDS):
+    for key in ("mimic_model", *FIELDS, *(k for k in OPTIONAL if k in meta)):
         if key not in meta:
             raise CheckpointError(f"{where} lacks {key}: the file is damaged or not mimic's. {EXPORT_ADVICE}.")
         try:
@@ -88,6 +93,7 @@ def card_of(meta: Mapping[str, str], path: str | os.PathLike) -> ModelCard:
         raise CheckpointError(f"{where}.net must be a mapping with a _target_ naming the net's builder, got {net!r}")
     net = {"_target_": net["_target_"], **plain({k: v for k, v in net.items() if k != "_target_"}, f"{where}.net")}
     fields = {k: values[k] for k in ("class_names", "preprocess", "tta_flip", "channels_last", "mimic_version")}
+    fields.update({k: values[k] for k in ("about",) if k in values})
     return ModelCard.check(net, fields, values["temperature"], where, f"{where}.temperature")
 
 
@@ -113,7 +119,9 @@ class OnnxModel:
             raise CheckpointError(
                 f"{self.path} is not an ONNX model onnxruntime opens ({why}). {EXPORT_ADVICE}."
             ) from None
-        self.card = card_of(self.session.get_modelmeta().custom_metadata_map, self.path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        self.card = card_of(meta, self.path)
+        self.quantization: dict | None = json.loads(meta["quantization"]) if "quantization" in meta else None
         self._check_graph()
 
     def _check_graph(self) -> None:
@@ -135,6 +143,25 @@ class OnnxModel:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run([OUTPUT], {INPUT: x})[0]
+
+
+def check_baked_settings(
+    card: ModelCard, path: str | os.PathLike, tta_flip: bool | None, calibrated: bool = True, prefix: str = ""
+) -> None:
+    """Refuse to override what an ONNX file's graph does inside (flip TTA, temperature): a `UserError` naming the
+    setting ``<prefix>tta_flip`` / ``<prefix>calibrated`` and the export that does what was asked."""
+    if tta_flip is not None and tta_flip != card.tta_flip:
+        flag = str(tta_flip).lower()
+        raise UserError(
+            f"{prefix}tta_flip={flag}: {path} does {'' if card.tta_flip else 'no '}flip TTA inside its graph. Leave "
+            f"{prefix}tta_flip unset, or export the checkpoint again with "
+            f"`python scripts/export.py ckpt=<file.ckpt> tta_flip={flag}`."
+        )
+    if not calibrated and card.temperature != 1.0:
+        raise UserError(
+            f"{prefix}calibrated=false: {path} applies its calibration temperature ({card.temperature:.4g}) inside "
+            f"its graph. Export the checkpoint with `python scripts/export.py ckpt=<file.ckpt> calibrated=false`."
+        )
 
 
 def export(
@@ -186,6 +213,9 @@ def export(
     finally:
         quiet.level = level
     model = program.model_proto
+    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
+    if not batch.dim_param:  # the exporter falls back to the example's batch size when the net's code pins it
+        raise RuntimeError(f"the ONNX export of {ckpt} has a fixed batch size ({batch.dim_value}), not a dynamic one")
     onnx.helper.set_model_props(model, metadata(card))
     atomic_write(out, lambda tmp: onnx.save(model, str(tmp)))
     return card

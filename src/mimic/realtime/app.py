@@ -28,11 +28,12 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mimic.errors import UserError
-from mimic.faces import load_detector
+from mimic.faces import for_photos, load_detector
 from mimic.io import free_path
+from mimic.models.bundled import resolve_ckpt
 from mimic.realtime import overlay
 from mimic.realtime.pipeline import FrameResult, Pipeline
-from mimic.realtime.sources import Captured, FrameSource, list_cameras, open_source, read_ahead
+from mimic.realtime.sources import Captured, FrameSource, ImageFolderSource, list_cameras, open_source, read_ahead
 from mimic.realtime.window import Recorder, Window, has_display, show_cameras
 
 log = logging.getLogger(__name__)
@@ -129,27 +130,25 @@ def _list_cameras(cfg: DictConfig) -> None:
         show_cameras(cams)
 
 
+def load_predictor(cfg: DictConfig, ckpt: str | Path | None = None) -> Any:
+    """The predictor of the model file ``ckpt`` (default: the run's ``ckpt=``) with the run's predictor settings."""
+    from mimic.realtime.predictor import Predictor
+
+    p, ckpt = cfg.predictor, resolve_ckpt(ckpt or cfg.get("ckpt"))
+    return Predictor(ckpt, cfg.threads, p.tta_flip, p.calibrated, p.get("backend", "torch"))
+
+
 def _load(cfg: DictConfig) -> tuple[Any, Any, FrameSource]:
     """Predictor, detector and source; torch and the model load on a thread while the camera opens."""
-    if not cfg.get("ckpt"):
-        raise UserError(
-            "ckpt= is required: the .ckpt file a training run printed on its last line "
-            "(python realtime.py ckpt=outputs/train/runs/<time>/checkpoints/<best>.ckpt)"
-        )
     if cfg.get("cv_threads") is not None:
         cv2.setNumThreads(int(cfg.cv_threads))
-
-    def load_predictor():
-        from mimic.realtime.predictor import Predictor
-
-        p, ckpt = cfg.predictor, Path(str(cfg.ckpt)).expanduser()
-        return Predictor(ckpt, cfg.threads, p.tta_flip, p.calibrated, p.get("backend", "torch"))
-
     with ThreadPoolExecutor(1, thread_name_prefix="mimic-load") as pool:
-        loading = pool.submit(load_predictor)
+        loading = pool.submit(load_predictor, cfg)
         try:
             detector = load_detector(cfg.detector)
             source = open_source(cfg.source, OmegaConf.to_container(cfg.camera, resolve=True), cfg.folder_fps)
+            if isinstance(source, ImageFolderSource):
+                for_photos(detector)  # unrelated photos: no search near the last photo's faces
         except BaseException:
             loading.result()  # a bad checkpoint is reported before a missing camera or detector model
             raise
@@ -194,7 +193,8 @@ def _pipeline(cfg: DictConfig, predictor: Any, detector: Any, display: bool, sta
     csv = reactions = None
     if cfg.log.enabled:
         path = new_file(cfg.log.path or _run_dir() / "faces.csv", "log.path", "faces.csv")
-        csv = stack.enter_context(contextlib.closing(_build(cfg.log, path=path, class_names=names)))
+        model = resolve_ckpt(cfg.get("ckpt")).name
+        csv = stack.enter_context(contextlib.closing(_build(cfg.log, path=path, class_names=names, model=model)))
     if r.enabled and (display and r.popups or r.sound):
         reactions = stack.enter_context(contextlib.closing(_build(r, class_names=names, popups=display and r.popups)))
     return Pipeline.from_config(cfg, predictor, detector, reactions, csv)
@@ -212,6 +212,11 @@ def run(cfg: DictConfig) -> Stats:
     if cfg.get("list_cameras"):
         _list_cameras(cfg)
         return stats
+    if cfg.get("ui") and cfg.ui.name == "web":
+        from mimic.realtime.web import serve
+
+        serve(cfg)
+        return stats
     display, timer = _display(cfg), time.perf_counter
     predictor, detector, source = _load(cfg)
     with contextlib.ExitStack() as stack:
@@ -220,7 +225,7 @@ def run(cfg: DictConfig) -> Stats:
         pipeline = _pipeline(cfg, predictor, detector, display, stack)
         window = stack.enter_context(contextlib.closing(Window(str(cfg.overlay.window)))) if display else None
         stats.csv, stats.video = str(pipeline.log.path) if pipeline.log else "", str(recorder.path) if recorder else ""
-        log.info("%s: %s -> %s", source.description, cfg.ckpt, stats.csv or "(no log)")
+        log.info("%s: %s -> %s", source.description, cfg.ckpt or "the bundled model", stats.csv or "(no log)")
         frames = stack.enter_context(contextlib.closing(read_ahead(source, pipeline.detect, bool(cfg.pipeline))))
         stop = stack.enter_context(_sigterm_stops())
         pace = 1.0 / source.fps if cfg.pace and source.fps else 0.0

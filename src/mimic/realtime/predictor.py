@@ -5,13 +5,15 @@ The model file alone describes everything (DESIGN.md contracts 1 and 2). A check
 builders) and run on PyTorch through `mimic.models.inference`, the functions `EmotionClassifier` uses; an exported
 ONNX file (`mimic.models.onnx_model`) runs on onnxruntime, its graph being those same functions traced, and then
 torch is never imported. ``backend="onnx"`` runs a checkpoint on onnxruntime too, through an export cached by the
-checkpoint's hash. Faces go through `mimic.preprocessing.crop_face` + `preprocess_array` either way.
+checkpoint's hash (once cached, torch is not imported either); ``"auto"`` (the live app's default) does so when
+onnxruntime is installed. Faces go through `mimic.preprocessing.crop_face` + `preprocess_array` either way.
 
 The bare net is used rather than the LightningModule so that starting the app does not import Lightning.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -22,14 +24,14 @@ import numpy as np
 
 from mimic.errors import UserError
 from mimic.models.card import ModelCard
-from mimic.models.onnx_model import OnnxModel, export_cached, is_onnx
+from mimic.models.onnx_model import OnnxModel, check_baked_settings, export_cached, is_onnx
 from mimic.preprocessing import crop_face, preprocess_array
 
 if TYPE_CHECKING:
     from mimic.faces import Detection
 
 log = logging.getLogger(__name__)
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("auto", "torch", "onnx")
 
 
 class Predictor:
@@ -37,9 +39,10 @@ class Predictor:
 
     ``threads``: intra-op threads of torch or onnxruntime (None leaves the library's default). ``tta_flip``: average
     the logits of each face and its mirror image (twice the classify cost); None follows the model file, True/False
-    overrides it. ``calibrated``: apply the file's temperature. ``backend``: what runs a checkpoint, "torch" or
-    "onnx" (an ONNX file always runs on onnxruntime; its graph holds its flip TTA and temperature, so overriding
-    them is an error).
+    overrides it. ``calibrated``: apply the file's temperature. ``backend``: what runs a checkpoint, "torch", "onnx"
+    or "auto" (onnx when onnxruntime is installed, else torch; torch too when the export fails, with a warning). An
+    ONNX file always runs on onnxruntime; its graph holds its flip TTA and temperature, so overriding them is an
+    error.
     """
 
     def __init__(
@@ -53,16 +56,16 @@ class Predictor:
         if backend not in BACKENDS:
             raise UserError(f"predictor.backend={backend!r}: expected one of {', '.join(BACKENDS)}")
         self.threads = int(threads) if threads else None
-        self.backend = "onnx" if is_onnx(ckpt) else backend
         if is_onnx(ckpt):
             model = OnnxModel(ckpt, self.threads)
-            _check_onnx_settings(model.card, ckpt, tta_flip, calibrated)
-            self.card, self._run = model.card, model
-        elif backend == "onnx":
-            model = OnnxModel(export_cached(ckpt, tta_flip, calibrated), self.threads)
-            self.card, self._run = model.card, model
+            check_baked_settings(model.card, ckpt, tta_flip, calibrated, prefix="predictor.")
         else:
-            self.card, self._run = _torch_runner(ckpt, self.threads, tta_flip, calibrated)
+            onnx = (_auto_backend() if backend == "auto" else backend) == "onnx"
+            model = _exported(ckpt, self.threads, tta_flip, calibrated, backend == "auto") if onnx else None
+        if model is None:
+            self.backend, (self.card, self._run) = "torch", _torch_runner(ckpt, self.threads, tta_flip, calibrated)
+        else:
+            self.backend, self.card, self._run = "onnx", model.card, model
         self.class_names, self.spec = self.card.class_names, self.card.preprocess
         self.tta_flip = self.card.tta_flip if tta_flip is None else bool(tta_flip)
         if tta_flip is not None:
@@ -82,18 +85,35 @@ class Predictor:
         return self.predict_crops([crop_face(frame, face, self.spec) for face in faces])
 
 
-def _check_onnx_settings(card: ModelCard, path: str | os.PathLike, tta_flip: bool | None, calibrated: bool) -> None:
-    if tta_flip is not None and tta_flip != card.tta_flip:
-        raise UserError(
-            f"predictor.tta_flip={str(tta_flip).lower()}: {path} does {'' if card.tta_flip else 'no '}flip TTA inside "
-            f"its graph. Leave predictor.tta_flip unset, or export the checkpoint again with "
-            f"`python scripts/export.py ckpt=<file.ckpt> tta_flip={str(tta_flip).lower()}`."
+@functools.cache
+def _auto_backend() -> str:
+    """``backend="auto"``: onnx when onnxruntime imports, else torch; said once per process."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        log.info("predictor.backend=auto: onnxruntime is not installed, so PyTorch runs the model")
+        return "torch"
+    log.info("predictor.backend=auto: onnxruntime runs the model (predictor.backend=torch for PyTorch)")
+    return "onnx"
+
+
+def _exported(
+    ckpt: str | os.PathLike, threads: int | None, tta_flip: bool | None, calibrated: bool, fall_back: bool
+) -> OnnxModel | None:
+    """The checkpoint's cached export on onnxruntime; with ``fall_back``, None (PyTorch runs it) when exporting fails
+    for any reason but a bad checkpoint."""
+    try:
+        return OnnxModel(export_cached(ckpt, tta_flip, calibrated), threads)
+    except Exception as e:
+        if isinstance(e, UserError) or not fall_back:
+            raise
+        log.warning(
+            "predictor.backend=auto: exporting %s for onnxruntime failed (%s: %s); PyTorch runs it",
+            ckpt,
+            type(e).__name__,
+            e,
         )
-    if not calibrated and card.temperature != 1.0:
-        raise UserError(
-            f"predictor.calibrated=false: {path} applies its calibration temperature ({card.temperature:.4g}) inside "
-            f"its graph. Export the checkpoint with `python scripts/export.py ckpt=<file.ckpt> calibrated=false`."
-        )
+        return None
 
 
 def _torch_runner(

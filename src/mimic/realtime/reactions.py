@@ -113,7 +113,8 @@ class Reactions:
 
     ``per_class``: ``{class: {image:, sound:}}`` overrides of the generated defaults (kept in ``assets_dir``; a null
     value switches that part off); ``skip``: classes that never react. ``popups``: pictures (a window each, from
-    `play`); ``sound``: sounds. A class reacts when it has a picture or a sound.
+    `play`); ``sound``: sounds. A class reacts when it has a picture or a sound. ``players=False``: no pop-up process
+    and no audio device are opened (the web front-end shows and plays ``images`` and ``sounds`` in the browser).
     """
 
     def __init__(
@@ -129,6 +130,7 @@ class Reactions:
         sound: bool = True,
         volume: float = 0.8,
         assets_dir: str | os.PathLike | None = None,
+        players: bool = True,
     ) -> None:
         per_class = per_class or {}
         unknown = sorted(set(per_class) - set(class_names))
@@ -155,10 +157,10 @@ class Reactions:
                 if not path.is_file():
                     raise UserError(f"reactions.per_class.{name}.sound: no such file {path}")
                 self.sounds[name] = path
-        self.player = SoundPlayer(volume) if self.sounds else None
+        self.player = SoundPlayer(volume) if self.sounds and players else None
         self.faces: dict[int, _FaceState] = {}
         self.last_fired = -float("inf")
-        self.popups = PopupWindows(popup_position) if self.images else None
+        self.popups = PopupWindows(popup_position) if self.images and players else None
 
     def update(self, face_id: int, label: str, t: float) -> str | None:
         """Feed a face's shown label at media time ``t``; returns the class whose reaction fires now, if any (`play`

@@ -1,0 +1,150 @@
+"""Make the pretrained model mimic ships (src/mimic/assets/mimic_small_cnn_fer2013.ckpt) from a FER2013 training run.
+
+    python scripts/make_bundled_model.py --train --data /path/to/fer2013.csv.gz   # train with the recipe, then pack
+    python scripts/make_bundled_model.py --run outputs/train/bundled_seed42      # pack a finished run
+
+Training runs the project's default recipe, ``python train.py model=small_cnn data=fer2013 seed=42`` (about 80 to 95
+minutes on a 2-core CPU). Packing keeps what inference and fine-tuning read from the run's best checkpoint (the net's
+config, class names, preprocessing spec, flip-TTA setting and calibration temperature), stores the weights as fp16,
+then tests the packed file itself on FER2013's PrivateTest split with `scripts/evaluate.py` and writes that accuracy,
+the command, seed, commit and the data's licence note into the card's ``about``. The file is written atomically; an
+existing bundled model is replaced only with ``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from mimic import __version__
+from mimic.cli import user_errors
+from mimic.errors import UserError
+from mimic.finetune import best_checkpoint
+from mimic.io import atomic_write
+from mimic.models.bundled import BUNDLED_FILE
+from mimic.models.checkpoint import read_card
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "src" / "mimic" / "assets"
+RECIPE = ["model=small_cnn", "data=fer2013"]
+LICENCE = (
+    "Weights trained on FER2013 (Goodfellow et al., 'Challenges in Representation Learning: A report on three machine "
+    "learning contests', ICML 2013 workshop; distributed through Kaggle), whose images may be used for research only. "
+    "These weights inherit that restriction: research and personal, non-commercial use. mimic's code is MIT."
+)
+
+
+def _git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def train(data: Path, seed: int, run_dir: Path) -> None:
+    """Run the recipe into ``run_dir`` (a fresh folder)."""
+    if run_dir.exists():
+        raise UserError(f"--run-dir {run_dir} exists; name a new folder so no earlier run is overwritten")
+    cmd = [sys.executable, str(ROOT / "train.py"), *RECIPE, f"seed={seed}", f"data.path={data}"]
+    print("training:", " ".join(cmd), flush=True)
+    subprocess.run([*cmd, f"hydra.run.dir={run_dir}"], check=True, cwd=ROOT)
+
+
+def _recipe_command(run_dir: Path) -> tuple[str, int]:
+    """The run's own command line (without data.path and hydra.*) and its seed, from Hydra's record of the run."""
+    config = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    overrides = [
+        o
+        for o in OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "overrides.yaml"))
+        if not o.startswith(("data.path=", "hydra.", "seed=", "ckpt_path="))
+    ]
+    seed = int(config.seed)
+    return " ".join(["python train.py", *overrides, f"seed={seed}"]), seed
+
+
+def slim(best: Path, about: dict) -> dict:
+    """The checkpoint ``best`` (read through the safe path) cut to its card and fp16 weights, with ``about``."""
+    card, ckpt = read_card(best)
+    hp = {k: v for k, v in ckpt["hyper_parameters"].items() if k not in ("optimizer", "scheduler")}
+    hp["about"] = about
+    state = {k: v.half() if v.is_floating_point() and k != "temperature" else v for k, v in ckpt["state_dict"].items()}
+    return {"hyper_parameters": hp, "state_dict": state, "mimic_version": __version__}
+
+
+def evaluate(path: Path, data: Path, out: Path) -> dict:
+    """Test ``path`` on PrivateTest with scripts/evaluate.py; returns its test_metrics.json."""
+    cmd = [sys.executable, str(ROOT / "scripts" / "evaluate.py"), f"ckpt={path}", "data=fer2013", f"data.path={data}"]
+    subprocess.run([*cmd, f"hydra.run.dir={out}"], check=True, cwd=ROOT)
+    return json.loads((out / "test_metrics.json").read_text())
+
+
+def pack(run_dir: Path, data: Path, dest: Path) -> dict:
+    """Write the bundled model made from ``run_dir`` to ``dest``; returns its ``about``."""
+    best = best_checkpoint(run_dir)
+    if best is None:
+        raise UserError(f"--run {run_dir}: no checkpoints/best*.ckpt in it; is it a finished training run?")
+    command, seed = _recipe_command(run_dir)
+    run_metrics = json.loads((run_dir / "test_metrics.json").read_text())
+    about = {
+        "name": "mimic small_cnn, FER2013",
+        "command": command,
+        "seed": seed,
+        "commit": _git_commit(),
+        "mimic_version": __version__,
+        "torch_version": str(torch.__version__),  # a TorchVersion, which weights_only refuses
+        "data": "FER2013: trained on Training (28,709 faces), selected on PublicTest, tested on PrivateTest",
+        "best_checkpoint": best.name,
+        "licence": LICENCE,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        packed = Path(tmp) / BUNDLED_FILE
+        torch.save(slim(best, about), packed)
+        test = evaluate(packed, data, Path(tmp) / "evaluate")
+    about["test"] = {
+        "split": "PrivateTest",
+        "n": test["n"],
+        "accuracy": round(test["test/acc"], 4),
+        "macro_f1": round(test["test/f1"], 4),
+        "tta_flip": test["tta_flip"],
+        "accuracy_fp32": round(run_metrics["test/acc"], 4),
+    }
+    atomic_write(dest, lambda f: torch.save(slim(best, about), f))
+    return about
+
+
+def main(argv: list[str] | None = None) -> None:
+    doc = __doc__.split("\n\n", 2)
+    p = argparse.ArgumentParser(description=doc[0], epilog=doc[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="FER2013 (fer2013.csv, .csv.gz or .tar.gz)")
+    p.add_argument("--train", action="store_true", help="train with the default recipe first")
+    p.add_argument("--run", type=Path, help="a finished training run to pack (with --train: the new run)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--out", type=Path, default=ASSETS / BUNDLED_FILE)
+    p.add_argument("--force", action="store_true", help="replace an existing file at --out")
+    args = p.parse_args(argv)
+    with user_errors():
+        if args.out.exists() and not args.force:
+            raise UserError(f"{args.out} exists; pass --force to replace it (or --out another path)")
+        if not args.data.is_file():
+            raise UserError(f"--data {args.data}: no such file; pass FER2013's fer2013.csv, .csv.gz or .tar.gz")
+        run_dir = args.run
+        if args.train:
+            run_dir = run_dir or ROOT / "outputs" / "train" / f"bundled_seed{args.seed}"
+            train(args.data.resolve(), args.seed, run_dir)
+        if run_dir is None:
+            raise UserError("name the run to pack with --run, or train one with --train")
+        about = pack(run_dir.resolve(), args.data.resolve(), args.out)
+        size = args.out.stat().st_size / 1e6
+        print(f"{args.out}: {size:.2f} MB, PrivateTest accuracy {about['test']['accuracy']:.4f} ({about['command']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The bundled pretrained model: packed by scripts/make_bundled_model.py, read by the same safe path as any checkpoint,
+the default of every command that takes ``ckpt=``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO, train_tiny_checkpoint
+from test_folders import write_fer2013_csv
+from test_realtime_app import assert_user_error, realtime
+
+from mimic.errors import UserError
+from mimic.models import bundled
+from mimic.models.checkpoint import load_checkpoint, load_net, read_card
+from mimic.realtime.predictor import Predictor
+
+sys.path.insert(0, str(REPO / "scripts"))
+import make_bundled_model  # noqa: E402
+
+FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    return train_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.ckpt")
+
+
+def _present() -> bool:
+    try:
+        bundled.bundled_path()
+        return True
+    except UserError:
+        return False
+
+
+def test_slimmed_file_stores_fp16_and_loads_through_the_safe_path(ckpt, tmp_path):
+    about = {"name": "test", "seed": 3, "test": {"split": "PrivateTest", "accuracy": 0.5}}
+    packed = tmp_path / "packed.ckpt"
+    torch.save(make_bundled_model.slim(ckpt, about), packed)
+    raw = torch.load(packed, weights_only=True)
+    assert {"optimizer", "scheduler"}.isdisjoint(raw["hyper_parameters"])
+    weights = [v for k, v in raw["state_dict"].items() if v.is_floating_point() and k != "temperature"]
+    assert weights and all(v.dtype == torch.float16 for v in weights)
+    assert packed.stat().st_size < 0.6 * ckpt.stat().st_size
+
+    card, _ = read_card(packed)
+    assert card.about == about and card.class_names == FER_CLASSES
+    net, _ = load_net(packed)
+    assert all(p.dtype == torch.float32 for p in net.parameters())
+    x = torch.rand(8, 1, 48, 48) * 2 - 1
+    with torch.no_grad():
+        a, b = load_checkpoint(packed).predict_proba(x), load_checkpoint(ckpt).predict_proba(x)
+    assert torch.allclose(a, b, atol=2e-3)
+    crops = [np.random.default_rng(0).integers(0, 255, (48, 48), np.uint8)]
+    assert np.allclose(Predictor(packed).predict_crops(crops), Predictor(ckpt).predict_crops(crops), atol=2e-3)
+
+
+def test_ckpt_names_the_bundled_model_by_default(tmp_path, monkeypatch):
+    for value in (None, "", "bundled", " bundled "):
+        if _present():
+            assert bundled.resolve_ckpt(value) == bundled.bundled_path()
+        else:
+            with pytest.raises(UserError, match="bundled model"):
+                bundled.resolve_ckpt(value)
+    assert bundled.resolve_ckpt("~/x.ckpt").name == "x.ckpt" and "~" not in str(bundled.resolve_ckpt("~/x.ckpt"))
+    monkeypatch.setattr(bundled, "BUNDLED_FILE", "no-such-model.ckpt")
+    with pytest.raises(UserError, match="missing from this installation.*ckpt="):
+        bundled.resolve_ckpt(None)
+
+
+def test_realtime_without_ckpt_uses_the_bundled_model(tmp_path):
+    proc = realtime("display=false", "source=9", "camera.probe=1", tmp_path=tmp_path)
+    if _present():  # the model loaded: the run got as far as the missing camera
+        assert_user_error(proc, "could not open camera 9")
+    else:
+        assert_user_error(proc, "the bundled model", "ckpt=")
+
+
+def test_the_bundled_file_is_a_fer2013_model_with_its_story():
+    if not _present():
+        pytest.skip("the bundled model is not in this checkout yet (its training run lands with issue 11)")
+    path = bundled.bundled_path()
+    card, _ = read_card(path)
+    assert card.class_names == FER_CLASSES
+    assert path.stat().st_size <= 4_000_000
+    assert card.about["seed"] == 42 and card.about["command"].startswith("python train.py")
+    assert card.about["test"]["split"] == "PrivateTest" and "research" in card.about["licence"]
+
+
+@pytest.mark.slow
+def test_bundled_model_reaches_70_percent_on_privatetest(shared_data, tmp_path):
+    if not _present():
+        pytest.skip("the bundled model is not in this checkout yet (its training run lands with issue 11)")
+    report = make_bundled_model.evaluate(bundled.bundled_path(), shared_data / "fer2013" / "fer2013.csv.gz", tmp_path)
+    assert report["n"] == 3589
+    assert report["test/acc"] >= 0.70
+    assert report["test/acc"] == pytest.approx(read_card(bundled.bundled_path())[0].about["test"]["accuracy"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_make_bundled_model_trains_packs_and_tests(tmp_path):
+    """The whole script on a tiny FER2013-format CSV, through the real commands."""
+    csv = write_fer2013_csv(tmp_path / "fer2013.csv", {"Training": 6, "PublicTest": 2, "PrivateTest": 3})
+    run = tmp_path / "run"
+    tiny = ["model.net.widths=[8,16,32]", "model.net.hidden=32", "trainer.max_epochs=1", "data.batch_size=16"]
+    cmd = [sys.executable, "train.py", "model=small_cnn", "data=fer2013", f"data.path={csv}", "seed=42", *tiny]
+    subprocess.run([*cmd, f"hydra.run.dir={run}", "logger=none"], cwd=REPO, check=True, capture_output=True)
+    out = tmp_path / "bundled.ckpt"
+    script = [sys.executable, "scripts/make_bundled_model.py", "--run", str(run), "--data", str(csv), "--out", str(out)]
+    proc = subprocess.run(script, cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    card, _ = read_card(out)
+    measured = json.loads((run / "test_metrics.json").read_text())
+    assert card.about["seed"] == 42 and "data.path" not in card.about["command"]
+    assert card.about["command"].startswith("python train.py model=small_cnn data=fer2013")
+    assert card.about["test"]["n"] == measured["n"] == 21
+    assert card.about["test"]["accuracy_fp32"] == round(measured["test/acc"], 4)
+
+    again = subprocess.run(script, cwd=REPO, capture_output=True, text=True)  # never replaced without --force
+    assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
