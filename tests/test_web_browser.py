@@ -149,10 +149,11 @@ def server(tmp_path, model_file):
     models = tmp_path / "outputs" / "finetune" / "runs" / "copy" / "checkpoints"
     models.mkdir(parents=True)
     shutil.copy(model_file, models / f"best{model_file.suffix}")
-    overrides = [f"ui.models_dir={tmp_path / 'outputs'}", "ui.token=page-test", "reactions.hold_s=0.2"]
-    with running_server(tmp_path, model_file, *overrides, "reactions.cooldown_s=1", "reactions.skip=[]") as address:
-        assert address.endswith("/?token=page-test")
-        yield address
+    overrides = [f"ui.models_dir={tmp_path / 'outputs'}", f"paths.data_dir={tmp_path / 'data'}", "ui.token=page-test"]
+    overrides += ["reactions.hold_s=0.2", "reactions.cooldown_s=1", "reactions.skip=[]"]
+    with running_server(tmp_path, model_file, *overrides) as addr:
+        assert addr.endswith("/?token=page-test")
+        yield addr
 
 
 @pytest.fixture

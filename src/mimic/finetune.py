@@ -38,6 +38,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mimic.data.fer2013 import found as fer2013_found
 from mimic.errors import UserError
 from mimic.io import atomic_write, cache_dir, sha256_file, write_json
 from mimic.labels import FER2013_CLASSES, remap
@@ -84,16 +85,6 @@ def resolve_checkpoint(ckpt: str | Path | None) -> tuple[Path, str]:
             f".ckpt it was exported from."
         )
     return path, "finetune.ckpt"
-
-
-def fer2013_found(path: str | Path) -> bool:
-    from mimic.data.fer2013 import locate
-
-    try:
-        locate(path)
-    except UserError:
-        return False
-    return True
 
 
 def configure_finetune(cfg: DictConfig) -> None:

@@ -178,6 +178,15 @@ def locate(path: str | Path) -> tuple[str, Path]:
     raise DataError(f"FER2013 not found at data.path={str(path)!r}. Looked for:\n{looked}\n{WHERE_TO_GET}")
 
 
+def found(path: str | Path) -> bool:
+    """Whether `locate` finds FER2013 at ``path``."""
+    try:
+        locate(path)
+    except DataError:
+        return False
+    return True
+
+
 def _split_dir(root: Path, split: str) -> Path | None:
     """``root/<split>`` matched case-insensitively (``Train`` works too)."""
     if (root / split).is_dir():

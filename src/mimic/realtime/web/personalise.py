@@ -48,7 +48,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from omegaconf import DictConfig, OmegaConf
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+# imported here, when the server starts, not in the request threads (see mimic.data's docstring)
+from mimic.data.capture import class_folder, face_crop, save_crop
+from mimic.data.fer2013 import found as fer2013_found
+from mimic.data.folders import NOT_CLASSES, is_class_dir, list_files, read_image, scan_class_folders
 from mimic.errors import UserError
+from mimic.faces import for_photos, load_detector
 from mimic.io import IMAGE_SUFFIXES, write_json
 from mimic.labels import canonical
 
@@ -97,23 +102,17 @@ class Personalise:
 
     # ---- captures ----------------------------------------------------------------------------------------------
     def detector(self):
-        from mimic.faces import for_photos, load_detector
-
         if self._detector is None:
             self._detector = for_photos(load_detector(self.detector_cfg))
         return self._detector
 
     def folders(self) -> dict[str, Path]:
         """{class name: folder} of the captures folder (empty when it does not exist yet)."""
-        from mimic.data.folders import is_class_dir, scan_class_folders
-
         if not self.captures.is_dir() or not any(is_class_dir(p) for p in self.captures.iterdir()):
             return {}
         return {f.name: f.path for f in scan_class_folders(self.captures)}
 
     def listing(self) -> dict[str, Any]:
-        from mimic.data.folders import list_files
-
         classes = []
         for name, folder in self.folders().items():
             images = [p.name for p in list_files(folder)[0]]
@@ -124,9 +123,6 @@ class Personalise:
         return {c["name"]: c["count"] for c in self.listing()["classes"]}
 
     def save(self, label: str, data: bytes) -> dict[str, Any]:
-        from mimic.data.capture import class_folder, face_crop, save_crop
-        from mimic.data.folders import read_image
-
         name = class_name(label)
         if len(data) > self.max_bytes:
             raise ApiError(413, f"the photo has {len(data):,} bytes, more than ui.max_frame_bytes={self.max_bytes:,}")
@@ -160,7 +156,7 @@ class Personalise:
             "classes": card.class_names,
             "epochs": {"default": self.default_epochs, "min": 1, "max": MAX_EPOCHS},
             "freeze": {"choices": modules, "default": [m for m in self.default_freeze if m in modules]},
-            "fer2013": {"found": _fer2013_found(self.fer2013), "path": str(self.fer2013)},
+            "fer2013": {"found": fer2013_found(self.fer2013), "path": str(self.fer2013)},
             "min_photos": MIN_PHOTOS,
             "held_out": HELD_OUT,
         }
@@ -172,7 +168,8 @@ class Personalise:
         entry = self.models.get(model_id) if model_id is not None else self.default()
         if entry.kind == "onnx":
             raise ApiError(400, f"{entry.name} is an exported ONNX file: fine-tuning needs a .ckpt model; pick one")
-        net, card = load_net(entry.path)
+        with self.models.loading:  # not while another thread loads a model (see `server.Models`)
+            net, card = load_net(entry.path)
         head = net.head_linear.split(".")[0]
         return entry.id, entry.path, card, [n for n, _ in net.named_children() if n != head]
 
@@ -192,7 +189,7 @@ class Personalise:
             unknown = [m for m in freeze if m not in modules]
             if unknown:
                 raise ApiError(400, f"freeze: {unknown} are not parts of this model; choose from {modules}")
-            found = _fer2013_found(self.fer2013)
+            found = fer2013_found(self.fer2013)
             if settings.fer2013 and not found:
                 raise ApiError(400, f"FER2013 is not on disk at {self.fer2013}: fine-tune with fer2013 off")
             merge = found if settings.fer2013 is None else settings.fer2013
@@ -350,8 +347,6 @@ def snapshot(folders: dict[str, Path], out: Path, classes: list[str], seed: int 
     """Copy the photos of ``classes`` into ``out/{train,val,test}/<class>/``: per class a seeded draw of `HELD_OUT`
     of them (at least one) for the report, `VAL` (at least one) for validation, the rest to train on. Exact duplicates
     are copied once. Returns {class: {split: count}}."""
-    from mimic.data.folders import list_files
-
     counts = {}
     for i, name in enumerate(classes):
         unique: dict[str, Path] = {}
@@ -373,8 +368,6 @@ def snapshot(folders: dict[str, Path], out: Path, classes: list[str], seed: int 
 
 def class_name(label: str) -> str:
     """A class name a client sent, canonical; an `ApiError` unless it is a plain lower-case name."""
-    from mimic.data.folders import NOT_CLASSES
-
     name = canonical(label) if isinstance(label, str) else ""
     if not CLASS_NAME.fullmatch(name) or name in NOT_CLASSES:
         raise ApiError(
@@ -471,12 +464,6 @@ def _settings_error(e: ValueError) -> str:
 
 def _setting(cfg: DictConfig, key: str, default: str) -> str:
     return str(OmegaConf.select(cfg, f"ui.personalise.{key}", default=None) or default)
-
-
-def _fer2013_found(path: Path) -> bool:
-    from mimic.finetune import fer2013_found
-
-    return fer2013_found(path)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -129,7 +129,10 @@ class Models:
         self.root = Path(str(root)).expanduser() if root else None
         self._cards: dict[Path, tuple[tuple[int, int], ModelEntry | None]] = {}
         self._predictors: OrderedDict[tuple[str, tuple[int, int]], Any] = OrderedDict()
-        self._scan_lock, self._load_lock = threading.Lock(), threading.Lock()
+        self._scan_lock = threading.Lock()
+        # held while a model loads (a predictor, or a net personalise inspects): one thread at a time imports torch's
+        # and onnxruntime's modules, which are not safe to import from two threads at once
+        self.loading = threading.Lock()
         self.default = self.entry(resolve_ckpt(cfg.get("ckpt")), strict=True)
         self.entries: dict[str, ModelEntry] = {self.default.id: self.default}
 
@@ -144,9 +147,10 @@ class Models:
             if is_onnx(path):
                 card = read_onnx_card(path)
             else:
-                from mimic.models.checkpoint import read_card  # imports torch: not for an ONNX model alone
+                with self.loading:
+                    from mimic.models.checkpoint import read_card  # imports torch: not for an ONNX model alone
 
-                card = read_card(path)[0]
+                    card = read_card(path)[0]
         except OSError as e:
             if strict:
                 raise UserError(f"ckpt={path}: {e.strerror}") from None
@@ -210,7 +214,7 @@ class Models:
     def predictor(self, entry: ModelEntry) -> Any:
         """The entry's predictor, loaded once (the last few used are kept)."""
         key = (entry.id, entry.stamp)
-        with self._load_lock:
+        with self.loading:
             if key not in self._predictors:
                 log.info("loading %s", entry.path)
                 self._predictors[key] = load_predictor(self.cfg, entry.path)
