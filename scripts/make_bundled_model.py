@@ -7,8 +7,9 @@ Training runs the project's default recipe, ``python train.py model=small_cnn da
 minutes on a 2-core CPU). Packing keeps what inference and fine-tuning read from the run's best checkpoint (the net's
 config, class names, preprocessing spec, flip-TTA setting and calibration temperature), stores the weights as fp16,
 then tests the packed file itself on FER2013's PrivateTest split with `scripts/evaluate.py` and writes that accuracy,
-the command, seed, commit and the data's licence note into the card's ``about``. The file is written atomically; an
-existing bundled model is replaced only with ``--force``.
+the command, seed, commit and the data's licence note into the card's ``about``, and the same as a text file beside it
+(``LICENSE.mimic_small_cnn_fer2013.txt``). The files are written atomically; an existing bundled model is replaced
+only with ``--force``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from mimic import __version__
 from mimic.cli import user_errors
 from mimic.errors import UserError
 from mimic.finetune import best_checkpoint
-from mimic.io import atomic_write
+from mimic.io import atomic_write, write_bytes
 from mimic.models.bundled import BUNDLED_FILE
 from mimic.models.checkpoint import read_card
 
@@ -117,7 +118,32 @@ def pack(run_dir: Path, data: Path, dest: Path) -> dict:
         "accuracy_fp32": round(run_metrics["test/acc"], 4),
     }
     atomic_write(dest, lambda f: torch.save(slim(best, about), f))
+    write_bytes(licence_path(dest), licence_note(about).encode())
     return about
+
+
+def licence_path(model: Path) -> Path:
+    """The licence note that ships beside a bundled model: ``LICENSE.<its name>.txt``."""
+    return model.with_name(f"LICENSE.{model.stem}.txt")
+
+
+def licence_note(about: dict) -> str:
+    """The text of `licence_path`: the weights' terms and how they were made (from the card's ``about``)."""
+    test = about["test"]
+    return (
+        f"{about['name']}: {BUNDLED_FILE}\n\n"
+        f"Terms of use of these weights\n"
+        f"{LICENCE}\n\n"
+        f"How they were made\n"
+        f"  command:  {about['command']}\n"
+        f"  seed:     {about['seed']}\n"
+        f"  commit:   {about['commit']}  (mimic {about['mimic_version']}, torch {about['torch_version']})\n"
+        f"  data:     {about['data']}\n"
+        f"  result:   {test['accuracy']:.2%} accuracy on {test['split']} ({test['n']} faces, flip TTA "
+        f"{'on' if test['tta_flip'] else 'off'}; fp32 weights before packing: {test['accuracy_fp32']:.2%}), macro-F1 "
+        f"{test['macro_f1']:.3f}\n"
+        f"  packed by scripts/make_bundled_model.py (weights stored as fp16, loaded as fp32)\n"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

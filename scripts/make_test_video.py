@@ -1,11 +1,16 @@
 """Make a test video of moving, scaling faces: real portraits pasted into frames, or synthetic faces without them.
 
     python scripts/make_test_video.py out.mp4 [--faces-dir ../shared/data/faces] [--frames 300] [--size 640x360]
-                                              [--layout one-two|one|two] [--fps 30] [--noise 6]
+                                              [--layout one-two|one|two|two-three] [--fps 30] [--noise 6]
+                                              [--no-lighting] [--seed 0]
 
-The first half of ``one-two`` shows one face drifting and zooming, the second half two faces side by side. Without
-``--faces-dir`` (or when it holds no usable photo) synthetic faces from `mimic.data.synthetic` stand in. The tests
-and scripts/benchmark_realtime.py import `make_video` from here.
+The first half of ``one-two`` shows one face drifting and zooming, the second half two faces side by side;
+``two-three`` shows two faces, then three (the third a mirrored copy of the first portrait when there are only two).
+Lighting changes (on here by default, off in `make_video` unless asked; see `light_schedule`): slow drifts of
+contrast and brightness over the clip and a lamp switched on about a quarter in and off about three quarters in,
+applied to the whole frame before the sensor noise. Without ``--faces-dir`` (or when it holds no usable photo)
+synthetic faces from `mimic.data.synthetic` stand in. The tests, scripts/benchmark_realtime.py and
+scripts/benchmark_web.py import `make_video` from here.
 """
 
 from __future__ import annotations
@@ -91,6 +96,36 @@ def _paste(frame: np.ndarray, patch: np.ndarray, cx: float, cy: float, side: int
     return int(cx - face / 2), int(cy - face / 2), int(face), int(face)
 
 
+LAYOUTS = ("one-two", "one", "two", "two-three")
+
+
+def light_schedule(frames: int, seed: int = 0) -> np.ndarray:
+    """Per frame (gain, offset) of the scene's light, shape (frames, 2): a frame becomes ``clip(gain * frame +
+    offset)``. Slow drifts over the clip, one cycle of contrast (gain x(1 +- 0.15)) and one and a half of brightness
+    (offset +-15 gray levels), and a lamp: off (gain x0.9, offset -8) until a frame drawn in [0.2, 0.3) of the clip,
+    then on (x1.15, +12) until a frame drawn in [0.7, 0.8), then off again. The phases and switch frames come from
+    ``seed``; the same ``seed`` gives the same light."""
+    rng = np.random.default_rng([seed, 1])  # apart from the noise's generator: the noise is the same with or without
+    phase, phase2 = rng.uniform(0, 2 * math.pi, 2)
+    on, off = int(frames * rng.uniform(0.2, 0.3)), int(frames * rng.uniform(0.7, 0.8))
+    u = np.arange(frames) / max(1, frames)
+    lamp = (np.arange(frames) >= on) & (np.arange(frames) < off)
+    gain = (1 + 0.15 * np.sin(2 * math.pi * u + phase)) * np.where(lamp, 1.15, 0.9)
+    offset = 15 * np.sin(3 * math.pi * u + phase2) + np.where(lamp, 12.0, -8.0)
+    return np.stack([gain, offset], 1)
+
+
+def _face_patches(patches: list[np.ndarray], n: int) -> list[np.ndarray]:
+    """The ``n`` faces of a frame, left to right: the first and last patch for two; for three also the second patch,
+    or the first one mirrored when there are only two."""
+    first, last = patches[0], patches[-1]
+    if n == 1:
+        return [first]
+    if n == 2:
+        return [first, last]
+    return [first, last, patches[1] if len(patches) > 2 else cv2.flip(first, 1)]
+
+
 def make_video(
     path: str | Path,
     patches: list[np.ndarray],
@@ -100,10 +135,15 @@ def make_video(
     layout: str = "one-two",
     noise: float = 0.0,
     seed: int = 0,
+    lighting: bool = False,
 ) -> list[list[tuple[int, int, int, int]]]:
     """Write the video; returns per frame the face boxes pasted (left to right), the ground truth for tests.
-    ``noise``: sigma of a webcam-like sensor noise in gray levels, with a matching flicker of the exposure."""
+    ``noise``: sigma of a webcam-like sensor noise in gray levels, with a matching flicker of the exposure.
+    ``lighting``: the light changes of `light_schedule` (``seed``'s)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
     rng = np.random.default_rng(seed)
+    light = light_schedule(frames, seed) if lighting else None
     width, height = size
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -116,19 +156,26 @@ def make_video(
     for i in range(frames):
         frame = background.copy()
         phase = 2 * math.pi * i / max(1, frames)
-        two = layout == "two" or (layout == "one-two" and i >= frames // 2)
+        late = i >= frames // 2
+        n = {"one": 1, "two": 2, "one-two": 1 + late, "two-three": 2 + late}[layout]
         boxes = []
-        if not two:
-            side = height * (0.62 + 0.12 * math.sin(3 * phase))
-            cx = width / 2 + width * 0.18 * math.sin(2 * phase)
-            cy = height / 2 + height * 0.05 * math.cos(2 * phase)
-            boxes.append(_paste(frame, patches[0], cx, cy, int(side)))
-        else:
-            for k, patch in enumerate((patches[0], patches[-1] if len(patches) > 1 else patches[0])):
+        for k, patch in enumerate(_face_patches(patches, n)):
+            if n == 1:
+                side = height * (0.62 + 0.12 * math.sin(3 * phase))
+                cx = width / 2 + width * 0.18 * math.sin(2 * phase)
+                cy = height / 2 + height * 0.05 * math.cos(2 * phase)
+            elif n == 2:
                 side = height * (0.52 + 0.08 * math.sin(3 * phase + k))
                 cx = width * (0.27 + 0.46 * k) + width * 0.04 * math.sin(2 * phase + k)
                 cy = height / 2 + height * 0.04 * math.cos(2 * phase)
-                boxes.append(_paste(frame, patch, cx, cy, int(side)))
+            else:  # three: smaller, each drifting and zooming on its own phase, never overlapping
+                side = height * (0.40 + 0.05 * math.sin(3 * phase + k))
+                cx = width * (0.18 + 0.32 * k) + width * 0.03 * math.sin(2 * phase + k)
+                cy = height / 2 + height * 0.05 * math.cos(2 * phase + k)
+            boxes.append(_paste(frame, patch, cx, cy, int(side)))
+        if light is not None:
+            gain, offset = light[i]
+            frame = np.clip(frame.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
         if noise > 0:
             jitter = rng.normal(0, noise, frame.shape).astype(np.float32) + rng.normal(0, noise / 2)
             frame = np.clip(frame + jitter, 0, 255).astype(np.uint8)
@@ -147,16 +194,26 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=300)
     parser.add_argument("--size", default="640x360", help="WIDTHxHEIGHT")
     parser.add_argument("--fps", type=float, default=30.0)
-    parser.add_argument("--layout", choices=["one-two", "one", "two"], default="one-two")
+    parser.add_argument("--layout", choices=LAYOUTS, default="one-two")
     parser.add_argument("--noise", type=float, default=0.0, help="webcam-like sensor noise, sigma in gray levels")
+    parser.add_argument(
+        "--lighting",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="slow contrast and brightness drifts and a lamp switched on and off (default: on)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise and of the lighting's phases and times")
     args = parser.parse_args()
     patches = photo_patches(args.faces_dir) if args.faces_dir else []
     if not patches:
         print("no usable photos: using synthetic faces")
         patches = synthetic_patches()
     width, height = (int(v) for v in args.size.lower().split("x"))
-    make_video(args.out, patches, args.frames, (width, height), args.fps, args.layout, args.noise)
-    print(f"wrote {args.frames} frames of {width}x{height} to {args.out}")
+    make_video(
+        args.out, patches, args.frames, (width, height), args.fps, args.layout, args.noise, args.seed, args.lighting
+    )
+    light = f"lighting changes (seed {args.seed})" if args.lighting else "no lighting changes"
+    print(f"wrote {args.frames} frames of {width}x{height} ({args.layout}, noise {args.noise}, {light}) to {args.out}")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,8 @@ def test_the_bundled_file_is_a_fer2013_model_with_its_story():
     assert path.stat().st_size <= 4_000_000
     assert card.about["seed"] == 42 and card.about["command"].startswith("python train.py")
     assert card.about["test"]["split"] == "PrivateTest" and "research" in card.about["licence"]
+    note = make_bundled_model.licence_path(path).read_text()  # ships beside it (package data: *.txt)
+    assert card.about["licence"] in note and card.about["command"] in note
 
 
 @pytest.mark.slow
@@ -120,6 +122,8 @@ def test_make_bundled_model_trains_packs_and_tests(tmp_path):
     assert card.about["command"].startswith("python train.py model=small_cnn data=fer2013")
     assert card.about["test"]["n"] == measured["n"] == 21
     assert card.about["test"]["accuracy_fp32"] == round(measured["test/acc"], 4)
+    note = (tmp_path / "LICENSE.bundled.txt").read_text()  # the licence note beside it, with how it was made
+    assert "research" in note and card.about["command"] in note and f"{card.about['test']['accuracy']:.2%}" in note
 
     again = subprocess.run(script, cwd=REPO, capture_output=True, text=True)  # never replaced without --force
     assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr

@@ -340,7 +340,7 @@ class YuNetDetector(_FullEvery):
 
 
 LOOK_CONTEXT = 2.0  # a look's crop spans this many face sizes: YuNet needs the head's surroundings
-NEAR_SIZE = 100  # px: video's quick look again at a known face (a 200 px crop); a face it misses gets a close look
+NEAR_SIZE = 64  # px: video's quick look again at a known face (a 128 px crop); a face it misses gets a close look
 MAX_LOOKS = 8  # second looks per scan at most: bounds a scan's time on frames full of face-like clutter
 
 

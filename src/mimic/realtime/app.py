@@ -59,6 +59,8 @@ class Stats:
     started: float = field(default_factory=time.monotonic)
     last: float = field(default_factory=time.perf_counter)
     labels: dict[int, tuple[str, str]] = field(default_factory=dict)  # face id -> last (raw, shown) label
+    record: bool = False  # keep every face's per-frame probabilities (benchmarks; grows with the run, so off live)
+    streams: dict[int, tuple[list[float], list[Any]]] = field(default_factory=dict)  # id -> (media times, probs)
 
     def add(self, captured: Captured, result: FrameResult, **seconds: float) -> None:
         """Count a processed frame; ``seconds``: the front-end's own stages."""
@@ -81,6 +83,10 @@ class Stats:
             self.switches_raw += raw != face.raw_label
             self.switches_shown += shown != face.label
             self.labels[face.id] = (face.raw_label, face.label)
+            if self.record:
+                times, probs = self.streams.setdefault(face.id, ([], []))
+                times.append(result.time)
+                probs.append(face.probs)
 
     def summary(self) -> str:
         fps = self.frames / self.wall_s if self.wall_s else 0.0
@@ -206,9 +212,10 @@ def _recorder(cfg: DictConfig, source: FrameSource, stack: contextlib.ExitStack)
     return stack.enter_context(contextlib.closing(Recorder(new_file(cfg.record, "record", "realtime.mp4"), source.fps)))
 
 
-def run(cfg: DictConfig) -> Stats:
-    """Run the app from a composed conf/realtime.yaml; returns what it measured."""
-    stats = Stats()
+def run(cfg: DictConfig, record: bool = False) -> Stats:
+    """Run the app from a composed conf/realtime.yaml; returns what it measured (``record``: with every face's
+    per-frame probabilities, `Stats.streams`)."""
+    stats = Stats(record=record)
     if cfg.get("list_cameras"):
         _list_cameras(cfg)
         return stats

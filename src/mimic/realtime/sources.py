@@ -9,6 +9,7 @@ frame on a worker thread while the caller works on this one.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import sys
@@ -54,6 +55,7 @@ class FrameSource:
 
     description = "frames"
     fps: float | None = None
+    live = False  # a camera: frames come at its pace, and a frame read ahead is a frame shown late
     index, time = -1, 0.0
 
     def read(self) -> np.ndarray | None:
@@ -90,6 +92,8 @@ class _CaptureSource(FrameSource):
 class CameraSource(_CaptureSource):
     """A webcam by index. Opening checks that a frame actually arrives; a camera that stops mid-run is retried
     ``retries`` times, ``retry_wait`` seconds apart, before ``read()`` reports the end."""
+
+    live = True
 
     def __init__(
         self,
@@ -241,6 +245,9 @@ def list_cameras(max_index: int = 10, backend: str | None = None) -> list[Camera
     return found
 
 
+FILE_READ_AHEAD = 4  # frames of a video file or folder read and detected ahead of the one being classified
+
+
 @dataclass
 class Captured:
     """A frame as `read_ahead` hands it over: its media time, its faces, and the seconds reading and detecting took."""
@@ -255,9 +262,11 @@ class Captured:
 def read_ahead(
     source: FrameSource, detect: Callable[[np.ndarray], list[Detection]], ahead: bool = True
 ) -> Iterator[Captured]:
-    """The frames of ``source`` with their faces, until it ends. With ``ahead``, frame N+1 is read and its faces
-    detected on a worker thread while the caller works on frame N (OpenCV and PyTorch release the GIL, so the two
-    overlap on two cores); closing the iterator waits for that read, so the source may be closed after it."""
+    """The frames of ``source`` with their faces, until it ends. With ``ahead``, frame N+1 (of a file or folder, up
+    to N+`FILE_READ_AHEAD`) is read and its faces detected on a worker thread while the caller works on frame N
+    (OpenCV and PyTorch release the GIL, so the two overlap on two cores); closing the iterator waits for those reads,
+    so the source may be closed after it. A source is read on past its end by at most that many calls to ``read``,
+    which keep returning None."""
 
     def capture() -> Captured | None:
         t0 = time.perf_counter()
@@ -272,8 +281,11 @@ def read_ahead(
         while (captured := capture()) is not None:
             yield captured
         return
+    # a camera's next frame only; a file's next few, so that a slow detection (a full scan among quick looks) is
+    # absorbed by the frames read before it rather than stalling the caller
+    depth = 1 if source.live else FILE_READ_AHEAD
     with ThreadPoolExecutor(1, thread_name_prefix="mimic-reader") as pool:
-        pending = pool.submit(capture)
-        while (captured := pending.result()) is not None:
-            pending = pool.submit(capture)
+        pending = collections.deque(pool.submit(capture) for _ in range(depth))
+        while (captured := pending.popleft().result()) is not None:
+            pending.append(pool.submit(capture))
             yield captured
