@@ -23,7 +23,7 @@ from mimic.labels import FER2013_CLASSES
 from mimic.models.weights import count_flops
 
 CONF = Path(__file__).resolve().parents[1] / "src" / "mimic" / "conf" / "model"
-MODELS = ["small_cnn", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50"]
+MODELS = ["small_cnn", "small_cnn_lite", "mobilenet_v3_small", "mobilenet_v3_large", "resnet18", "resnet50"]
 
 
 def build(name: str):

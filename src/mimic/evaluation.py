@@ -23,7 +23,7 @@ from torchmetrics.functional.classification import multiclass_calibration_error,
 
 from mimic.io import write_bytes, write_json
 from mimic.models import inference
-from mimic.models.classifier import EmotionClassifier, _metrics
+from mimic.models.classifier import EmotionClassifier, split_metrics
 from mimic.models.onnx_model import OnnxModel, check_baked_settings
 from mimic.preprocessing import PreprocessSpec
 
@@ -117,7 +117,7 @@ class OnnxClassifier(L.LightningModule):
         self.class_names, self.spec = card.class_names, card.preprocess
         self.register_buffer("temperature", torch.tensor(card.temperature))
         n = len(self.class_names)
-        self.test_metrics = _metrics(n, "test/")
+        self.test_metrics = split_metrics(n, "test/")
         self.test_ece_raw = MulticlassCalibrationError(n, n_bins=15)
         self.test_confusion = MulticlassConfusionMatrix(n)
 

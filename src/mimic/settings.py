@@ -188,6 +188,7 @@ TRAIN: Table = {
     "model.net.dropout": (FRACTION, "0.3"),
     "model.net.hidden": (whole(1), "256"),
     "model.net.convs_per_stage": (whole(1), "2"),
+    "model.net.separable": (BOOL, "true"),
     "model.net.widths": (list_of(whole(1), "a list of whole numbers of at least 1", at_least=1), "[32,64,128]"),
     "model.preprocess.size": (whole(8), "48"),
     "model.preprocess.crop_margin": (number("[0, inf)"), "0.1"),

@@ -62,7 +62,8 @@ def warmup_cosine(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, scale)
 
 
-def _metrics(num_classes: int, prefix: str) -> MetricCollection:
+def split_metrics(num_classes: int, prefix: str) -> MetricCollection:
+    """The metrics of one split (``prefix``: ``val/``, ``test/``), as training and `mimic.evaluation` log them."""
     return MetricCollection(
         {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -113,8 +114,8 @@ class EmotionClassifier(L.LightningModule):
         self.register_buffer("temperature", torch.ones(()))
         self.register_buffer("class_weight", None, persistent=False)
         n = len(self.class_names)
-        self.val_metrics = _metrics(n, "val/")
-        self.test_metrics = _metrics(n, "test/")
+        self.val_metrics = split_metrics(n, "val/")
+        self.test_metrics = split_metrics(n, "test/")
         self.test_ece_raw = MulticlassCalibrationError(n, n_bins=15)
         self.val_confusion = MulticlassConfusionMatrix(n)
         self.test_confusion = MulticlassConfusionMatrix(n)
