@@ -111,6 +111,7 @@ def trained(tmp_path_factory) -> tuple[Path, dict]:
     return out, run(compose("train", overrides, output_dir=out))
 
 
+@pytest.mark.slow  # a training run in the fixture; small_cnn's own paths are in the default suite
 def test_training_run_writes_a_checkpoint_the_safe_loader_reads(trained):
     _, results = trained
     best = Path(results["best_checkpoint"])
@@ -125,6 +126,7 @@ def test_training_run_writes_a_checkpoint_the_safe_loader_reads(trained):
     assert 0 <= results["test/acc"] <= 1
 
 
+@pytest.mark.slow  # a training run in the fixture; small_cnn's own paths are in the default suite
 def test_onnx_and_int8_exports_give_the_checkpoints_probabilities(trained, tmp_path):
     _, results = trained
     best = Path(results["best_checkpoint"])
@@ -143,6 +145,7 @@ def test_onnx_and_int8_exports_give_the_checkpoints_probabilities(trained, tmp_p
     assert np.allclose(got.sum(1), 1, atol=1e-5) and 0 < np.abs(got - want).max() < 0.05
 
 
+@pytest.mark.slow  # a training run in the fixture; small_cnn's own paths are in the default suite
 def test_finetune_webcam_freezes_conv1_conv2_and_maps_the_head_by_name(trained, tmp_path):
     """`python train.py +finetune=webcam` from the lite checkpoint: conv1 and conv2 (depthwise, pointwise, their BN
     statistics) stay bitwise, conv3 and the head learn, the head starts from the checkpoint's rows by class name."""
