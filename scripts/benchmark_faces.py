@@ -234,7 +234,9 @@ class Tally:
         return 100 * float(found[among[: len(found)]].mean() if among is not None else found.mean())
 
     def per_1000(self, kind: str) -> float:
-        return 1000 * self.false[kind] / self.frames[kind]
+        """False faces per 1,000 frames of ``kind``; nan when none were run (``empty=0``)."""
+        frames = self.frames.get(kind, 0)
+        return 1000 * self.false.get(kind, 0) / frames if frames else float("nan")
 
 
 def video(faces: np.ndarray, tiles: np.ndarray, seed: int, clips: int) -> None:

@@ -1,7 +1,9 @@
 """Export a checkpoint as a self-describing ONNX file for onnxruntime, OpenCV's DNN module, phones and browsers:
 
-    python scripts/export.py ckpt=best.ckpt [out=model.onnx] [tta_flip=true|false] [calibrated=true|false]
+    python scripts/export.py [ckpt=best.ckpt] [out=model.onnx] [tta_flip=true|false] [calibrated=true|false]
                              [int8=true data.path=/path/to/fer2013.csv [calibration=500]]
+
+No ``ckpt``: the model bundled with mimic (`mimic.models.bundled`).
 
 The graph gives calibrated class probabilities (flip TTA as the checkpoint says unless ``tta_flip=`` overrides it);
 its metadata holds the class names, the preprocessing spec and the settings (`mimic.models.onnx_model`). An existing
@@ -20,7 +22,7 @@ from mimic.cli import user_errors
 from mimic.errors import UserError
 
 USAGE = (
-    "python scripts/export.py ckpt=<file.ckpt> [out=model.onnx] [tta_flip=true|false] [calibrated=true|false] "
+    "python scripts/export.py [ckpt=<file.ckpt>] [out=model.onnx] [tta_flip=true|false] [calibrated=true|false] "
     "[int8=true data.path=<fer2013.csv> [calibration=500]]"
 )
 KEYS = {"ckpt", "out", "tta_flip", "calibrated", "int8", "data.path", "calibration"}
@@ -32,8 +34,6 @@ def parse(argv: list[str]) -> dict[str, str]:
     unknown = sorted(set(args) - KEYS)
     if unknown or None in args.values():
         raise UserError(f"unknown argument {(unknown or [a for a in argv if '=' not in a])[0]!r}. Usage: {USAGE}")
-    if not args.get("ckpt"):
-        raise UserError(f"ckpt= is required: the .ckpt file a training run printed on its last line. Usage: {USAGE}")
     for key in ("tta_flip", "calibrated", "int8"):
         if key in args and args[key].lower() not in BOOLS:
             raise UserError(f"{key}={args[key]}: expected true or false")
@@ -50,6 +50,7 @@ def parse(argv: list[str]) -> dict[str, str]:
 def main(argv: list[str]) -> None:
     with user_errors():
         from mimic.io import free_path
+        from mimic.models.bundled import resolve_ckpt
         from mimic.models.onnx_model import export
 
         args = parse(argv)
@@ -65,7 +66,7 @@ def main(argv: list[str]) -> None:
 
             locate(args["data.path"])  # a wrong path is said now, not after the export
         with tempfile.TemporaryDirectory() as tmp:
-            card = export(args["ckpt"], Path(tmp) / "model.onnx" if int8 else out, tta, calibrated)
+            card = export(resolve_ckpt(args.get("ckpt")), Path(tmp) / "model.onnx" if int8 else out, tta, calibrated)
             if int8:
                 from mimic.models.quantize import CALIBRATION_FACES, fer2013_faces, quantize
 

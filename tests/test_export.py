@@ -96,6 +96,18 @@ def test_export_script_never_overwrites(sharp, tmp_path):
     assert card.tta_flip is False and card.temperature == pytest.approx(0.2)
 
 
+def test_export_script_without_ckpt_exports_the_bundled_model(tmp_path):
+    from mimic.models import bundled
+
+    out = tmp_path / "bundled.onnx"
+    proc = subprocess.run(
+        [sys.executable, "scripts/export.py", f"out={out}"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr
+    card = read_onnx_card(out)
+    assert card.class_names == read_card(bundled.bundled_path())[0].class_names and card.tta_flip is True
+
+
 def _with_metadata(src: Path, dst: Path, **changes: str | None) -> Path:
     model = onnx.load(src)
     meta = {p.key: p.value for p in model.metadata_props}
