@@ -230,7 +230,10 @@ class Tally:
         return best
 
     def rate(self, kind: str, among: np.ndarray | None = None) -> float:
-        found = np.asarray(self.found[kind])
+        """Percent of ``kind``'s faces found (``among``: only those it marks); nan when none were run."""
+        found = np.asarray(self.found.get(kind, []), dtype=bool)
+        if not found.size:
+            return float("nan")
         return 100 * float(found[among[: len(found)]].mean() if among is not None else found.mean())
 
     def per_1000(self, kind: str) -> float:
@@ -347,7 +350,7 @@ def main(argv: list[str]) -> None:
             name, timed_by = ("haar (conf/detector/haar.yaml)" if key == "haar" else key), tally
         kinds = ("upright", "tilted", "webcam")
         rates = [tally.rate(k) for k in kinds] + [tally.rate(k, can_find) for k in kinds]
-        on_faces = 1000 * sum(tally.false[k] for k in kinds) / sum(tally.frames[k] for k in kinds)
+        on_faces = 1000 * sum(tally.false.get(k, 0) for k in kinds) / sum(tally.frames.get(k, 0) for k in kinds)
         false = [
             tally.per_1000("textured"),
             tally.per_1000("dark"),
@@ -355,7 +358,8 @@ def main(argv: list[str]) -> None:
             1000 * float(np.median(timed_by.seconds)),
         ]
         print(f"{name:<40}" + "".join(f"{v:>9.1f}" for v in rates) + "".join(f"{v:>11.1f}" for v in false))
-    video(faces, tiles, args["seed"], args["clips"])
+    if args["clips"]:
+        video(faces, tiles, args["seed"], args["clips"])
     if predictor is not None:
         direct = predictor.predict_crops(list(faces)).argmax(1) == labels
         print(
