@@ -29,6 +29,16 @@ def shared_data() -> Path:
     return root
 
 
+def load_script(name: str):
+    """The module of ``scripts/<name>.py`` (the scripts are not a package), for tests that call its functions."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def train_tiny_checkpoint(path: Path, classes=None, widths=(8, 16, 32), steps: int = 3, seed: int = 0) -> Path:
     """Train a tiny small_cnn for a few steps on synthetic faces and save a real Lightning checkpoint at ``path``."""
     import lightning as L

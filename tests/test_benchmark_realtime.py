@@ -4,7 +4,6 @@ changes and two-three layout."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import math
 import sys
@@ -14,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from conftest import load_script
 
 from mimic.faces import load_detector
 from mimic.realtime.app import Stats
@@ -22,17 +22,7 @@ from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.sources import Captured
 from mimic.realtime.tracker import iou
 
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench, vm = _script("benchmark_realtime"), _script("make_test_video")
+bench, vm = load_script("benchmark_realtime"), load_script("make_test_video")
 
 
 def _decode(path: Path) -> list[np.ndarray]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, load_script
 
 from mimic.data.folders import FolderSource
 from mimic.data.synthetic import write_class_folders
@@ -19,15 +18,8 @@ from mimic.data.synthetic import write_class_folders
 FPS = 10
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-capture_dataset = _script("capture_dataset")
-merge_datasets = _script("merge_datasets")
+capture_dataset = load_script("capture_dataset")
+merge_datasets = load_script("merge_datasets")
 
 
 @pytest.fixture(scope="module")

@@ -3,30 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import inspect
 import urllib.request
 from fnmatch import fnmatch
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-from conftest import compose
+from conftest import REPO, compose, load_script
 
 from mimic import faces
 from mimic.assets import ASSETS, YUNET_MODEL
 from mimic.errors import UserError
 from mimic.faces import Detection, YuNetDetector, load_detector
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
@@ -62,7 +51,7 @@ def test_the_bundled_model_is_the_published_file_with_its_licence():
 
 
 def test_yunet_works_offline_and_finds_a_face_with_landmarks(offline):
-    patch = _script("make_test_video").synthetic_patches(1)[0]
+    patch = load_script("make_test_video").synthetic_patches(1)[0]
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[100:356, 300:556] = patch
     detector = load_detector("yunet")
@@ -78,7 +67,7 @@ def test_yunet_on_a_real_photo_names_the_landmarks_in_order(offline, shared_data
 
 
 def test_landmarks_are_in_frame_pixels_when_the_frame_is_downscaled():
-    patch = _script("make_test_video").synthetic_patches(1)[0]
+    patch = load_script("make_test_video").synthetic_patches(1)[0]
     frame = np.full((960, 1280, 3), 90, np.uint8)
     frame[300:812, 500:1012] = cv2.resize(patch, (512, 512))
     (small,) = YuNetDetector(max_width=320).detect(frame)
@@ -102,12 +91,12 @@ def test_yunet_is_the_default_detector_everywhere(tmp_path):
     from mimic.data.folders import FolderSource
 
     assert inspect.signature(FolderSource).parameters["detector"].default == "yunet"
-    assert _script("capture_dataset").parse_args(["--label", "happy"]).detector == "yunet"
+    assert load_script("capture_dataset").parse_args(["--label", "happy"]).detector == "yunet"
     assert isinstance(load_detector("haar"), faces.HaarDetector)  # still there by name
 
 
 def test_benchmark_frames_put_the_face_where_they_say():
-    bench = _script("benchmark_faces")
+    bench = load_script("benchmark_faces")
     rng = np.random.default_rng(0)
     face = cv2.GaussianBlur(rng.integers(0, 256, (48, 48), dtype=np.uint8), (0, 0), 1.5)
     tiles = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8)
@@ -136,7 +125,7 @@ def test_benchmark_frames_put_the_face_where_they_say():
 
 def _drifting_face(frames: int, step: int = 4, side: int = 150) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     """A synthetic face moving ``step`` pixels right per frame over a gray, noisy 640x480 frame; each with its box."""
-    patch = cv2.resize(_script("make_test_video").synthetic_patches(1)[0], (side, side))
+    patch = cv2.resize(load_script("make_test_video").synthetic_patches(1)[0], (side, side))
     rng, out = np.random.default_rng(0), []
     for k in range(frames):
         frame = np.full((480, 640, 3), 90, np.uint8)
@@ -150,7 +139,7 @@ def _drifting_face(frames: int, step: int = 4, side: int = 150) -> list[tuple[np
 def test_a_second_look_gives_the_face_in_frame_pixels():
     """A face the scan scores under score_threshold is looked at again, enlarged, and comes back with its box and
     landmarks in frame pixels, even in a corner where the look's crop runs past the frame's edge."""
-    patch = cv2.resize(_script("make_test_video").synthetic_patches(1)[0], (120, 120))
+    patch = cv2.resize(load_script("make_test_video").synthetic_patches(1)[0], (120, 120))
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[352:472, 6:126] = patch
     (scanned,) = YuNetDetector(second_look=None, score_threshold=0.5).detect(frame)
@@ -200,7 +189,7 @@ def fer_frames(shared_data):
     each kind, seeded."""
     from mimic.data.fer2013 import FER2013Source
 
-    bench = _script("benchmark_faces")
+    bench = load_script("benchmark_faces")
     splits = FER2013Source(shared_data / "fer2013" / "fer2013.csv.gz").load()
     faces, tiles = np.asarray(splits["test"].images)[:200], np.asarray(splits["train"].images)[:3000]
     with_faces = [bench.face_frame(f, tiles, np.random.default_rng([1, i])) for i, f in enumerate(faces)]
