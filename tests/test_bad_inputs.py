@@ -100,8 +100,8 @@ BAD = [  # command, overrides; the last override is the bad setting the message 
     ("realtime", ["source=-1"]),
     ("realtime", ["threads=0"]),
     ("realtime", ["folder_fps=0"]),
-    ("realtime", ["smoothing.alpha=2"]),
-    ("realtime", ["smoothing.alpha=0"]),
+    ("realtime", ["smoothing.half_life=-1"]),
+    ("realtime", ["smoothing.half_life=11"]),
     ("realtime", ["reactions.hold_s=-1"]),
     ("realtime", ["reactions.volume=loud"]),
     ("realtime", ["reactions.popup_position=[1,2,3]"]),
@@ -137,9 +137,9 @@ def test_message_reads_as_documented():
 
 def test_every_bad_setting_is_named_at_once():
     with pytest.raises(UserError) as e:
-        _check("realtime", ["display=maybe", "faces=some", "smoothing.alpha=2"])
+        _check("realtime", ["display=maybe", "faces=some", "smoothing.half_life=-1"])
     lines = str(e.value).splitlines()
-    assert sorted(line.split(":")[0] for line in lines) == ["display=maybe", "faces=some", "smoothing.alpha=2"]
+    assert sorted(line.split(":")[0] for line in lines) == ["display=maybe", "faces=some", "smoothing.half_life=-1"]
 
 
 def test_evaluate_without_ckpt_is_a_valid_setting():  # the bundled model is the default (tests/test_bundled.py)
@@ -152,7 +152,7 @@ GOOD = [  # values at the edges of their ranges, and every form a setting may ta
     ("train", ["debug=fdr", "trainer.limit_val_batches=3", "trainer.fast_dev_run=5", "threads=null"]),
     ("train", ["model.class_weights=[1,2.5,1,1,1,1,1]", "trainer.devices=[0,1]", "trainer.deterministic=warn"]),
     ("train", ["+trainer.max_steps=-1", "seed=0", "ckpt_path=last.ckpt", "model.label_smoothing=0"]),
-    ("realtime", ["display=false", "source=clip.mp4", "smoothing.alpha=1", "max_frames=1", "predictor.tta_flip=true"]),
+    ("realtime", ["display=false", "source=clip.mp4", "smoothing.half_life=0", "max_frames=1", "predictor.tta_flip=true"]),
     ("realtime", ["source=2", "reactions.popup_position=[10,20]", "camera.fps=30", "detector=yunet"]),
     ("evaluate", ["split=val", "tta_flip=true", "data=synthetic", "threads=2"]),
 ]

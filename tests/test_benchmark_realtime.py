@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import sys
 from functools import partial
 from pathlib import Path
@@ -49,13 +50,15 @@ def test_swap_after_swaps_two_columns_from_the_switch_on():
 
 def test_constant_face_changes_after_the_frames_the_ema_and_margin_give():
     """A face reading happy 0.6, neutral 0.25, the rest 0.03 on every frame: after the switch the new class b holds
-    0.6 and happy holds b's old value p. The averaged lead of b after n frames is (0.6 - p)(1 - 2(1 - alpha)^n); the
-    label turns when it reaches the margin, on the switch frame + n - 1."""
+    0.6 and happy holds b's old value p. With the half-life that gives each 30 frames/s frame the EMA weight alpha,
+    the averaged lead of b after n frames is (0.6 - p)(1 - 2(1 - alpha)^n); the label turns when it reaches the
+    margin, on the switch frame + n - 1."""
     alpha, margin, fps = 0.2, 0.15, 30.0
+    half_life = math.log(0.5) / math.log(1 - alpha) / fps
     row = np.full(7, 0.03)
     row[3], row[6] = 0.6, 0.25
     probs, times = np.tile(row, (100, 1)), np.arange(100) / fps
-    changes = bench.expression_changes(times, probs, partial(LabelSmoother, alpha, margin), points=3)
+    changes = bench.expression_changes(times, probs, partial(LabelSmoother, half_life, margin), points=3)
     assert sorted({c.switch for c in changes}) == [30, 42, 55]  # linspace(30, 100 - 45, 3), rounded
     assert {(c.a, c.b) for c in changes} == {(3, b) for b in (0, 1, 2, 4, 5, 6)} and len(changes) == 18
     for c in changes:
@@ -88,7 +91,7 @@ def _noisy_stream(n: int = 150, seed: int = 1) -> np.ndarray:
 def test_noisy_face_changes_are_what_a_fresh_smoother_shows_on_the_spliced_stream():
     probs = _noisy_stream()
     times = np.cumsum(np.where(np.arange(150) % 10 == 9, 2, 1)) / 30.0  # a face missed now and then: media time jumps
-    make = partial(LabelSmoother, 0.3, 0.1)
+    make = partial(LabelSmoother, 0.1, 0.1)
     changes = bench.expression_changes(times, probs, make, points=5)
     switches = sorted({c.switch for c in changes})
     assert switches == [int(round(v)) for v in np.linspace(30, 150 - 45, 5)]
@@ -96,13 +99,14 @@ def test_noisy_face_changes_are_what_a_fresh_smoother_shows_on_the_spliced_strea
         cases = [c for c in changes if c.switch == s]
         a = int(np.argmax(probs[s : s + 45].mean(0)))
         before = make()
-        for p in probs[:s]:
-            before.update(p)
+        for t, p in zip(times[:s], probs[:s], strict=True):
+            before.update(p, t)
         assert {c.a for c in cases} == {a}
         assert sorted(c.b for c in cases) == [b for b in range(7) if b not in (a, before.label)]
         for c in cases:  # the same frames, fed one by one through a fresh smoother
             sm = make()
-            labels = [sm.update(p)[0] for p in bench.swap_after(probs, s, a, c.b)[: s + 45]]
+            spliced = bench.swap_after(probs, s, a, c.b)[: s + 45]
+            labels = [sm.update(p, t)[0] for t, p in zip(times, spliced, strict=False)]
             shown = next((j for j in range(s, s + 45) if labels[j] == c.b), None)
             assert c.frames == (None if shown is None else shown - s)
             if shown is not None:
@@ -120,6 +124,15 @@ def test_a_short_stream_gives_no_changes():
     probs = _noisy_stream(74)
     assert bench.expression_changes(np.arange(74) / 30, probs, LabelSmoother) == []
     assert bench.change_summary([])["cases"] == 0
+
+
+def test_switches_counts_the_shown_label_changes_of_a_replayed_stream():
+    probs = _noisy_stream()
+    times = np.arange(len(probs)) / 30
+    raw = bench.switches(times, probs, LabelSmoother(enabled=False))
+    assert raw == int(np.count_nonzero(np.diff(probs.argmax(1)))) > 10
+    assert bench.switches(times, probs, LabelSmoother(0.1, 0.1)) < raw
+    assert bench.switches([], [], LabelSmoother()) == 0
 
 
 def test_stats_record_each_face_stream_only_when_asked():
@@ -219,3 +232,16 @@ def test_two_three_shows_two_faces_then_three_that_yunet_finds(tmp_path, patches
 def test_make_video_refuses_an_unknown_layout(tmp_path):
     with pytest.raises(ValueError, match="layout must be one of"):
         vm.make_video(tmp_path / "x.avi", vm.synthetic_patches(1), frames=2, layout="three")
+
+
+def test_the_benchmark_prints_its_figures_on_a_video(tmp_path, patches, capsys):
+    """The whole script on a short two-face clip with the bundled model: stages, frames/s, flicker, and the
+    simulated changes of expression at the video's frame rate and at half of it."""
+    path = tmp_path / "clip.mp4"
+    vm.make_video(path, patches, frames=160, layout="two-three", noise=4, lighting=True)  # 80 frames of 2 faces
+    bench.main([f"source={path}", "startup=false"])
+    out = capsys.readouterr().out
+    assert re.search(r"frames/s: [\d.]+ overall", out)
+    assert re.search(r"per face-minute \([\d.]+ face-seconds in [1-9]\d* tracks\): on [\d.]+, off [\d.]+", out)
+    assert re.search(r"smoothing on: shown after median [\d.]+ frames .* \d+ changes, \d+% of them", out)
+    assert re.search(r"every other frame \(15 frames/s\): shown after median [\d.]+ s", out)

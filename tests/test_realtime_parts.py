@@ -117,22 +117,48 @@ def test_tracker_keeps_ids_while_faces_move_and_drops_lost_ones():
 # ---------------------------------------------------------------------------------------------------------- smoothing
 def test_smoothing_stops_flicker_at_a_class_boundary():
     rng = np.random.default_rng(0)
-    on, off = LabelSmoother(alpha=0.3, margin=0.1), LabelSmoother(enabled=False)
+    on, off = LabelSmoother(half_life=0.1, margin=0.1), LabelSmoother(enabled=False)
     switches = {"on": 0, "off": 0}
     last = {"on": None, "off": None}
-    for _ in range(200):
+    for i in range(200):
         a = 0.45 + rng.uniform(-0.06, 0.06)
         p = np.array([a, 0.9 - a, 0.1])
         for name, s in (("on", on), ("off", off)):
-            label, probs = s.update(p)
+            label, probs = s.update(p, i / 30)
             switches[name] += last[name] is not None and label != last[name]
             last[name] = label
     assert switches["off"] > 40 and switches["on"] <= 2
-    for _ in range(30):  # a real change still comes through
-        label, probs = on.update(np.array([0.05, 0.05, 0.9]))
+    for i in range(200, 215):  # a real change still comes through, within half a second
+        label, probs = on.update(np.array([0.05, 0.05, 0.9]), i / 30)
     assert label == 2 and abs(probs.sum() - 1) < 1e-6
-    with pytest.raises(UserError, match="smoothing.alpha"):
-        LabelSmoother(alpha=0)
+    with pytest.raises(UserError, match="smoothing.half_life"):
+        LabelSmoother(half_life=-1)
+    with pytest.raises(UserError, match="smoothing.margin"):
+        LabelSmoother(margin=2)
+
+
+def test_smoothing_follows_media_time_not_frames():
+    """A change of expression shows after the same media time at 10 and at 60 frames/s (within a frame), and a
+    frame whose time does not advance counts as the last step, so the average never freezes."""
+    before, after = np.array([0.8, 0.1, 0.1]), np.array([0.1, 0.8, 0.1])
+
+    def shown_after(fps: float) -> float:
+        s = LabelSmoother(half_life=0.2, margin=0.1)
+        for i in range(int(fps)):
+            s.update(before, i / fps)
+        t0 = 1.0
+        for i in range(int(5 * fps)):
+            if s.update(after, t0 + i / fps)[0] == 1:
+                return i / fps
+        raise AssertionError("the change never showed")
+
+    slow, fast = shown_after(10.0), shown_after(60.0)
+    assert 0.1 <= fast <= 0.4 and abs(slow - fast) <= 0.1 + 1e-9, (slow, fast)
+    assert LabelSmoother(half_life=0).update(after, 0.0)[0] == 1  # no averaging
+    stuck = LabelSmoother(half_life=0.2, margin=0.1)
+    stuck.update(before, 5.0)
+    labels = [stuck.update(after, 5.0)[0] for _ in range(10)]  # a source whose clock is stuck
+    assert labels[-1] == 1
 
 
 # ---------------------------------------------------------------------------------------------------------- predictor

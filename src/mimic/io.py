@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import urllib.request
 from collections.abc import Callable
@@ -32,15 +33,26 @@ def cache_dir(name: str = "") -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "mimic" / name
 
 
+_UMASK = os.umask(0o022)  # read once, at import (os.umask can only be read by setting it)
+os.umask(_UMASK)
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], Any]) -> Path:
     """Create or replace ``path`` all at once: ``write(tmp)`` fills a hidden temporary file in the same folder, which
-    then takes the name. Parent folders are created. The temporary file is removed when ``write`` fails."""
+    then takes the name. Parent folders are created. The temporary file is removed when ``write`` fails. The file
+    gets the permissions a plain ``open(path, "w")`` would give it (a replaced file keeps its own), not the owner-only
+    ones of a temporary file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        mode = 0o666 & ~_UMASK
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.part", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -249,7 +249,7 @@ REALTIME: Table = {
     "tracker.iou_threshold": (number("(0, 1]"), "0.3"),
     "tracker.max_missed": (whole(0), "10"),
     "smoothing.enabled": (BOOL, "false"),
-    "smoothing.alpha": (number("(0, 1]"), "0.3"),
+    "smoothing.half_life": (number("[0, 10]"), "0.1"),
     "smoothing.margin": (number("[0, 1]"), "0.1"),
     "overlay.window": (text("a window title"), "mimic"),
     "overlay.bars": (BOOL, "false"),

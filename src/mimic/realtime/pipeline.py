@@ -135,7 +135,7 @@ class Pipeline:
         for track, p in zip(tracks, probs, strict=True):
             if track.id not in self.smoothers:
                 self.smoothers[track.id] = self.smoother()
-            shown, smoothed = self.smoothers[track.id].update(p)
+            shown, smoothed = self.smoothers[track.id].update(p, t)
             raw, label = int(np.argmax(p)), self.class_names[shown]
             fired = self.reactions.update(track.id, label, t) if self.reactions is not None else None
             raw_label, conf = self.class_names[raw], float(smoothed[shown])

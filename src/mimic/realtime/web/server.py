@@ -624,7 +624,7 @@ def create_app(cfg: DictConfig, token: str | None = None) -> FastAPI:
             "reactions": reactions,
             "max_frame_bytes": int(web.ui.max_frame_bytes),
             "jpeg_quality": int(web.ui.jpeg_quality),
-            "smoothing": {"enabled": bool(s.enabled), "alpha": s.alpha, "margin": s.margin},
+            "smoothing": {"enabled": bool(s.enabled), "half_life": s.half_life, "margin": s.margin},
         }
 
     @app.get("/api/models", dependencies=guard)
