@@ -34,7 +34,9 @@ shrinking), a fresh detector per clip: the old default, the default as the live 
 
 With ``ckpt=``: the full path (detect, `mimic.preprocessing.crop_face`, classify with
 `mimic.realtime.predictor.Predictor`) on the face frames, for Haar and YuNet as in src/mimic/conf/detector/yunet.yaml,
-against the same faces' 48x48 crops given directly (`Predictor.predict_crops`); a missed face counts as wrong.
+against the same faces' 48x48 crops given directly (`Predictor.predict_crops`); a missed face counts as wrong. The
+``square`` rows give the pasted face's own square cut from the frame (no detector, no framing; tilted faces stay
+tilted): the part of the gap that enlarging, pasting, noise and resizing back cost before any detector is involved.
 ``spec.<field>=<value>`` replaces a field of the checkpoint's preprocess spec for the full path (compare framings).
 """
 
@@ -318,6 +320,9 @@ def main(argv: list[str]) -> None:
                 d = hits[key]
                 ok = d is not None and int(np.argmax(predictor.predict_crops([crop_face(frame, d, spec)]))) == label
                 correct.setdefault((name, kind), []).append(ok)
+            x, y, s, _ = truth  # the pasted square itself, cut from the frame: no detector, no framing
+            square = frame[max(0, y) : y + s, max(0, x) : x + s]
+            correct.setdefault(("square", kind), []).append(int(np.argmax(predictor.predict_crops([square]))) == label)
 
     for kind, height, tilt, n in [
         ("upright", (0.15, 0.6), 0.0, len(faces)),
@@ -370,7 +375,8 @@ def main(argv: list[str]) -> None:
         )
         for (name, kind), ok in correct.items():
             ok = np.asarray(ok)
-            found = np.asarray(tallies["haar" if name == "haar" else DEFAULT].found[kind])
+            tally = {"haar": tallies["haar"], "yunet": tallies[DEFAULT]}.get(name)
+            found = np.asarray(tally.found[kind]) if tally else np.ones(len(ok), bool)
             base = 100 * direct[: len(ok)].mean()
             on_found = 100 * ok[found].mean() if found.any() else float("nan")
             print(

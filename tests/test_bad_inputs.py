@@ -152,7 +152,8 @@ GOOD = [  # values at the edges of their ranges, and every form a setting may ta
     ("train", ["debug=fdr", "trainer.limit_val_batches=3", "trainer.fast_dev_run=5", "threads=null"]),
     ("train", ["model.class_weights=[1,2.5,1,1,1,1,1]", "trainer.devices=[0,1]", "trainer.deterministic=warn"]),
     ("train", ["+trainer.max_steps=-1", "seed=0", "ckpt_path=last.ckpt", "model.label_smoothing=0"]),
-    ("realtime", ["display=false", "source=clip.mp4", "smoothing.half_life=0", "max_frames=1", "predictor.tta_flip=true"]),
+    ("realtime", ["display=false", "source=clip.mp4", "smoothing.half_life=0", "max_frames=1"]),
+    ("realtime", ["predictor.tta_flip=true", "smoothing.half_life=10", "smoothing.margin=1"]),
     ("realtime", ["source=2", "reactions.popup_position=[10,20]", "camera.fps=30", "detector=yunet"]),
     ("evaluate", ["split=val", "tta_flip=true", "data=synthetic", "threads=2"]),
 ]

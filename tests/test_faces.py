@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import re
 import urllib.request
 from fnmatch import fnmatch
 
@@ -16,6 +17,7 @@ from mimic import faces
 from mimic.assets import ASSETS, YUNET_MODEL
 from mimic.errors import UserError
 from mimic.faces import Detection, YuNetDetector, load_detector
+from mimic.models.bundled import bundled_path
 
 
 @pytest.fixture
@@ -215,3 +217,18 @@ def test_second_looks_find_faces_the_scan_scores_low_and_no_false_ones(fer_frame
     assert all(len(d) <= 1 for d in found)  # never two boxes on one face
     assert sum(len(default.detect(frame)) for frame in empty) == 0
     assert sum(len(low.detect(frame)) for frame in empty) > 0  # what the looks were spared: the scan's weak boxes
+
+
+def test_the_face_benchmark_prints_the_full_path_against_direct_crops(shared_data, capsys):
+    """benchmark_faces.py end to end on a few real PrivateTest faces with the bundled model: the accuracy table has
+    Haar, YuNet and the pasted square for every kind of frame, each against the direct crops."""
+    bench = load_script("benchmark_faces")
+    data = shared_data / "fer2013" / "fer2013.csv.gz"
+    bench.main([f"data={data}", "faces=6", "webcam=3", "empty=2", "clips=0", f"ckpt={bundled_path()}"])
+    out = capsys.readouterr().out
+    rows = re.findall(r"^(haar|yunet|square) +(upright|tilted|webcam) +([\d.]+) +([\d.]+) +([+-][\d.]+)", out, re.M)
+    assert sorted((d, k) for d, k, *_ in rows) == sorted(
+        (d, k) for d in ("haar", "yunet", "square") for k in ("upright", "tilted", "webcam")
+    )
+    for *_, direct, full, diff in rows:
+        assert float(diff) == pytest.approx(float(full) - float(direct), abs=0.11)
