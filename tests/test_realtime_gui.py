@@ -206,7 +206,9 @@ def test_main_window_and_reaction_popup_show_then_q_quits(start_app, xvfb, tmp_p
     out = proc.communicate(timeout=20)[0]
     assert proc.returncode == 0, out
     assert "Traceback" not in out and "frames in" in out
-    with open(tmp_path / "faces.csv", newline="") as f:
+    log = re.search(r"face rows in (\S+\.csv)", out)  # a retried run writes faces-1.csv: nothing is overwritten
+    assert log, out
+    with open(log.group(1), newline="") as f:
         assert label in {r["reaction"] for r in csv.DictReader(f)}
     deadline = time.monotonic() + 5
     while not (audio.is_file() and audio.stat().st_size > 0) and time.monotonic() < deadline:
