@@ -64,6 +64,7 @@ DEFAULT = "yunet (conf/detector/yunet.yaml)"
 LOOKING = {"yunet max_width=320, second looks": {"max_width": 320, "full_every": 1}, DEFAULT: {"full_every": 1}}
 KINDS = {"upright": 1, "tilted": 2, "webcam": 3, "textured": 4, "dark": 5, "video": 6}  # seeds kinds apart
 CLIP_FRAMES = 30
+REACH_BINS = ((0.0, 0.9), (0.9, 1.1), (1.1, 1.3), (1.3, 9.9))
 
 
 def background(tiles: np.ndarray, rng: np.random.Generator, blur: float = BLUR) -> np.ndarray:
@@ -271,6 +272,22 @@ def video(faces: np.ndarray, tiles: np.ndarray, seed: int, clips: int) -> None:
         print(f"{name:<50}{tally.rate('video'):>9.1f}{tally.per_1000('video'):>11.1f}{times}")
 
 
+def print_reach(reach: dict[str, list[float]], correct: dict, direct: np.ndarray) -> None:
+    """The default's full path on the faces it found, by the side of its crop over the pasted square's: above 1 the
+    crop reaches past the pasted face into the background, below 1 it leaves part of the pasted crop out. FER2013's
+    crops hold their faces at many scales and the framing puts every face at their average scale."""
+    print("\nyunet's found faces by crop side / pasted square side (the framing's reach past the pasted face)")
+    print(f"{'frames':<9}{'reach':<11}{'faces':>7}{'direct %':>10}{'full path %':>12}{'difference':>11}")
+    for kind, ratios in reach.items():
+        ratios, ok = np.asarray(ratios), np.asarray(correct[("yunet", kind)])
+        for lo, hi in REACH_BINS:
+            inside = (ratios >= lo) & (ratios < hi)
+            if inside.any():
+                base, full = 100 * direct[: len(ok)][inside].mean(), 100 * ok[inside].mean()
+                print(f"{kind:<9}{f'{lo:.1f}-{hi:.1f}':<11}{int(inside.sum()):>7}{base:>10.1f}{full:>12.1f}"
+                      f"{full - base:>+11.1f}")  # fmt: skip
+
+
 def main(argv: list[str]) -> None:
     args, spec_overrides = _args(argv)
     from mimic.cli import user_errors
@@ -292,9 +309,9 @@ def main(argv: list[str]) -> None:
     tallies = {"haar": Tally(), **{(mw, t): Tally() for mw in MAX_WIDTHS for t in THRESHOLDS}}
     tallies.update({name: Tally() for name in LOOKING})
 
-    predictor, spec, correct = None, None, {}
+    predictor, spec, correct, reach = None, None, {}, {}
     if args["ckpt"]:
-        from mimic.preprocessing import crop_face
+        from mimic.preprocessing import crop_face, framing_matrix
         from mimic.realtime.predictor import Predictor
 
         with user_errors():
@@ -320,6 +337,11 @@ def main(argv: list[str]) -> None:
                 d = hits[key]
                 ok = d is not None and int(np.argmax(predictor.predict_crops([crop_face(frame, d, spec)]))) == label
                 correct.setdefault((name, kind), []).append(ok)
+            if spec.framing == "eyes":  # how far the default's crop reaches past the pasted square (nan: missed)
+                d, side = hits[DEFAULT], math.nan
+                if d is not None:
+                    side = spec.size / math.sqrt(abs(np.linalg.det(framing_matrix(d, spec, spec.size)[:, :2])))
+                reach.setdefault(kind, []).append(side / truth[2])
             x, y, s, _ = truth  # the pasted square itself, cut from the frame: no detector, no framing
             square = frame[max(0, y) : y + s, max(0, x) : x + s]
             correct.setdefault(("square", kind), []).append(int(np.argmax(predictor.predict_crops([square]))) == label)
@@ -383,6 +405,8 @@ def main(argv: list[str]) -> None:
                 f"{name:<10}{kind:<9}{base:>9.1f}{100 * ok.mean():>12.1f}{100 * ok.mean() - base:>+11.1f}"
                 f"{on_found:>17.1f}"
             )
+        if reach:
+            print_reach(reach, correct, direct)
 
 
 if __name__ == "__main__":

@@ -221,7 +221,8 @@ def test_second_looks_find_faces_the_scan_scores_low_and_no_false_ones(fer_frame
 
 def test_the_face_benchmark_prints_the_full_path_against_direct_crops(shared_data, capsys):
     """benchmark_faces.py end to end on a few real PrivateTest faces with the bundled model: the accuracy table has
-    Haar, YuNet and the pasted square for every kind of frame, each against the direct crops."""
+    Haar, YuNet and the pasted square for every kind of frame, each against the direct crops, and the faces YuNet
+    found by how far their crop reaches past the pasted face."""
     bench = load_script("benchmark_faces")
     data = shared_data / "fer2013" / "fer2013.csv.gz"
     bench.main([f"data={data}", "faces=6", "webcam=3", "empty=2", "clips=0", f"ckpt={bundled_path()}"])
@@ -231,4 +232,13 @@ def test_the_face_benchmark_prints_the_full_path_against_direct_crops(shared_dat
         (d, k) for d in ("haar", "yunet", "square") for k in ("upright", "tilted", "webcam")
     )
     for *_, direct, full, diff in rows:
+        assert float(diff) == pytest.approx(float(full) - float(direct), abs=0.11)
+    kinds = {k for d, k, *_ in rows if d == "yunet"}
+    row = r"^(upright|tilted|webcam) +(\d\.\d)-(\d\.\d) +(\d+) +([\d.]+) +([\d.]+) +([+-][\d.]+)"
+    reach = re.findall(row, out, re.M)
+    assert {k for k, *_ in reach} == kinds  # the framing's reach past the pasted face, per kind of frame
+    for kind in kinds:
+        counts = [int(n) for k, _, _, n, *_ in reach if k == kind]
+        assert 1 <= sum(counts) <= (3 if kind == "webcam" else 6)  # YuNet's found faces, each in one bin
+    for *_, direct, full, diff in reach:
         assert float(diff) == pytest.approx(float(full) - float(direct), abs=0.11)

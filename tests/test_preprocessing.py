@@ -1,5 +1,6 @@
 """The one crop -> tensor path: any size, gray or BGR in; the spec's size, channels and normalisation out."""
 
+import math
 import re
 
 import cv2
@@ -9,7 +10,15 @@ import torch
 
 from mimic.errors import UserError
 from mimic.faces import Detection
-from mimic.preprocessing import PreprocessSpec, crop_face, expand_box, image_to_tensor, preprocess, to_model_image
+from mimic.preprocessing import (
+    PreprocessSpec,
+    crop_face,
+    expand_box,
+    framing_matrix,
+    image_to_tensor,
+    preprocess,
+    to_model_image,
+)
 
 
 @pytest.mark.parametrize("shape", [(48, 48), (120, 90), (200, 200, 3), (64, 64, 1), (30, 40, 4)])
@@ -107,9 +116,11 @@ def test_eye_framing_levels_the_eyes_and_puts_them_where_fer2013_has_them(degree
     frame = cv2.warpAffine(face, to_frame, (640, 480), flags=cv2.INTER_AREA, borderValue=200)
     frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     landmarks = tuple(map(tuple, np.hstack([points, np.ones((5, 1))]) @ to_frame.T))
-    size = 96
-    crop = crop_face(frame, Detection((0, 0, 1, 1), 1.0, landmarks), EYES, size=size)
+    size, found = 96, Detection((0, 0, 1, 1), 1.0, landmarks)
+    crop = crop_face(frame, found, EYES, size=size)
     assert crop.shape == (size, size, 3)
+    matrix = framing_matrix(found, EYES, size)  # the crop covers the drawn face's own square, turned and zoomed
+    assert size / math.sqrt(abs(np.linalg.det(matrix[:, :2]))) == pytest.approx(100 * zoom, rel=1e-6)
     (rx, ry), (lx, ly) = blob_centres(cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY))
     want_y = EYES.eye_y * size - 0.5
     half = EYES.eye_distance / 2 * size

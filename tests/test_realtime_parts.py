@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import logging
+import threading
 import time
 import wave
 from pathlib import Path
@@ -23,7 +24,14 @@ from mimic.realtime.overlay import draw
 from mimic.realtime.pipeline import Face, FrameResult
 from mimic.realtime.reactions import Reactions, SoundPlayer
 from mimic.realtime.smoothing import LabelSmoother
-from mimic.realtime.sources import ImageFolderSource, VideoSource, open_source
+from mimic.realtime.sources import (
+    FILE_READ_AHEAD,
+    FrameSource,
+    ImageFolderSource,
+    VideoSource,
+    open_source,
+    read_ahead,
+)
 from mimic.realtime.tracker import IoUTracker, iou
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,6 +275,58 @@ def test_video_and_folder_sources(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="holds no images"):
         open_source(tmp_path / "empty")
+
+
+class CountingSource(FrameSource):
+    """``n`` frames whose pixels hold their index; counts the reads, and the threads that read."""
+
+    def __init__(self, n: int, live: bool = False) -> None:
+        self.n, self.live, self.reads, self.threads = n, live, 0, set()
+
+    def read(self) -> np.ndarray | None:
+        self.reads += 1
+        self.threads.add(threading.current_thread().name)
+        time.sleep(0.002)
+        if self.index + 1 >= self.n:
+            return None
+        self.index += 1
+        self.time = self.index / 10
+        return np.full((4, 4, 3), self.index, np.uint8)
+
+
+@pytest.mark.parametrize(("live", "ahead"), [(False, True), (True, True), (False, False)])
+def test_read_ahead_hands_every_frame_over_in_order_with_its_own_faces(live, ahead):
+    """Frames decoded and detected ahead on worker threads (a file: decoding and detecting on two threads) reach the
+    caller in order, each with its own media time and its own faces, detected in order on one thread; the source is
+    read past its end at most `FILE_READ_AHEAD` times, and closing early waits for the reads under way."""
+    source, seen, detected_on = CountingSource(30, live), [], set()
+
+    def detect(frame: np.ndarray) -> list[Detection]:
+        detected_on.add(threading.current_thread().name)
+        seen.append(int(frame[0, 0, 0]))
+        return [Detection((int(frame[0, 0, 0]), 0, 1, 1), 1.0)]
+
+    got = list(read_ahead(source, detect, ahead))
+    assert [int(c.frame[0, 0, 0]) for c in got] == list(range(30)) == seen
+    assert [c.time for c in got] == pytest.approx([i / 10 for i in range(30)])
+    assert [c.detections[0].box[0] for c in got] == list(range(30))
+    assert all(c.decode_s > 0 and c.detect_s >= 0 for c in got)
+    assert 31 <= source.reads <= 30 + FILE_READ_AHEAD
+    main = threading.current_thread().name
+    if not ahead:
+        assert source.threads == detected_on == {main}
+    elif live:
+        assert source.threads == detected_on and main not in detected_on
+    else:
+        assert len(source.threads | detected_on) == 2 and not source.threads & detected_on
+
+    source = CountingSource(1000)
+    frames = read_ahead(source, detect, ahead)
+    next(frames)
+    frames.close()
+    reads = source.reads
+    time.sleep(0.05)
+    assert source.reads == reads <= 1 + FILE_READ_AHEAD  # nothing reads the source once closed
 
 
 def test_haar_between_full_scans_follows_the_faces(photo_frames):

@@ -167,9 +167,17 @@ def crop_face(frame: np.ndarray, face: Any, spec: PreprocessSpec, size: int | No
             raise ValueError(f"face box {list(box)} lies outside the {w}x{h} frame")
         return frame[y : y + bh, x : x + bw]
     size = int(size or spec.size)
+    return _warp(frame, framing_matrix(face, spec, size), size)
+
+
+def framing_matrix(face: Any, spec: PreprocessSpec, size: int) -> np.ndarray:
+    """The 2x3 matrix "eyes" framing takes frame pixels to ``size`` x ``size`` crop pixels with, for ``face`` (a
+    `mimic.faces.Detection` or a plain box, as `crop_face` takes it): from its landmarks when it has them, else from
+    its box. The crop covers ``size / sqrt(det)`` frame pixels a side."""
     landmarks = getattr(face, "landmarks", None)
-    matrix = _eye_matrix(landmarks, spec, size) if landmarks is not None else _box_matrix(box, spec, size)
-    return _warp(frame, matrix, size)
+    if landmarks is not None:
+        return _eye_matrix(landmarks, spec, size)
+    return _box_matrix(getattr(face, "box", face), spec, size)
 
 
 def _eye_matrix(landmarks: Sequence[Sequence[float]], spec: PreprocessSpec, size: int) -> np.ndarray:
