@@ -12,10 +12,9 @@ sound.
 
 Stages: decode (read a frame), detect (the face detector), classify (tracker, crop, preprocess, one batch through
 the net), smooth (EMA + hysteresis + reactions' timing), log (build and write the CSV rows), draw (overlay); all but
-decode, detect and draw are `mimic.realtime.pipeline.Pipeline.step`. With pipeline=true (the default) the next
-frames are decoded on one worker thread and their faces detected on another while this frame is classified and drawn
-(`mimic.realtime.sources.read_ahead`), so "frame" (the time between two processed frames, whose inverse is frames/s)
-is less than the sum of the stages. Flicker:
+decode, detect and draw are `mimic.realtime.pipeline.Pipeline.step`. With pipeline=true (the default)
+decode + detect of the next frame run on a reader thread while this frame is classified and drawn, so "frame" (the
+time between two processed frames, whose inverse is frames/s) is less than the sum of the stages. Flicker:
 shown-label switches per minute of video (all faces together) and per face-minute, with smoothing on, and with it off
 (the raw top class of every frame), from the same run.
 

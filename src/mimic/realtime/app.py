@@ -1,7 +1,7 @@
 """``realtime.py``: the demo loop around the pipeline: read a frame, step the pipeline, draw, show or record.
 
 `run` builds everything from a composed conf/realtime.yaml and the checkpoint alone. With ``pipeline=true`` the next
-frames are read and their faces detected on worker threads while this one is classified and drawn
+frame is read and its faces detected on a worker thread while this one is classified and drawn
 (`mimic.realtime.sources.read_ahead`). The loop stops at the end of a video or folder, after ``max_frames``, on ``q``
 / ESC, when the window is closed, on Ctrl-C or SIGTERM, and when a camera stops delivering frames; in every case the
 CSV keeps every row written so far and the recording is closed properly. Nothing the user made is overwritten: a log

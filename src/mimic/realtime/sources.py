@@ -4,7 +4,7 @@
 image folder, anything else a video file). ``read()`` returns the next BGR frame, or None when the source has ended;
 a camera that stops delivering frames is retried a few times first. `list_cameras` probes indices so a user can
 see which camera is which (a laptop often has a phone's camera at index 0). `read_ahead` reads and detects the next
-frames on worker threads while the caller works on this one.
+frame on a worker thread while the caller works on this one.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -262,49 +262,30 @@ class Captured:
 def read_ahead(
     source: FrameSource, detect: Callable[[np.ndarray], list[Detection]], ahead: bool = True
 ) -> Iterator[Captured]:
-    """The frames of ``source`` with their faces, until it ends. With ``ahead`` they are made on worker threads while
-    the caller works on frame N (OpenCV, onnxruntime and PyTorch release the GIL, so the threads overlap on two
-    cores): a camera's frame N+1 is read and its faces detected on one thread; a file's or folder's frames are decoded
-    on one thread and their faces detected, in order, on another, up to N+`FILE_READ_AHEAD`, so decoding, detecting
-    and the caller's classifying all overlap. Closing the iterator waits for those reads, so the source may be closed
-    after it. A source is read on past its end by at most that many calls to ``read``, which keep returning None."""
+    """The frames of ``source`` with their faces, until it ends. With ``ahead``, frame N+1 (of a file or folder, up
+    to N+`FILE_READ_AHEAD`) is read and its faces detected on a worker thread while the caller works on frame N
+    (OpenCV and PyTorch release the GIL, so the two overlap on two cores); closing the iterator waits for those reads,
+    so the source may be closed after it. A source is read on past its end by at most that many calls to ``read``,
+    which keep returning None."""
 
-    def decode() -> tuple[np.ndarray | None, float, float]:
+    def capture() -> Captured | None:
         t0 = time.perf_counter()
         frame = source.read()
-        return frame, source.time, time.perf_counter() - t0
-
-    def find(frame: np.ndarray | None, t: float, decode_s: float) -> Captured | None:
         if frame is None:
             return None
         t1 = time.perf_counter()
         detections = detect(frame)
-        return Captured(frame, t, detections, decode_s, time.perf_counter() - t1)
+        return Captured(frame, source.time, detections, t1 - t0, time.perf_counter() - t1)
 
     if not ahead:
-        while (captured := find(*decode())) is not None:
+        while (captured := capture()) is not None:
             yield captured
         return
-    if source.live:  # the camera's next frame only: a frame read further ahead is a frame shown late
-        with ThreadPoolExecutor(1, thread_name_prefix="mimic-reader") as pool:
-            pending = pool.submit(lambda: find(*decode()))
-            while (captured := pending.result()) is not None:
-                pending = pool.submit(lambda: find(*decode()))
-                yield captured
-        return
-    # a file's next few frames, so that a slow detection (a full scan among quick looks) is absorbed by the frames
-    # read before it rather than stalling the caller; one detector thread keeps the frames (and the detector's own
-    # state) in order
-    with (
-        ThreadPoolExecutor(1, thread_name_prefix="mimic-reader") as reader,
-        ThreadPoolExecutor(1, thread_name_prefix="mimic-detector") as finder,
-    ):
-
-        def submit() -> Future:
-            read = reader.submit(decode)
-            return finder.submit(lambda: find(*read.result()))
-
-        pending = collections.deque(submit() for _ in range(FILE_READ_AHEAD))
+    # a camera's next frame only; a file's next few, so that a slow detection (a full scan among quick looks) is
+    # absorbed by the frames read before it rather than stalling the caller
+    depth = 1 if source.live else FILE_READ_AHEAD
+    with ThreadPoolExecutor(1, thread_name_prefix="mimic-reader") as pool:
+        pending = collections.deque(pool.submit(capture) for _ in range(depth))
         while (captured := pending.popleft().result()) is not None:
-            pending.append(submit())
+            pending.append(pool.submit(capture))
             yield captured
