@@ -37,6 +37,8 @@ With ``ckpt=``: the full path (detect, `mimic.preprocessing.crop_face`, classify
 against the same faces' 48x48 crops given directly (`Predictor.predict_crops`); a missed face counts as wrong. The
 ``square`` rows give the pasted face's own square cut from the frame (no detector, no framing; tilted faces stay
 tilted): the part of the gap that enlarging, pasting, noise and resizing back cost before any detector is involved.
+The ``scaled`` rows (eye framing) frame YuNet's found faces with their landmarks' centre and tilt but the pasted
+square's side (`at_side`): what the framing would give if it knew each FER2013 crop's own scale.
 ``spec.<field>=<value>`` replaces a field of the checkpoint's preprocess spec for the full path (compare framings).
 """
 
@@ -272,6 +274,14 @@ def video(faces: np.ndarray, tiles: np.ndarray, seed: int, clips: int) -> None:
         print(f"{name:<50}{tally.rate('video'):>9.1f}{tally.per_1000('video'):>11.1f}{times}")
 
 
+def at_side(matrix: np.ndarray, side: float, spec) -> np.ndarray:
+    """An "eyes" framing ``matrix`` (frame -> crop pixels) scaled about the point the eyes land on, so that its crop
+    covers ``side`` frame pixels a side: the landmarks' centre and tilt with another scale."""
+    f = spec.size / side / math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+    eyes = np.array([spec.eye_x, spec.eye_y]) * spec.size - 0.5
+    return np.hstack([f * matrix[:, :2], (f * matrix[:, 2] + (1 - f) * eyes)[:, None]])
+
+
 def print_reach(reach: dict[str, list[float]], correct: dict, direct: np.ndarray) -> None:
     """The default's full path on the faces it found, by the side of its crop over the pasted square's: above 1 the
     crop reaches past the pasted face into the background, below 1 it leaves part of the pasted crop out. FER2013's
@@ -311,7 +321,7 @@ def main(argv: list[str]) -> None:
 
     predictor, spec, correct, reach = None, None, {}, {}
     if args["ckpt"]:
-        from mimic.preprocessing import crop_face, framing_matrix
+        from mimic.preprocessing import crop_face, framing_matrix, warp
         from mimic.realtime.predictor import Predictor
 
         with user_errors():
@@ -338,10 +348,14 @@ def main(argv: list[str]) -> None:
                 ok = d is not None and int(np.argmax(predictor.predict_crops([crop_face(frame, d, spec)]))) == label
                 correct.setdefault((name, kind), []).append(ok)
             if spec.framing == "eyes":  # how far the default's crop reaches past the pasted square (nan: missed)
-                d, side = hits[DEFAULT], math.nan
+                d, side, ok = hits[DEFAULT], math.nan, False
                 if d is not None:
-                    side = spec.size / math.sqrt(abs(np.linalg.det(framing_matrix(d, spec, spec.size)[:, :2])))
+                    matrix = framing_matrix(d, spec, spec.size)
+                    side = spec.size / math.sqrt(abs(np.linalg.det(matrix[:, :2])))
+                    crop = warp(frame, at_side(matrix, truth[2], spec), spec.size)
+                    ok = int(np.argmax(predictor.predict_crops([crop]))) == label
                 reach.setdefault(kind, []).append(side / truth[2])
+                correct.setdefault(("scaled", kind), []).append(ok)
             x, y, s, _ = truth  # the pasted square itself, cut from the frame: no detector, no framing
             square = frame[max(0, y) : y + s, max(0, x) : x + s]
             correct.setdefault(("square", kind), []).append(int(np.argmax(predictor.predict_crops([square]))) == label)
@@ -397,7 +411,7 @@ def main(argv: list[str]) -> None:
         )
         for (name, kind), ok in correct.items():
             ok = np.asarray(ok)
-            tally = {"haar": tallies["haar"], "yunet": tallies[DEFAULT]}.get(name)
+            tally = {"haar": tallies["haar"], "yunet": tallies[DEFAULT], "scaled": tallies[DEFAULT]}.get(name)
             found = np.asarray(tally.found[kind]) if tally else np.ones(len(ok), bool)
             base = 100 * direct[: len(ok)].mean()
             on_found = 100 * ok[found].mean() if found.any() else float("nan")

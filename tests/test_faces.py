@@ -221,15 +221,17 @@ def test_second_looks_find_faces_the_scan_scores_low_and_no_false_ones(fer_frame
 
 def test_the_face_benchmark_prints_the_full_path_against_direct_crops(shared_data, capsys):
     """benchmark_faces.py end to end on a few real PrivateTest faces with the bundled model: the accuracy table has
-    Haar, YuNet and the pasted square for every kind of frame, each against the direct crops, and the faces YuNet
-    found by how far their crop reaches past the pasted face."""
+    Haar, YuNet, YuNet's framing at the pasted face's scale and the pasted square for every kind of frame, each
+    against the direct crops, and the faces YuNet found by how far their crop reaches past the pasted face."""
     bench = load_script("benchmark_faces")
     data = shared_data / "fer2013" / "fer2013.csv.gz"
     bench.main([f"data={data}", "faces=6", "webcam=3", "empty=2", "clips=0", f"ckpt={bundled_path()}"])
     out = capsys.readouterr().out
-    rows = re.findall(r"^(haar|yunet|square) +(upright|tilted|webcam) +([\d.]+) +([\d.]+) +([+-][\d.]+)", out, re.M)
+    rows = re.findall(
+        r"^(haar|yunet|scaled|square) +(upright|tilted|webcam) +([\d.]+) +([\d.]+) +([+-][\d.]+)", out, re.M
+    )
     assert sorted((d, k) for d, k, *_ in rows) == sorted(
-        (d, k) for d in ("haar", "yunet", "square") for k in ("upright", "tilted", "webcam")
+        (d, k) for d in ("haar", "yunet", "scaled", "square") for k in ("upright", "tilted", "webcam")
     )
     for *_, direct, full, diff in rows:
         assert float(diff) == pytest.approx(float(full) - float(direct), abs=0.11)
@@ -242,3 +244,20 @@ def test_the_face_benchmark_prints_the_full_path_against_direct_crops(shared_dat
         assert 1 <= sum(counts) <= (3 if kind == "webcam" else 6)  # YuNet's found faces, each in one bin
     for *_, direct, full, diff in reach:
         assert float(diff) == pytest.approx(float(full) - float(direct), abs=0.11)
+
+
+def test_at_side_frames_a_face_with_its_landmarks_at_another_scale():
+    """The benchmark's ``scaled`` rows: the eye framing's matrix rescaled so the crop covers the pasted face's side,
+    the eyes still landing where the framing puts them and the face turned as much."""
+    from mimic.preprocessing import PreprocessSpec, framing_matrix
+
+    bench = load_script("benchmark_faces")
+    spec = PreprocessSpec(framing="eyes")
+    face = Detection((100, 100, 80, 90), 0.9, ((120.0, 130.0), (160.0, 124.0), (141.0, 150.0), (124, 170), (156, 166)))
+    matrix = framing_matrix(face, spec, spec.size)
+    scaled = bench.at_side(matrix, 123.0, spec)
+    assert spec.size / np.sqrt(np.linalg.det(scaled[:, :2])) == pytest.approx(123.0)
+    eyes = np.array([140.0, 127.0, 1.0])  # the midpoint of the two eyes, in frame pixels
+    assert scaled @ eyes == pytest.approx(matrix @ eyes)
+    turn = np.arctan2(matrix[0, 1], matrix[0, 0])
+    assert np.arctan2(scaled[0, 1], scaled[0, 0]) == pytest.approx(turn) and abs(turn) > 0.1

@@ -167,7 +167,7 @@ def crop_face(frame: np.ndarray, face: Any, spec: PreprocessSpec, size: int | No
             raise ValueError(f"face box {list(box)} lies outside the {w}x{h} frame")
         return frame[y : y + bh, x : x + bw]
     size = int(size or spec.size)
-    return _warp(frame, framing_matrix(face, spec, size), size)
+    return warp(frame, framing_matrix(face, spec, size), size)
 
 
 def framing_matrix(face: Any, spec: PreprocessSpec, size: int) -> np.ndarray:
@@ -208,7 +208,7 @@ def _box_matrix(box: Sequence[float], spec: PreprocessSpec, size: int) -> np.nda
     return np.array([[k, 0.0, (0.5 - x0) * k - 0.5], [0.0, k, (0.5 - y0) * k - 0.5]])
 
 
-def _warp(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
+def warp(frame: np.ndarray, matrix: np.ndarray, size: int) -> np.ndarray:
     """``frame`` through ``matrix`` into a ``size`` x ``size`` image. A face shrunk more than twofold is first halved
     (Gaussian pyramid) as often as needed, only the part of the frame the crop covers, so fine detail does not alias."""
     scale = math.sqrt(abs(np.linalg.det(matrix[:, :2])))
