@@ -10,11 +10,12 @@ processed frame, in a fresh process). No ``ckpt``: the bundled model. The loop r
 `mimic.realtime.app.run` runs it, with the overlay drawn although nothing shows it (so drawing is timed) and without
 sound.
 
-Stages: decode (read a frame), detect (the face detector), classify (tracker, crop, preprocess, one batch through
-the net), smooth (EMA + hysteresis + reactions' timing), log (build and write the CSV rows), draw (overlay); all but
-decode, detect and draw are `mimic.realtime.pipeline.Pipeline.step`. With pipeline=true (the default)
-decode + detect of the next frame run on a reader thread while this frame is classified and drawn, so "frame" (the
-time between two processed frames, whose inverse is frames/s) is less than the sum of the stages. Flicker:
+Stages: decode (read a frame), detect (the face detector), crop (each face framed and preprocessed for the net),
+classify (tracker, one batch through the net), smooth (EMA + hysteresis + reactions' timing), log (build and write
+the CSV rows), draw (overlay); classify, smooth and log are `mimic.realtime.pipeline.Pipeline.step`. With
+pipeline=true (the default) decode + detect + crop of the next frames run on a reader thread while this frame is
+classified and drawn, so "frame" (the time between two processed frames, whose inverse is frames/s) is less than the
+sum of the stages. Flicker:
 shown-label switches per minute of video (all faces together) and per face-minute, with smoothing on, and with it off
 (the raw top class of every frame), from the same run.
 

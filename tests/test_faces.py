@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import re
 import urllib.request
@@ -18,6 +19,7 @@ from mimic.assets import ASSETS, YUNET_MODEL
 from mimic.errors import UserError
 from mimic.faces import Detection, YuNetDetector, load_detector
 from mimic.models.bundled import bundled_path
+from mimic.yunet import OpenCVYuNet, OrtYuNet
 
 
 @pytest.fixture
@@ -82,6 +84,79 @@ def test_a_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(faces, "YUNET_MODEL", tmp_path / "gone.onnx")
     with pytest.raises(UserError, match=r"bundled with mimic is missing .*gone.onnx.*detector=haar"):
         YuNetDetector()
+
+
+def _same_rows_on_both_engines(images: list[np.ndarray]) -> int:
+    """onnxruntime's YuNet rows equal cv2.FaceDetectorYN's on every image and threshold; the rows compared."""
+    on_ort, on_cv = OrtYuNet(YUNET_MODEL, 0.3, 50), OpenCVYuNet(YUNET_MODEL, 0.3, 50)
+    rows = 0
+    for image in images:
+        for threshold in (0.05, 0.5, 0.9):
+            a, b = on_ort.detect(image, threshold), on_cv.detect(image, threshold)
+            assert (a is None) == (b is None), (image.shape, threshold)
+            if a is not None:
+                assert a.shape == b.shape and np.abs(a - b).max() < 0.01, (image.shape, threshold)
+                rows += len(a)
+    return rows
+
+
+def test_yunet_on_onnxruntime_gives_the_rows_opencv_gives():
+    """The default engine decodes YuNet itself: the same boxes, landmarks and scores as OpenCV, at sizes that are and
+    are not multiples of 32 (padded), and on clutter at a low threshold, where NMS has boxes to merge."""
+    patches = load_script("make_test_video").synthetic_patches(3)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    for (x, y), side, patch in zip([(20, 40), (300, 60), (450, 300)], (220, 160, 120), patches, strict=True):
+        frame[y : y + side, x : x + side] = cv2.resize(patch, (side, side))
+    noise = np.random.default_rng(0).integers(0, 256, (100, 130, 3), dtype=np.uint8)
+    images = [frame, frame[:301, :417], cv2.resize(frame[40:260, 20:240], (96, 96)), frame[300:337, 450:501], noise]
+    assert _same_rows_on_both_engines(images) >= 10
+
+
+def test_yunet_on_onnxruntime_gives_the_rows_opencv_gives_on_real_photos(shared_data):
+    photos = [cv2.imread(str(p)) for p in sorted((shared_data / "faces").glob("*.jpg"))]
+    assert photos and _same_rows_on_both_engines(photos) >= len(photos)
+
+
+def test_the_engine_is_onnxruntime_when_installed_else_opencv(monkeypatch, tmp_path):
+    assert isinstance(load_detector("yunet").net, OrtYuNet)  # conf/detector/yunet.yaml: engine auto
+    assert isinstance(load_detector("yunet", engine="opencv").net, OpenCVYuNet)
+    with pytest.raises(UserError, match=r"detector.engine: 'gpu' is not one of auto, onnxruntime, opencv"):
+        YuNetDetector(engine="gpu")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "onnxruntime" else find_spec(n, *a))
+    assert isinstance(YuNetDetector().net, OpenCVYuNet)
+    with pytest.raises(UserError, match=r"engine=onnxruntime, but onnxruntime is not installed: pip install"):
+        YuNetDetector(engine="onnxruntime")
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", "opencv"])
+def test_a_model_that_is_not_yunet_is_a_clear_error(tmp_path, engine):
+    import onnx
+    from onnx import TensorProto, helper
+
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not a model at all" * 10)
+    with pytest.raises(UserError, match=r"detector.model_path: .*junk.onnx is not a YuNet ONNX model .*bundled"):
+        YuNetDetector(model_path=str(junk), engine=engine)
+    other = tmp_path / "other.onnx"  # a valid ONNX model with other outputs
+    x = helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 64, 64])
+    graph = helper.make_graph([helper.make_node("Relu", ["input"], ["y"])], "other", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), other)
+    with pytest.raises(UserError, match=r"other.onnx is not a YuNet ONNX model"):
+        YuNetDetector(model_path=str(other), engine=engine).detect(np.zeros((64, 64, 3), np.uint8))
+
+
+def test_quick_looks_shrink_fast_without_aliasing():
+    """Video's quick looks shrink their crop by exact halvings, then linearly: fine detail averages out as in an area
+    resize (a linear resize alone would sample a 1-px checkerboard into stripes), and a face looks the same."""
+    board = np.dstack([(np.indices((250, 250)).sum(0) % 2 * 255).astype(np.uint8)] * 3)
+    shrunk = faces._shrink(board, 96)
+    assert shrunk.shape == (96, 96, 3) and shrunk.std() < 2 and abs(shrunk.mean() - 127.5) < 2
+    assert cv2.resize(board, (96, 96), interpolation=cv2.INTER_LINEAR).std() > 30
+    patch = cv2.resize(load_script("make_test_video").synthetic_patches(1)[0], (250, 250))
+    area = cv2.resize(patch, (96, 96), interpolation=cv2.INTER_AREA)
+    assert np.abs(faces._shrink(patch, 96).astype(int) - area).mean() < 2
 
 
 def test_yunet_is_the_default_detector_everywhere(tmp_path):

@@ -299,22 +299,28 @@ def test_read_ahead_hands_every_frame_over_in_order_with_its_own_faces(live, ahe
     """Frames read and detected ahead on a worker thread reach the caller in order, each with its own media time and
     its own faces, detected in order on one thread; the source is read past its end at most `FILE_READ_AHEAD` times,
     and closing early waits for the reads under way."""
-    source, seen, detected_on = CountingSource(30, live), [], set()
+    source, seen, detected_on, cropped_on = CountingSource(30, live), [], set(), set()
 
     def detect(frame: np.ndarray) -> list[Detection]:
         detected_on.add(threading.current_thread().name)
         seen.append(int(frame[0, 0, 0]))
         return [Detection((int(frame[0, 0, 0]), 0, 1, 1), 1.0)]
 
-    got = list(read_ahead(source, detect, ahead))
+    def crop(frame: np.ndarray, detections: list[Detection]) -> np.ndarray:  # as Predictor.inputs: the net's input
+        cropped_on.add(threading.current_thread().name)
+        return np.array([[int(frame[0, 0, 0]) + 100 * d.box[0]] for d in detections], np.float32)
+
+    got = list(read_ahead(source, detect, ahead, crop))
     assert [int(c.frame[0, 0, 0]) for c in got] == list(range(30)) == seen
     assert [c.time for c in got] == pytest.approx([i / 10 for i in range(30)])
     assert [c.detections[0].box[0] for c in got] == list(range(30))
-    assert all(c.decode_s > 0 and c.detect_s >= 0 for c in got)
+    assert [c.inputs.tolist() for c in got] == [[[101 * i]] for i in range(30)]  # each frame's own faces' input
+    assert all(c.decode_s > 0 and c.detect_s >= 0 and c.crop_s >= 0 for c in got)
     assert 31 <= source.reads <= 30 + FILE_READ_AHEAD
     main = threading.current_thread().name
-    assert source.threads == detected_on == ({main} if not ahead else source.threads - {main})
+    assert source.threads == detected_on == cropped_on == ({main} if not ahead else source.threads - {main})
     assert len(detected_on) == 1  # one thread detects, in order: the detector keeps state between frames
+    assert all(c.inputs is None and c.crop_s is None for c in read_ahead(CountingSource(3), detect, ahead))
 
     source = CountingSource(1000)
     frames = read_ahead(source, detect, ahead)

@@ -117,6 +117,8 @@ DETECTOR: Table = {
     "max_face": (number("(0, 1]"), "1.0"),
     "equalize": (BOOL, "true"),
     "full_every": (whole(1), "4"),
+    "engine": (one_of("auto", "onnxruntime", "opencv"), "opencv"),
+    "threads": (whole(0), "2"),
 }
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import mimic
-from mimic.errors import UserError
+from mimic.errors import UserError, said
 from mimic.io import atomic_write
 from mimic.models.card import CheckpointError, ModelCard, plain
 
@@ -115,9 +115,8 @@ class OnnxModel:
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / InvalidGraph kinds on junk
-            why = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise CheckpointError(
-                f"{self.path} is not an ONNX model onnxruntime opens ({why}). {EXPORT_ADVICE}."
+                f"{self.path} is not an ONNX model onnxruntime opens ({said(e)}). {EXPORT_ADVICE}."
             ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.card = card_of(meta, self.path)

@@ -1,7 +1,7 @@
 """``realtime.py``: the demo loop around the pipeline: read a frame, step the pipeline, draw, show or record.
 
 `run` builds everything from a composed conf/realtime.yaml and the checkpoint alone. With ``pipeline=true`` the next
-frame is read and its faces detected on a worker thread while this one is classified and drawn
+frame is read, its faces detected and cropped for the net on a worker thread while this one is classified and drawn
 (`mimic.realtime.sources.read_ahead`). The loop stops at the end of a video or folder, after ``max_frames``, on ``q``
 / ESC, when the window is closed, on Ctrl-C or SIGTERM, and when a camera stops delivering frames; in every case the
 CSV keeps every row written so far and the recording is closed properly. Nothing the user made is overwritten: a log
@@ -38,7 +38,7 @@ from mimic.realtime.window import Recorder, Window, has_display, show_cameras
 
 log = logging.getLogger(__name__)
 
-STAGES = ("decode", "detect", "classify", "smooth", "log", "draw", "show")
+STAGES = ("decode", "detect", "crop", "classify", "smooth", "log", "draw", "show")
 
 
 @dataclass
@@ -66,6 +66,8 @@ class Stats:
         """Count a processed frame; ``seconds``: the front-end's own stages."""
         now = time.perf_counter()
         stages = {"decode": captured.decode_s, "detect": captured.detect_s, **result.seconds, **seconds}
+        if captured.crop_s is not None:
+            stages["crop"] = captured.crop_s
         for name, value in stages.items():
             self.stages[name].append(value)
         if self.frames:
@@ -233,14 +235,16 @@ def run(cfg: DictConfig, record: bool = False) -> Stats:
         window = stack.enter_context(contextlib.closing(Window(str(cfg.overlay.window)))) if display else None
         stats.csv, stats.video = str(pipeline.log.path) if pipeline.log else "", str(recorder.path) if recorder else ""
         log.info("%s: %s -> %s", source.description, cfg.ckpt or "the bundled model", stats.csv or "(no log)")
-        frames = stack.enter_context(contextlib.closing(read_ahead(source, pipeline.detect, bool(cfg.pipeline))))
+        reader = read_ahead(source, pipeline.detect, bool(cfg.pipeline), predictor.inputs)
+        frames = stack.enter_context(contextlib.closing(reader))
         stop = stack.enter_context(_sigterm_stops())
         pace = 1.0 / source.fps if cfg.pace and source.fps else 0.0
         draw = display or recorder is not None or bool(cfg.overlay.headless_draw)
         names, show_fps, bars, max_frames = pipeline.class_names, cfg.overlay.fps, cfg.overlay.bars, cfg.max_frames
         try:
             for captured in frames:
-                frame, result = captured.frame, pipeline.step(captured.frame, captured.time, captured.detections)
+                frame = captured.frame
+                result = pipeline.step(frame, captured.time, captured.detections, captured.inputs)
                 t_draw = timer()
                 if draw:
                     overlay.draw(frame, result.faces, names, stats.fps if show_fps else None, bars)

@@ -1,10 +1,11 @@
 """The realtime app's per-frame work, apart from any window: a frame in, a plain `FrameResult` out.
 
-`Pipeline.step(frame, t)` finds the faces (with its detector, or takes the ones given), tracks them, classifies them
-in one batch, smooths each face's probabilities and label, decides which reactions fire and writes the frame's CSV
-rows. Front-ends render the result: the OpenCV window and the recorder (`mimic.realtime.window`, driven by
-`mimic.realtime.app.run`) or a web page. A pipeline holds the state of one stream and nothing global, so a server runs
-one per connection; `Pipeline.from_config` builds one from conf/realtime.yaml and a predictor.
+`Pipeline.step(frame, t)` finds the faces (with its detector, or takes the ones given), crops them for the net (or
+takes the crops given), tracks them, classifies them in one batch, smooths each face's probabilities and label,
+decides which reactions fire and writes the frame's CSV rows. Front-ends render the result: the OpenCV window and the
+recorder (`mimic.realtime.window`, driven by `mimic.realtime.app.run`) or a web page. A pipeline holds the state of
+one stream and nothing global, so a server runs one per connection; `Pipeline.from_config` builds one from
+conf/realtime.yaml and a predictor.
 """
 
 from __future__ import annotations
@@ -116,20 +117,31 @@ class Pipeline:
         self.detected += 1
         return self.detections
 
-    def step(self, frame: np.ndarray, t: float, detections: list[Detection] | None = None) -> FrameResult:
-        """Process one BGR frame at media time ``t`` (seconds); ``detections``: its faces, found elsewhere."""
+    def step(
+        self,
+        frame: np.ndarray,
+        t: float,
+        detections: list[Detection] | None = None,
+        inputs: np.ndarray | None = None,
+    ) -> FrameResult:
+        """Process one BGR frame at media time ``t`` (seconds); ``detections``: its faces, found elsewhere, and
+        ``inputs``: the net's input for them (`Predictor.inputs`), made elsewhere (a reader thread)."""
         timer = time.perf_counter
         seconds, t0 = {}, timer()
         if detections is None:
-            detections = self.detect(frame)
+            detections, inputs = self.detect(frame), None
             seconds["detect"] = timer() - t0
+        if inputs is None:
+            t0 = timer()
+            inputs = self.predictor.inputs(frame, detections)
+            seconds["crop"] = timer() - t0
         t1 = timer()
         tracks, ended = self.tracker.update(detections)
         for face_id in ended:
             self.smoothers.pop(face_id, None)
             if self.reactions is not None:
                 self.reactions.forget(face_id)
-        probs = self.predictor.predict(frame, detections)  # tracks are in detection order
+        probs = self.predictor.run(inputs)  # tracks are in detection order
         t2 = timer()
         faces = []
         for track, p in zip(tracks, probs, strict=True):

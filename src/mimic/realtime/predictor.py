@@ -75,14 +75,23 @@ class Predictor:
 
     def predict_crops(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """Face crops (uint8 BGR or gray, any size) -> probabilities, float32 (N, num_classes)."""
-        if len(crops) == 0:
+        return self.run(preprocess_array(list(crops), self.spec))
+
+    def inputs(self, frame: np.ndarray, faces: Sequence[Detection | Sequence[int]]) -> np.ndarray:
+        """The net's input for every face of ``frame`` (a `Detection`, whose landmarks align it, or an (x, y, w, h)
+        box), framed as the model file's spec says: float32 (N, C, H, W). Reads only the spec, so a reader thread
+        can make the next frame's while `run` classifies this one's."""
+        return preprocess_array([crop_face(frame, face, self.spec) for face in faces], self.spec)
+
+    def run(self, inputs: np.ndarray) -> np.ndarray:
+        """`inputs`' faces in one batch -> probabilities, float32 (N, num_classes)."""
+        if len(inputs) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        return self._run(preprocess_array(list(crops), self.spec))
+        return self._run(inputs)
 
     def predict(self, frame: np.ndarray, faces: Sequence[Detection | Sequence[int]]) -> np.ndarray:
-        """Probabilities for every face of ``frame`` (a `Detection`, whose landmarks align it, or an (x, y, w, h)
-        box), framed as the model file's spec says, in one batch: float32 (N, num_classes)."""
-        return self.predict_crops([crop_face(frame, face, self.spec) for face in faces])
+        """Probabilities for every face of ``frame`` in one batch (`inputs`, then `run`): float32 (N, num_classes)."""
+        return self.run(self.inputs(frame, faces))
 
 
 @functools.cache

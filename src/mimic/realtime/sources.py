@@ -250,23 +250,29 @@ FILE_READ_AHEAD = 4  # frames of a video file or folder read and detected ahead 
 
 @dataclass
 class Captured:
-    """A frame as `read_ahead` hands it over: its media time, its faces, and the seconds reading and detecting took."""
+    """A frame as `read_ahead` hands it over: its media time, its faces, the net's input for them (None: not made),
+    and the seconds reading, detecting and cropping took."""
 
     frame: np.ndarray
     time: float
     detections: list[Detection]
     decode_s: float
     detect_s: float
+    inputs: np.ndarray | None = None
+    crop_s: float | None = None
 
 
 def read_ahead(
-    source: FrameSource, detect: Callable[[np.ndarray], list[Detection]], ahead: bool = True
+    source: FrameSource,
+    detect: Callable[[np.ndarray], list[Detection]],
+    ahead: bool = True,
+    crop: Callable[[np.ndarray, list[Detection]], np.ndarray] | None = None,
 ) -> Iterator[Captured]:
-    """The frames of ``source`` with their faces, until it ends. With ``ahead``, frame N+1 (of a file or folder, up
-    to N+`FILE_READ_AHEAD`) is read and its faces detected on a worker thread while the caller works on frame N
-    (OpenCV and PyTorch release the GIL, so the two overlap on two cores); closing the iterator waits for those reads,
-    so the source may be closed after it. A source is read on past its end by at most that many calls to ``read``,
-    which keep returning None."""
+    """The frames of ``source`` with their faces and, with ``crop`` (`Predictor.inputs`), the net's input for them,
+    until it ends. With ``ahead``, frame N+1 (of a file or folder, up to N+`FILE_READ_AHEAD`) is read, detected and
+    cropped on a worker thread while the caller classifies and draws frame N (OpenCV and onnxruntime release the
+    GIL, so the two overlap on two cores); closing the iterator waits for those reads, so the source may be closed
+    after it. A source is read on past its end by at most that many calls to ``read``, which keep returning None."""
 
     def capture() -> Captured | None:
         t0 = time.perf_counter()
@@ -275,7 +281,11 @@ def read_ahead(
             return None
         t1 = time.perf_counter()
         detections = detect(frame)
-        return Captured(frame, source.time, detections, t1 - t0, time.perf_counter() - t1)
+        t2 = time.perf_counter()
+        if crop is None:
+            return Captured(frame, source.time, detections, t1 - t0, t2 - t1)
+        inputs = crop(frame, detections)
+        return Captured(frame, source.time, detections, t1 - t0, t2 - t1, inputs, time.perf_counter() - t2)
 
     if not ahead:
         while (captured := capture()) is not None:
