@@ -10,6 +10,7 @@ unread files, the face-crop cache, merges); evaluation on bad folders and splits
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import hashlib
@@ -26,7 +27,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, TINY_SYNTHETIC, compose
+from conftest import REPO, TINY_SYNTHETIC, compose, load_script
 from omegaconf import OmegaConf
 from test_realtime_app import compose_cfg
 from test_realtime_parts import load_video_maker
@@ -780,8 +781,8 @@ def test_finetune_on_misnamed_folders_stops_with_a_message(tmp_path, tiny_checkp
     )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
-    assert "error: webcam:" in proc.stderr and "holds no images of the classes" in proc.stderr
-    assert "0-happy/ (3), 1-sad/ (3): not used" in proc.stdout + proc.stderr
+    assert f"error: {root / '0-happy'}: '0-happy' is not a class name" in proc.stderr
+    assert "Rename the folder as 0_happy/." in proc.stderr
 
 
 # ----------------------------------------------------------------------------------------------- photos and files
@@ -1071,3 +1072,444 @@ def test_capture_auto_label_refuses_an_evil_checkpoint(clean, trap, tmp_path, ca
         capture.main([*argv, "--no-preview"])
     assert exit_.value.code == 2 and f"error: {path}" in capsys.readouterr().err
     assert untouched() and not (tmp_path / "w").exists()
+
+
+# ==============================================================================================================
+# Issue 22: OmegaConf interpolation in a model file, NaN weights, large photos, overwrites, the last tracebacks
+# ==============================================================================================================
+PAYLOAD_ENV = "MIMIC_PAYLOAD_SECRET"
+MARKER = "pwned_by_interpolation"  # relative (the tests run in tmp_path): a class name holds no slash
+OPEN_MARKER = f"{{_target_: builtins.open, _args_: [{MARKER}, w]}}"
+INTERPOLATIONS = {
+    "oc.create": f"${{oc.create:{OPEN_MARKER}}}",
+    "oc.env": f"${{oc.env:{PAYLOAD_ENV}}}",
+    "oc.decode": f"${{oc.decode:'{OPEN_MARKER}'}}",
+}
+
+
+@pytest.fixture
+def resolved(tmp_path, monkeypatch) -> list[str]:
+    """The resolvers the payloads use, spied on: the list fills with a resolver's name whenever OmegaConf resolves one
+    of the payloads (they still run, so a resolved oc.create also leaves the marker file). Runs in ``tmp_path``."""
+    from omegaconf.basecontainer import BaseContainer
+
+    calls: list[str] = []
+    for name in INTERPOLATIONS:
+        real = BaseContainer._resolvers[name]
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            if MARKER in repr(args).lower() or PAYLOAD_ENV.lower() in repr(args).lower():  # names are lower-cased
+                calls.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setitem(BaseContainer._resolvers, name, spy)
+    monkeypatch.setenv(PAYLOAD_ENV, "the user's secret")
+    monkeypatch.chdir(tmp_path)
+    return calls
+
+
+def test_the_interpolation_payloads_are_live(resolved, tmp_path):
+    """Resolved and instantiated as Hydra does with a config, each payload runs code or reads the environment."""
+    from hydra.utils import instantiate
+
+    for text in INTERPOLATIONS.values():
+        out = instantiate(OmegaConf.create({"_target_": "builtins.list", "_args_": [[text]]}))
+        if hasattr(out[0], "close"):
+            out[0].close()
+    assert sorted(resolved) == sorted(INTERPOLATIONS) and (tmp_path / MARKER).exists()
+
+
+@pytest.fixture(scope="module")
+def clean_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
+    from mimic.models.onnx_model import export
+
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export(tiny_checkpoint, out)
+    return out
+
+
+TEXT_PLACES = {  # where a model file holds text: (checkpoint hyper-parameter path, ONNX metadata key and path)
+    "class_names[0]": (("class_names", 0), ("class_names", 0)),
+    "preprocess.framing": (("preprocess", "framing"), ("preprocess", "framing")),
+    "net.weights": (("net", "weights"), ("net", "weights")),
+    "about.command": (("about", "command"), ("about", "command")),
+    "mimic_version": (("mimic_version",), ("mimic_version",)),
+}
+
+
+def _set(tree: dict, keys: tuple, value) -> None:
+    for k in keys[:-1]:
+        tree = tree.setdefault(k, {}) if isinstance(k, str) else tree[k]
+    tree[keys[-1]] = value
+
+
+def _text_ckpt(clean: dict, place: str, text: str, path: Path) -> Path:
+    ckpt = copy.deepcopy(clean)
+    _set(ckpt["hyper_parameters"], TEXT_PLACES[place][0], text)
+    return _write(ckpt, path)
+
+
+def _forge_onnx(src: Path, dst: Path, edit) -> Path:
+    """A copy of the ONNX file ``src`` at ``dst`` with ``edit(metadata dict of JSON values, model)`` applied."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(src))
+    meta = {p.key: json.loads(p.value) for p in model.metadata_props}
+    edit(meta, model)
+    del model.metadata_props[:]
+    onnx.helper.set_model_props(model, {k: json.dumps(v) for k, v in meta.items()})
+    onnx.save(model, str(dst))
+    return dst
+
+
+def _text_onnx(src: Path, place: str, text: str, path: Path) -> Path:
+    keys = TEXT_PLACES[place][1]
+    return _forge_onnx(src, path, lambda meta, model: _set(meta, keys, text))
+
+
+def _opened_by(path: Path) -> dict:
+    """Every way a user opens a model file, each failing as a command fails (`user_errors`)."""
+    from mimic.models.onnx_model import read_onnx_card
+    from mimic.recognizer import EmotionRecognizer
+
+    return {
+        "card": (lambda p: read_onnx_card(p)) if path.suffix == ".onnx" else (lambda p: load_net(p)),
+        "predictor": lambda p: Predictor(p),
+        "API": lambda p: EmotionRecognizer(ckpt=p),
+    }
+
+
+def _refused(open_, path: Path, capsys, *named: str) -> str:
+    with pytest.raises(SystemExit) as exit_, user_errors():
+        open_(path)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error: ") and "Traceback" not in err, err
+    assert str(path) in err and all(n in err for n in named), err
+    return err
+
+
+@pytest.mark.parametrize("kind", [".ckpt", ".onnx"])
+@pytest.mark.parametrize("place", list(TEXT_PLACES))
+def test_interpolation_in_a_model_file_is_refused_at_the_card(
+    clean, clean_onnx, resolved, tmp_path, capsys, place, kind
+):
+    for payload, text in INTERPOLATIONS.items():
+        where = tmp_path / f"{payload}{kind}"
+        path = _text_ckpt(clean, place, text, where) if kind == ".ckpt" else _text_onnx(clean_onnx, place, text, where)
+        for name, open_ in _opened_by(path).items():
+            err = _refused(open_, path, capsys, place.split("[")[0])
+            assert "refused" in err or "is not a class name" in err, (name, err)
+    assert resolved == [] and not (tmp_path / MARKER).exists()
+
+
+@pytest.fixture
+def commands(tmp_path) -> dict:
+    """realtime, evaluate, export, fine-tune, capture and the API, in-process, each on a model file."""
+    from mimic.realtime.app import run as realtime_run
+    from mimic.recognizer import EmotionRecognizer
+    from mimic.train import run as train_run
+
+    images = tmp_path / "frames"
+    images.mkdir()
+    for i, face in enumerate(draw_faces(["happy", "sad"], 160, np.random.default_rng(0), bgr=True)):
+        cv2.imwrite(str(images / f"{i}.png"), cv2.copyMakeBorder(face, 40, 40, 60, 60, cv2.BORDER_REPLICATE))
+    export_script, capture = load_script("export"), load_script("capture_dataset")
+    tiny = ["data.sources.synthetic.n_test=20"]
+    return {
+        "realtime": lambda p: realtime_run(compose_cfg(p, images, tmp_path, "reactions.sound=true")),
+        "evaluate": lambda p: run_evaluate(
+            compose("evaluate", [f"ckpt={p}", "data=synthetic", *tiny], output_dir=tmp_path / "evaluate")
+        ),
+        "export": lambda p: export_script.main([f"ckpt={p}", f"out={tmp_path / 'exported.onnx'}"]),
+        "fine-tune": lambda p: train_run(
+            compose("train", ["+finetune=webcam", f"finetune.ckpt={p}", "logger=none"], output_dir=tmp_path / "ft")
+        ),
+        "capture": lambda p: capture.main(
+            ["--auto-label", f"ckpt={p}", "--source", str(images), "--out", str(tmp_path / "w"), "--no-preview"]
+        ),
+        "API": lambda p: EmotionRecognizer(ckpt=p).detect(images / "0.png"),
+    }
+
+
+@pytest.mark.parametrize("kind", [".ckpt", ".onnx"])
+def test_interpolation_in_class_names_is_refused_by_every_command(
+    clean, clean_onnx, resolved, commands, tmp_path, capsys, kind
+):
+    for payload, text in INTERPOLATIONS.items():
+        where = tmp_path / f"{payload}{kind}"
+        place = "class_names[0]"
+        path = _text_ckpt(clean, place, text, where) if kind == ".ckpt" else _text_onnx(clean_onnx, place, text, where)
+        for name, run in commands.items():
+            err = _refused(run, path, capsys)
+            assert "class_names" in err or "exported ONNX model" in err, (name, err)
+    assert resolved == [] and not (tmp_path / MARKER).exists()
+    assert not (tmp_path / "exported.onnx").exists() and not (tmp_path / "w").exists()
+
+
+def test_no_string_from_a_card_is_ever_resolved(clean, resolved, commands, tmp_path, monkeypatch, capsys):
+    """The second wall: with the card's checks switched off, payload class names and texts travel through every
+    command, and still nothing resolves them (they reach the CSV log, the reactions and the datamodule as Python
+    values, never as config)."""
+    import re
+
+    import mimic.labels
+    import mimic.models.card
+
+    monkeypatch.setattr(mimic.labels, "CLASS_NAME", re.compile(r".*", re.S))
+    monkeypatch.setattr(mimic.models.card, "_check_text", lambda value, where, error: None)
+    ckpt = copy.deepcopy(clean)
+    hp = ckpt["hyper_parameters"]
+    hp["class_names"][:3] = list(INTERPOLATIONS.values())
+    hp["about"] = {"command": INTERPOLATIONS["oc.env"]}
+    path = _write(ckpt, tmp_path / "payloads.ckpt")
+    for name, run in commands.items():
+        if name == "fine-tune":  # the card's net and preprocessing become config there: the first wall guards it
+            continue
+        with contextlib.suppress(SystemExit), user_errors():
+            run(path)
+        assert resolved == [] and not (tmp_path / MARKER).exists(), name
+    with open(tmp_path / "faces.csv", newline="") as f:
+        header = next(csv.reader(f))
+    assert f"p_{INTERPOLATIONS['oc.create']}".lower() in header  # the text itself, written as the data it is
+    capsys.readouterr()
+
+
+# ---------------------------------------------------------------------------------------------- NaN and inf weights
+def _nan_onnx(src: Path, dst: Path, value: float) -> Path:
+    from onnx import numpy_helper
+
+    def poison(meta: dict, model) -> None:
+        init = next(t for t in model.graph.initializer if numpy_helper.to_array(t).dtype == np.float32)
+        values = numpy_helper.to_array(init).copy()
+        values.flat[0] = value
+        init.CopyFrom(numpy_helper.from_array(values, init.name))
+
+    return _forge_onnx(src, dst, poison)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_broken_weights_are_refused_by_every_command(clean, clean_onnx, commands, tmp_path, capsys, value):
+    ckpt = copy.deepcopy(clean)
+    ckpt["state_dict"]["net.conv2.0.weight"][0, 0, 0, 0] = value
+    files = {
+        _write(ckpt, tmp_path / "broken.ckpt"): "state_dict.net.conv2.0.weight holds 1 NaN or infinite value(s)",
+        _nan_onnx(clean_onnx, tmp_path / "broken.onnx", value): "initializer",
+    }
+    for path, message in files.items():
+        for name, run in commands.items():
+            err = _refused(run, path, capsys)
+            assert message in err or "exported ONNX model" in err, (name, err)
+        for name, open_ in _opened_by(path).items():
+            assert message in _refused(open_, path, capsys), name
+    assert not (tmp_path / "exported.onnx").exists() and not (tmp_path / "evaluate" / "test_metrics.json").exists()
+
+
+def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_good_checkpoints(tmp_path, monkeypatch, capsys):
+    """A real run: epoch 0 trains and saves; in epoch 1 the loss turns NaN. One line names the step, the run stops
+    before the step changes the weights, and the checkpoints saved so far hold finite weights."""
+    from mimic.train import run as train_run
+
+    loss = EmotionClassifier.loss
+
+    def poisoned(self, logits, y):
+        out = loss(self, logits, y)
+        return out * float("nan") if self.current_epoch == 1 and self.training else out
+
+    monkeypatch.setattr(EmotionClassifier, "loss", poisoned)
+    cfg = compose(
+        "train",
+        [*TINY_SYNTHETIC, "logger=none", "trainer.max_epochs=3", "+trainer.limit_train_batches=2"],
+        output_dir=tmp_path / "run",
+    )
+    with pytest.raises(SystemExit) as exit_, user_errors():
+        train_run(cfg)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("error: training: the loss became nan at step 2 (epoch 1, batch 0)"), err
+    kept = sorted((tmp_path / "run" / "checkpoints").glob("*.ckpt"))
+    assert [p.name for p in kept if p.name == "last.ckpt"] and any(p.name.startswith("best-") for p in kept)
+    for path in kept:
+        assert str(path) in err
+        load_net(path)  # finite weights: it loads
+
+
+# ------------------------------------------------------------------------------------------------- large photos
+def test_a_large_photo_is_scanned_shrunk_and_finds_the_same_faces(shared_data):
+    """obama_and_biden.jpg (2000 px) upscaled 4x: the three people found at its own size, and no other face (at full
+    resolution YuNet finds parts of faces and hands as faces of their own)."""
+    from mimic.faces import for_photos, load_detector
+
+    detector = for_photos(load_detector("yunet"))
+    photo = cv2.imread(str(shared_data / "faces" / "obama_and_biden.jpg"))
+    own = [d for d in detector.detect(photo) if d.score >= 0.8]
+    big = detector.detect(cv2.resize(photo, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC))
+    assert len(own) == 3 and len(big) == 3
+
+    def iou(a, b) -> float:
+        (ax, ay, aw, ah), (bx, by, bw, bh) = a, (v / 4 for v in b)
+        w, h = min(ax + aw, bx + bw) - max(ax, bx), min(ay + ah, by + bh) - max(ay, by)
+        inter = max(0, w) * max(0, h)
+        return inter / (aw * ah + bw * bh - inter)
+
+    assert all(max(iou(o.box, b.box) for b in big) > 0.7 for o in own)
+
+
+# ------------------------------------------------------------------------------------------ nothing overwritten
+def test_an_evaluation_into_a_folder_of_results_keeps_them(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    mine = {name: f"the user's {name}\n".encode() for name in ("test_metrics.json", "predictions.csv")}
+    for name, data in mine.items():
+        (out / name).write_bytes(data)
+    cfg = compose("evaluate", [f"ckpt={tiny_checkpoint}", "data=synthetic", "data.sources.synthetic.n_test=20"], out)
+    for _ in range(2):
+        run_evaluate(cfg)
+    assert {name: (out / name).read_bytes() for name in mine} == mine
+    for stem, suffix in (("test_metrics", ".json"), ("predictions", ".csv"), ("confusion_matrix", ".png")):
+        assert (out / f"{stem}-1{suffix}").is_file()
+    assert (out / "test_metrics-2.json").is_file() and "test_metrics-2.json" in capsys.readouterr().out
+
+
+def test_a_second_run_in_a_folder_keeps_the_first_runs_checkpoints_and_a_resume_replaces_its_own(tmp_path):
+    from mimic.train import run as train_run
+
+    out = tmp_path / "run"
+    args = [*TINY_SYNTHETIC, "logger=none", "+trainer.limit_train_batches=2", "test=false"]
+    train_run(compose("train", [*args, "trainer.max_epochs=1"], output_dir=out))
+    ckpts = out / "checkpoints"
+    first = {p.name: p.read_bytes() for p in ckpts.glob("*.ckpt")}
+    assert "last.ckpt" in first and len(first) == 2
+    train_run(compose("train", [*args, "trainer.max_epochs=1"], output_dir=out))
+    second = {p.name: p.read_bytes() for p in ckpts.glob("*.ckpt")}
+    assert {k: second[k] for k in first} == first  # the first run's files, untouched
+    assert "last-v1.ckpt" in second and any(k.endswith("-v1.ckpt") and k.startswith("best-") for k in second)
+    train_run(compose("train", [*args, "trainer.max_epochs=2", f"ckpt_path={ckpts / 'last.ckpt'}"], output_dir=out))
+    assert (ckpts / "last.ckpt").read_bytes() != first["last.ckpt"]  # the resumed run went on in its own file
+    assert not (ckpts / "last-v2.ckpt").exists()
+
+
+def test_the_log_and_the_recording_cannot_be_one_file(tiny_checkpoint, video, tmp_path, capsys):
+    from mimic.realtime.app import run as realtime_run
+
+    same = tmp_path / "out.mp4"
+    cfg = compose_cfg(tiny_checkpoint, video, tmp_path, f"log.path={same}", f"record={same}")
+    err = _refused(lambda _: realtime_run(cfg), same, capsys, "log.path=", "record=", "name the same file")
+    assert not same.exists() and "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------- the last tracebacks, the API
+def test_a_file_that_is_not_a_cascade_is_named(capsys, tmp_path):
+    from mimic.faces import load_detector
+
+    for cascade in ("/etc/passwd", str(_write({"x": torch.zeros(1)}, tmp_path / "cascade.xml"))):
+        err = _refused(lambda p: load_detector("haar", cascade=str(p)), Path(cascade), capsys, "detector.cascade")
+        assert "is not a Haar cascade OpenCV can load" in err
+
+
+def test_fractions_of_batches_that_round_to_none_take_one_batch(tmp_path):
+    from mimic.train import run as train_run
+
+    cfg = compose("train", [*TINY_SYNTHETIC, "debug=limit", "logger=none", "trainer.max_epochs=1"], tmp_path / "run")
+    assert cfg.trainer.limit_train_batches == 0.02  # of 4 batches: none, as Lightning counts
+    results = train_run(cfg)
+    assert results["test/acc"] >= 0 and Path(results["best_checkpoint"]).is_file()
+
+
+def test_a_net_too_large_is_refused_before_anything_is_allocated(clean, tmp_path, capsys):
+    ckpt = copy.deepcopy(clean)
+    ckpt["hyper_parameters"]["net"]["hidden"] = 1_000_000_000
+    path = _write(ckpt, tmp_path / "huge.ckpt")
+    for open_ in (load_net, load_checkpoint, Predictor):
+        err = _refused(open_, path, capsys, "net describes a net of", "parameters; mimic builds at most 100,000,000")
+        assert "Error in call to target" not in err
+
+
+@pytest.mark.parametrize(
+    ("names", "message"),
+    [
+        (["x" * 100_000] + list("bcdefg"), "is not a class name"),
+        (["happy"], "give at least 2"),
+        (["happy", "sad/../../x", "neutral"], "is not a class name"),
+        (["happy", "sad", " neutral"], "is not a class name"),
+    ],
+)
+def test_class_names_in_a_model_file_follow_one_rule(clean, tmp_path, capsys, names, message):
+    ckpt = copy.deepcopy(clean)
+    ckpt["hyper_parameters"]["class_names"] = names
+    path = _write(ckpt, tmp_path / "names.ckpt")
+    err = _refused(load_net, path, capsys, "class_names", message)
+    assert len(err) < 1000
+
+
+@pytest.mark.parametrize(
+    ("detector", "message"),
+    [
+        ({"_target_": "mimic.faces.YuNetDetector", "score_threshold": 2}, "detector.score_threshold=2: expected"),
+        ({"_target_": "mimic.faces.HaarDetector", "min_neighbors": "few"}, "detector.min_neighbors=few: expected"),
+        ({"_target_": "mimic.faces.YuNetDetector", "max_side": 10}, "detector.max_side=10: expected"),
+    ],
+)
+def test_the_api_checks_detector_settings_as_the_command_line_does(detector, message):
+    from mimic.recognizer import EmotionRecognizer
+
+    with pytest.raises(UserError, match=message):
+        EmotionRecognizer(detector=detector)
+    kind = "haar" if "Haar" in detector["_target_"] else "yunet"
+    settings = [f"detector.{k}={v}" for k, v in detector.items() if k != "_target_"]
+    with pytest.raises(UserError, match=message):
+        check_settings(compose("realtime", ["ckpt=x.ckpt", f"detector={kind}", *settings]), "realtime")
+
+
+def test_the_api_refuses_crops_too_small_to_hold_a_face(tiny_checkpoint):
+    from mimic.recognizer import EmotionRecognizer
+
+    recognizer = EmotionRecognizer(ckpt=tiny_checkpoint)
+    for shape in ((1, 1), (7, 48), (48, 7, 3)):
+        with pytest.raises(UserError, match="a face needs at least 8 on each side"):
+            recognizer.classify(np.zeros(shape, np.uint8))
+    assert len(recognizer.classify(np.zeros((8, 8), np.uint8))) == 7
+
+
+def test_a_run_needs_two_classes(tmp_path):
+    with pytest.raises(UserError, match=r"data.classes=\[happy\]: expected a list of at least two class names"):
+        check_settings(compose("train", ["data.classes=[happy]"]), "train")
+    with pytest.raises(UserError, match="data.classes=\\[happy,sad/x\\]: expected"):
+        check_settings(compose("train", ["data.classes=[happy,sad/x]"]), "train")
+
+
+@pytest.mark.slow
+def test_the_real_commands_refuse_interpolation_in_a_model_file(clean, clean_onnx, tmp_path):
+    """realtime.py, scripts/evaluate.py and scripts/export.py, each in its own process, on .ckpt and .onnx files
+    whose class names would run code or read the environment: exit 2, one error line naming the file, nothing run."""
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "0.png"), np.full((120, 160, 3), 90, np.uint8))
+    procs = {}
+    for kind in (".ckpt", ".onnx"):
+        for payload, text in INTERPOLATIONS.items():
+            where = tmp_path / f"{payload}{kind}"
+            place = "class_names[0]"
+            path = (
+                _text_ckpt(clean, place, text, where) if kind == ".ckpt" else _text_onnx(clean_onnx, place, text, where)
+            )
+            for argv in (
+                ["realtime.py", f"ckpt={path}", "display=false", f"source={images}"],
+                ["scripts/evaluate.py", f"ckpt={path}", "data=synthetic"],
+                ["scripts/export.py", f"ckpt={path}", f"out={tmp_path / 'out.onnx'}"],
+            ):
+                run_dir = f"hydra.run.dir={tmp_path / 'runs' / f'{payload}{kind}{argv[0]}'}"
+                procs[(path, argv[0])] = subprocess.Popen(
+                    [sys.executable, str(REPO / argv[0]), *argv[1:], *([run_dir] if "export" not in argv[0] else [])],
+                    cwd=tmp_path,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                    env={**os.environ, PAYLOAD_ENV: "the user's secret"},
+                )
+    for (path, command), proc in procs.items():
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 2 and f"error: {path}" in err and "Traceback" not in err, (command, err[-2000:])
+        assert "the user's secret" not in err
+    assert not (tmp_path / MARKER).exists() and not (tmp_path / "out.onnx").exists()

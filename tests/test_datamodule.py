@@ -81,7 +81,7 @@ def test_batches_are_normalised_tensors():
 def test_unknown_source_weight_names_the_sources():
     fer = ArraySource("fer2013", FER2013_CLASSES, np.arange(14) % 7)
     with pytest.raises(DataError, match=r"source_weights names \['webcam'\]"):
-        EmotionDataModule({"fer2013": fer}, ["happy"], source_weights={"webcam": 2})
+        EmotionDataModule({"fer2013": fer}, ["happy", "sad"], source_weights={"webcam": 2})
 
 
 def test_test_split_chooses_what_test_dataloader_serves_and_ids_follow():

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mimic.labels import FER2013_CLASSES, UnknownClassError, canonical, remap, validate_classes
+from mimic.labels import FER2013_CLASSES, UnknownClassError, canonical, check_class_name, remap, validate_classes
 
 
 def test_fer2013_order_is_the_published_one():
@@ -28,3 +28,23 @@ def test_unknown_class_lists_known_ones():
 def test_duplicate_classes_rejected():
     with pytest.raises(UnknownClassError, match="more than once"):
         validate_classes(["happy", "Happiness"])
+
+
+@pytest.mark.parametrize("name", ["happy", "Happy", "very happy", "half-smile", "class_7", "x" * 32])
+def test_a_class_name_is_a_letter_then_letters_digits_and_a_few_marks(name):
+    assert check_class_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "7up", "_x", " happy", "x" * 33, "${oc.env:HOME}", "a/b", "a\\b", "..", "happy.", "Ünï", "tab\tx", 7, None],
+)
+def test_anything_else_is_not_a_class_name(name):
+    with pytest.raises(UnknownClassError, match="is not a class name; a class name is an ASCII letter first"):
+        check_class_name(name, "data.classes[0]")
+
+
+def test_a_run_needs_two_classes():
+    with pytest.raises(UnknownClassError, match=r"\['happy'\] holds 1 class name\(s\); give at least 2"):
+        validate_classes(["happy"], at_least=2)
+    assert validate_classes(["happy"]) == ["happy"]  # a source (a folder of one class) may hold one

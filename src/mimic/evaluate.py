@@ -34,13 +34,13 @@ def run(cfg: DictConfig) -> dict:
     else:
         model = load_checkpoint(ckpt, **({} if cfg.get("tta_flip") is None else {"tta_flip": bool(cfg.tta_flip)}))
     with open_dict(cfg):
-        cfg.model.preprocess = model.spec.to_dict()
-        cfg.data.classes = list(model.class_names)
+        cfg.model.preprocess = model.spec.to_dict()  # checked numbers and names (PreprocessSpec), not the file's text
         cfg.data.eval_batch_size = cfg.batch_size
         cfg.data.augment = None
         cfg.data.test_split = cfg.split
-    dm = datamodule_from_config(cfg.data)
-    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
+    dm = datamodule_from_config(cfg.data, classes=model.class_names)
+    limits = dm.batch_limits(cfg.trainer)
+    trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, **limits)
     info = {
         "checkpoint": str(ckpt.resolve()),
         "data": OmegaConf.to_container(cfg.data.sources, resolve=True),

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torchmetrics.classification import MulticlassCalibrationError, MulticlassConfusionMatrix
 from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_confusion_matrix
 
-from mimic.io import write_bytes, write_json
+from mimic.io import new_file, write_bytes, write_json
 from mimic.models import inference
 from mimic.models.classifier import EmotionClassifier, split_metrics
 from mimic.models.onnx_model import OnnxModel, check_baked_settings
@@ -150,11 +150,14 @@ def report_test(
         "test/confusion_matrix": confusion.tolist(),
         "class_names": names,
     }
-    out = Path(out_dir)
-    write_json(out / "test_metrics.json", report)
+    metrics_json, confusion_png, predictions_csv = (
+        new_file(Path(out_dir) / name, "the run folder", name)
+        for name in ("test_metrics.json", "confusion_matrix.png", "predictions.csv")
+    )  # a folder holding an earlier run's results keeps them: these get numbered names
+    write_json(metrics_json, report)
     png = cv2.imencode(".png", cv2.cvtColor(render_confusion(confusion, names), cv2.COLOR_RGB2BGR))[1]
-    write_bytes(out / "confusion_matrix.png", png.tobytes())
-    write_bytes(out / "predictions.csv", recorder.csv(names))
+    write_bytes(confusion_png, png.tobytes())
+    write_bytes(predictions_csv, recorder.csv(names))
     print(
         f"{report['split']}: accuracy {report['test/acc']:.4f}, macro-F1 {report['test/f1']:.4f}, "
         f"NLL {report['test/nll']:.4f}, ECE {report['test/ece_uncalibrated']:.4f} -> {report['test/ece']:.4f} "
@@ -165,8 +168,7 @@ def report_test(
     for name in recorder.source_names:
         if f"test/acc_{name}" in report:
             print(f"  accuracy on {name}: {report[f'test/acc_{name}']:.4f}")
-    print(f"Metrics: {out / 'test_metrics.json'}\nConfusion matrix: {out / 'confusion_matrix.png'}")
-    print(f"Predictions: {out / 'predictions.csv'}")
+    print(f"Metrics: {metrics_json}\nConfusion matrix: {confusion_png}\nPredictions: {predictions_csv}")
     return report
 
 

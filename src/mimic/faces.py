@@ -41,6 +41,7 @@ from omegaconf import OmegaConf
 from mimic.assets import YUNET_MODEL
 from mimic.errors import UserError
 from mimic.io import sha256_file
+from mimic.settings import check_detector
 from mimic.yunet import yunet_engine
 
 DETECTOR_CONFIGS = Path(__file__).resolve().parent / "conf" / "detector"
@@ -88,14 +89,16 @@ def largest_face(detections: Sequence[Detection]) -> Detection | None:
     return max(detections, key=lambda d: (d.area, d.score), default=None)
 
 
-def _downscale(frame: np.ndarray, max_width: int | None) -> tuple[np.ndarray, float]:
-    """``frame`` shrunk to at most ``max_width`` pixels wide, and the factor that maps its pixels back."""
-    w = frame.shape[1]
-    if not max_width or w <= max_width:
+def _downscale(frame: np.ndarray, max_width: int | None, max_side: int | None = None) -> tuple[np.ndarray, float]:
+    """``frame`` shrunk to at most ``max_width`` pixels wide and ``max_side`` pixels on its longer side, and the
+    factor that maps its pixels back."""
+    h, w = frame.shape[:2]
+    scale = min(1.0, max_width / w if max_width else 1.0, max_side / max(h, w) if max_side else 1.0)
+    if scale >= 1.0:
         return frame, 1.0
-    scale = max_width / w
-    small = cv2.resize(frame, (max_width, max(1, round(frame.shape[0] * scale))), interpolation=cv2.INTER_AREA)
-    return small, w / max_width
+    width = max(1, round(w * scale))
+    small = cv2.resize(frame, (width, max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    return small, w / width
 
 
 def _to_gray(frame: np.ndarray) -> np.ndarray:
@@ -158,9 +161,15 @@ class HaarDetector(_FullEvery):
                 f"detector.cascade: Haar cascade {cascade!r} not found (looked in {cv2.data.haarcascades}). Use a "
                 f"file name from that folder, e.g. haarcascade_frontalface_default.xml, or a path to an XML file."
             )
-        self.classifier = cv2.CascadeClassifier(str(path))
-        if self.classifier.empty():
-            raise UserError(f"detector.cascade: {path} is not a valid Haar cascade XML file")
+        try:  # OpenCV raises SystemError from the constructor on a file that is not XML
+            self.classifier = cv2.CascadeClassifier(str(path))
+        except (cv2.error, SystemError):
+            self.classifier = None
+        if self.classifier is None or self.classifier.empty():
+            raise UserError(
+                f"detector.cascade: {path} is not a Haar cascade OpenCV can load. Use one of the XML files in "
+                f"{cv2.data.haarcascades}, e.g. detector.cascade=haarcascade_frontalface_default.xml"
+            )
         if scale_factor <= 1.0:
             raise UserError(f"detector.scale_factor must be above 1, got {scale_factor}")
         self.cascade, self.model_sha256 = str(path), sha256_file(path)
@@ -221,11 +230,15 @@ class YuNetDetector(_FullEvery):
     """OpenCV's YuNet face detector; boxes scored in [0, 1], with five landmarks. ``model_path``: its ONNX file;
     None: the one bundled with mimic (`mimic.assets`, no download).
 
-    A scan runs YuNet on the frame shrunk to at most ``max_width`` pixels (None: full resolution) and keeps the faces
-    scoring at least ``score_threshold``. ``second_look``: each box scoring at least this but under
-    ``score_threshold`` is looked at again (at most `MAX_LOOKS` a scan, best first): YuNet runs on a crop of
-    `LOOK_CONTEXT` times its size around it, scaled so the face is ``look_size`` pixels, and the face found there
-    is kept, with its own box and landmarks, when it scores at least ``look_threshold`` (None: no second looks).
+    A scan runs YuNet on the frame shrunk to at most ``max_width`` pixels wide (None: full resolution) and at most
+    ``max_side`` on its longer side, and keeps the faces scoring at least ``score_threshold``. YuNet misreads faces
+    much over ~600 pixels (a portrait photo of 3000 pixels or more: parts of the face, a wrist, as faces of their
+    own), so a larger photo is scanned shrunk (``scripts/benchmark_large_photos.py`` measures where).
+
+    ``second_look``: each box scoring at least this but under ``score_threshold`` is looked at again (at most
+    `MAX_LOOKS` a scan, best first): YuNet runs on a crop of `LOOK_CONTEXT` times its size around it, scaled so the
+    face is ``look_size`` pixels, and the face found there is kept, with its own box and landmarks, when it scores at
+    least ``look_threshold`` (None: no second looks).
     YuNet scores a face much higher when it is big in its input (FER2013's faces, and small or blurred ones in
     general, from under 0.3 to over 0.8 at 200 px), and in that close-up it scores background texture that resembles
     a face lower, so second looks find more faces with fewer false ones than a lower threshold.
@@ -245,6 +258,7 @@ class YuNetDetector(_FullEvery):
         nms_threshold: float = 0.3,
         top_k: int = 50,
         max_width: int | None = None,
+        max_side: int | None = 2048,
         second_look: float | None = 0.1,
         look_size: int = 200,
         look_threshold: float = 0.5,
@@ -265,7 +279,7 @@ class YuNetDetector(_FullEvery):
             )
         self.model_path, self.model_sha256 = path, sha256_file(path)
         self.score_threshold, self.nms_threshold, self.top_k = float(score_threshold), float(nms_threshold), int(top_k)
-        self.max_width, self.full_every = max_width, int(full_every)
+        self.max_width, self.max_side, self.full_every = max_width, max_side, int(full_every)
         self.second_look = None if second_look is None else float(second_look)
         self.look_size, self.look_threshold = int(look_size), float(look_threshold)
         self._low = min(self.score_threshold, self.second_look if self.second_look is not None else 1.0)
@@ -274,12 +288,13 @@ class YuNetDetector(_FullEvery):
 
     @property
     def config(self) -> dict[str, Any]:
-        settings = "score_threshold nms_threshold top_k max_width second_look look_size look_threshold full_every"
+        settings = "score_threshold nms_threshold top_k max_width max_side second_look look_size look_threshold"
+        settings += " full_every"
         return _config(self, f"model_sha256 {settings}")
 
     def _full(self, frame: np.ndarray) -> list[Detection]:
         frame = _to_bgr(frame)
-        small, back = _downscale(frame, self.max_width)
+        small, back = _downscale(frame, self.max_width, self.max_side)
         found = _detections(self.net.detect(small, self._low), back, (0.0, 0.0), frame.shape)
         sure = [d for d in found if d.score >= self.score_threshold]
         if self.second_look is not None:
@@ -405,6 +420,7 @@ def load_detector(spec: str | Mapping[str, Any], **overrides: Any) -> FaceDetect
     if OmegaConf.is_config(spec):
         spec = OmegaConf.to_container(spec, resolve=True)
     settings = {**spec, **overrides}
+    check_detector(settings)
     target = str(settings.pop("_target_", ""))
     name = target.removeprefix(f"{__name__}.")
     cls = globals().get(name) if name != target and "." not in name else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import stat
 import tempfile
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from mimic.errors import UserError
+
+log = logging.getLogger(__name__)
 
 # What OpenCV 4.x decodes (GIF since 4.11; HEIC and RAW formats are not among them).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm", ".gif")
@@ -77,6 +80,22 @@ def free_path(path: str | os.PathLike) -> Path:
         n += 1
         candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
     return candidate
+
+
+def new_file(path: str | Path, setting: str, default_name: str) -> Path:
+    """Where a file the user asked for at ``path`` goes without overwriting anything: a folder gets ``default_name``
+    inside it, an existing file a free numbered name beside it (said in a warning); a path through a file is an
+    error."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        path = path / default_name
+    through = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if through is not None:
+        raise UserError(f"{setting}={path}: {through} is a file, not a folder. Name a path in a folder.")
+    free = free_path(path)
+    if free != path:
+        log.warning("%s: %s already exists, so this run writes %s (nothing is overwritten)", setting, path, free)
+    return free
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -6,6 +6,7 @@ order; `remap` turns its integer labels into indices of the run's class set and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -33,8 +34,24 @@ _ALIASES = {
 }
 
 
+CLASS_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_ -]{0,31}")
+"""What a class name may be, wherever it comes from (a config, a model file, a folder, a web client): a letter first,
+then letters, digits, ``_``, ``-`` or spaces, at most 32 characters, all ASCII (a folder name then reads the same on
+every file system). So a name is safe as a file name, a CSV column and a config value: it can never be an OmegaConf
+interpolation (``${...}``), a path or a Hydra key."""
+CLASS_NAME_RULE = "an ASCII letter first, then letters, digits, _, - or spaces, at most 32 characters"
+
+
 class UnknownClassError(UserError, ValueError):
-    """A class name that no known emotion or source provides."""
+    """A class name that no known emotion or source provides, or one that breaks `CLASS_NAME`."""
+
+
+def check_class_name(name: object, where: str = "class name") -> str:
+    """``name`` if it is a string that `CLASS_NAME` accepts, else an `UnknownClassError` naming ``where``."""
+    if isinstance(name, str) and CLASS_NAME.fullmatch(name):
+        return name
+    shown = repr(name) if not isinstance(name, str) or len(name) <= 40 else f"{name[:40]!r}... ({len(name)} characters)"
+    raise UnknownClassError(f"{where}: {shown} is not a class name; a class name is {CLASS_NAME_RULE}.")
 
 
 def canonical(name: str) -> str:
@@ -43,14 +60,19 @@ def canonical(name: str) -> str:
     return _ALIASES.get(key, key)
 
 
-def validate_classes(names: Sequence[str], known: Sequence[str] | None = None, where: str = "classes") -> list[str]:
-    """Return the canonical names of ``names``; duplicates, empty names or (if ``known`` is given) names outside
-    ``known`` are a ``UnknownClassError`` that lists what is allowed."""
+def validate_classes(
+    names: Sequence[str], known: Sequence[str] | None = None, where: str = "classes", at_least: int = 1
+) -> list[str]:
+    """Return the canonical names of ``names``; fewer than ``at_least`` names (a run's class set needs two), a name
+    that breaks `CLASS_NAME`, duplicates or (if ``known`` is given) names outside ``known`` are a
+    ``UnknownClassError`` that says what is allowed."""
+    if len(names) < max(1, at_least):
+        why = " (a classifier decides between classes)" if at_least > 1 else ""
+        given = f"{list(names)} holds {len(names)} class name(s)"
+        raise UnknownClassError(f"{where}: {given}; give at least {at_least}{why}.")
+    for i, n in enumerate(names):
+        check_class_name(n, f"{where}[{i}]")
     out = [canonical(n) for n in names]
-    if not out:
-        raise UnknownClassError(f"{where}: the class list is empty; give at least two class names.")
-    if any(not n for n in out):
-        raise UnknownClassError(f"{where}: empty class name in {list(names)}.")
     dupes = sorted({n for n in out if out.count(n) > 1})
     if dupes:
         raise UnknownClassError(f"{where}: class names must be unique, {dupes} appear more than once in {list(names)}.")

@@ -23,6 +23,8 @@ from mimic.errors import UserError
 from mimic.faces import for_photos, load_detector
 from mimic.models.bundled import resolve_ckpt
 
+MIN_CROP = 8  # pixels on each side: less holds no face to read
+
 
 class EmotionRecognizer:
     """Finds the faces in an image and gives each one's emotion probabilities.
@@ -70,7 +72,13 @@ class EmotionRecognizer:
     def classify(self, face: np.ndarray) -> dict[str, float]:
         """The emotion probabilities of one face crop (BGR or gray uint8, any size, framed roughly as FER2013 frames
         faces), without detection."""
-        return {name: float(q) for name, q in zip(self.class_names, self.predictor.predict_crops([_image(face)])[0])}
+        crop = _image(face)
+        if min(crop.shape[:2]) < MIN_CROP:
+            raise UserError(
+                f"classify: the face crop is {crop.shape[1]}x{crop.shape[0]} pixels; a face needs at least {MIN_CROP} "
+                f"on each side. Pass the face cut from the image, or the whole image to detect()."
+            )
+        return {name: float(q) for name, q in zip(self.class_names, self.predictor.predict_crops([crop])[0])}
 
 
 def _image(image: np.ndarray | str | os.PathLike) -> np.ndarray:

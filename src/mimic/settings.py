@@ -5,13 +5,14 @@ A wrong value ends in one short message that names the setting, what it expects 
 (``data.batch_size=abc: expected a whole number of at least 1 (e.g. data.batch_size=64)``) instead of a traceback from
 deep inside PyTorch. Keys a config lacks are skipped (a data config without ``batch_size``); unknown keys are Hydra's
 business. Values are checked as Hydra parsed them: ``true``/``false`` are booleans, ``maybe`` is a string. This module
-imports only omegaconf, so the realtime app's start-up stays light.
+imports only omegaconf and numpy (through `mimic.labels`), so the realtime app's start-up stays light.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mimic.errors import UserError
+from mimic.labels import CLASS_NAME, CLASS_NAME_RULE
 
 
 def show(value: Any) -> str:
@@ -87,7 +89,8 @@ def list_of(item: Kind, what: str, at_least: int = 0, at_most: float = math.inf)
 BOOL = Kind("true or false", lambda v: isinstance(v, bool))
 NULL = Kind("null", lambda v: v is None)
 PATH = text("a path")
-NAME = text("a name")
+CLASS = Kind("a class name", lambda v: isinstance(v, str) and CLASS_NAME.fullmatch(v) is not None)
+CLASSES = f"class names ({CLASS_NAME_RULE})"
 FRACTION = number("[0, 1)")
 BATCHES = whole(0) | number("[0, 1]")  # a number of batches, or a fraction of them (Lightning's limit_*_batches)
 
@@ -108,6 +111,7 @@ DETECTOR: Table = {
     "nms_threshold": (number("[0, 1]"), "0.3"),
     "top_k": (whole(1), "50"),
     "max_width": (whole(1) | NULL, "320"),
+    "max_side": (whole(64) | NULL, "2048"),
     "second_look": (number("[0, 1]") | NULL, "0.1"),
     "look_size": (whole(16), "200"),
     "look_threshold": (number("[0, 1]"), "0.5"),
@@ -138,7 +142,7 @@ RUN: Table = {"seed": (whole(0), "42"), "threads": (whole(1) | NULL, "4")}
 DATA: Table = {
     "data.path": (text("a dataset file or folder"), "data/webcam"),
     "data.ferplus_path": (PATH | NULL, "data/ferplus/fer2013new.csv"),
-    "data.classes": (list_of(NAME, "a list of class names", at_least=1), "[happy,sad,neutral]"),
+    "data.classes": (list_of(CLASS, f"a list of at least two {CLASSES}", at_least=2), "[happy,sad,neutral]"),
     "data.batch_size": (whole(1), "64"),
     "data.num_workers": (whole(0), "4"),
     "data.val_fraction": (FRACTION, "0.1"),
@@ -265,7 +269,7 @@ REALTIME: Table = {
     "reactions.popup_position": (NULL | list_of(whole(0), "[x, y] in pixels", at_least=2, at_most=2), "[100,100]"),
     "reactions.sound": (BOOL, "false"),
     "reactions.volume": (number("[0, 1]"), "0.5"),
-    "reactions.skip": (list_of(NAME, "a list of class names"), "[neutral,sad]"),
+    "reactions.skip": (list_of(CLASS, f"a list of {CLASSES}"), "[neutral,sad]"),
     "reactions.assets_dir": (PATH | NULL, "my_assets"),
     "log.enabled": (BOOL, "false"),
     "log.path": (PATH | NULL, "faces.csv"),
@@ -306,15 +310,30 @@ def _value(cfg: DictConfig, key: str) -> Any:
         return _ABSENT
 
 
-def check_settings(cfg: DictConfig, command: str) -> None:
-    """Raise a `UserError` naming every setting of ``command`` (train, evaluate, realtime) that ``cfg`` has of the
-    wrong type or range, one line each."""
+def _wrong(table: Table, value_of: Callable[[str], Any]) -> list[str]:
+    """One line for every setting of ``table`` whose value (``value_of(key)``) is of the wrong type or range."""
     found = []
-    for key, (kind, example) in SETTINGS[command].items():
-        value = _value(cfg, key)
+    for key, (kind, example) in table.items():
+        value = value_of(key)
         if value is _ABSENT or (value is not _MISSING and kind.accepts(value)):
             continue
         what = " is required:" if value is _MISSING else f"{show(value)}: expected"
         found.append(f"{key}={what} {kind.expected} (e.g. {key}={example})")
+    return found
+
+
+def check_settings(cfg: DictConfig, command: str) -> None:
+    """Raise a `UserError` naming every setting of ``command`` (train, evaluate, realtime) that ``cfg`` has of the
+    wrong type or range, one line each."""
+    found = _wrong(SETTINGS[command], lambda key: _value(cfg, key))
+    if found:
+        raise UserError("\n".join(found))
+
+
+def check_detector(settings: Mapping[str, Any]) -> None:
+    """The command line's check of ``detector.*`` for a detector config given as a mapping (the Python API,
+    `mimic.faces.load_detector`): one `UserError` naming every wrong setting."""
+    values = {k: str(v) if isinstance(v, os.PathLike) else v for k, v in settings.items()}
+    found = _wrong(under("detector", DETECTOR), lambda key: values.get(key.removeprefix("detector."), _ABSENT))
     if found:
         raise UserError("\n".join(found))

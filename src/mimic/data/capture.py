@@ -18,7 +18,7 @@ from mimic.data.folders import NOT_CLASSES, is_class_dir, scan_class_folders, wr
 from mimic.errors import UserError
 from mimic.faces import FaceDetector, largest_face
 from mimic.io import free_path
-from mimic.labels import canonical
+from mimic.labels import canonical, check_class_name
 from mimic.preprocessing import PreprocessSpec, crop_face
 
 CROP_SIZE = 128  # eye-framed crops are saved this large (or the model's size if larger): any model can use them
@@ -28,9 +28,9 @@ _NUMBER = re.compile(r"^(\d+)")
 def class_folder(root: Path, label: str) -> Path:
     """The folder of class ``label`` under ``root``: the existing one with that class name, else a new
     ``<next index>_<label>/`` (a plain ``<label>/`` when ``root`` already uses plain folders)."""
-    name = canonical(label)
-    if not name or "/" in name or "\\" in name or name.startswith(".") or name in NOT_CLASSES:
-        raise UserError(f"{label!r} is not a usable class name")
+    name = canonical(check_class_name(label, "label"))
+    if name in NOT_CLASSES:
+        raise UserError(f"label: {label!r} is not a class name: it names the folder of photos not sorted yet")
     if root.is_dir() and any(is_class_dir(p) for p in root.iterdir()):
         folders = scan_class_folders(root)
         for f in folders:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
+from typing import Any
 
 import albumentations as A
 import lightning as L
@@ -95,7 +96,7 @@ class EmotionDataModule(L.LightningDataModule):
         if not sources:
             raise DataError("data.sources is empty: name at least one data source (e.g. data=fer2013).")
         self.sources = dict(sources)
-        self.classes = validate_classes(classes, where="data.classes")
+        self.classes = validate_classes(classes, where="data.classes", at_least=2)
         self.spec = PreprocessSpec.from_dict(preprocess or {})
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
         self.num_workers, self.pin_memory = num_workers, pin_memory
@@ -192,6 +193,21 @@ class EmotionDataModule(L.LightningDataModule):
             "ids": np.array(sd.paths, object),
         }
 
+    def batch_limits(self, trainer: Mapping[str, Any]) -> dict[str, int]:
+        """The ``trainer.limit_<split>_batches`` fractions that round to no batch of this data, as one batch each
+        (Lightning stops at such a fraction with an error; ``debug=limit`` on a small dataset); others stay as set."""
+        out = {}
+        for split in ("train", "val", "test"):
+            key, fraction = f"limit_{split}_batches", trainer.get(f"limit_{split}_batches")
+            name = self.test_split if split == "test" else split
+            if not (isinstance(fraction, float) and 0 < fraction < 1) or name not in self._loaded():
+                continue
+            n = len(self._loader(name, train=split == "train"))
+            if int(n * fraction) == 0:
+                log.info("trainer.%s=%s of %d batches rounds to no batch: using 1 batch", key, fraction, n)
+                out[key] = 1
+        return out
+
     def class_counts(self, split: str = "train") -> np.ndarray:
         data = self._loaded()
         labels = data[split]["labels"] if split in data else np.empty(0, np.int64)
@@ -242,14 +258,20 @@ class EmotionDataModule(L.LightningDataModule):
         return self._loader(self.test_split, train=False)
 
 
-def datamodule_from_config(data: DictConfig) -> EmotionDataModule:
+def datamodule_from_config(data: DictConfig, classes: Sequence[str] | None = None) -> EmotionDataModule:
     """The datamodule a data config (conf/data/*.yaml) describes. Its ``path`` and ``ferplus_path`` keys are where the
-    user points ``data.path=``; sources read them through ``${data.path}``, the datamodule does not take them."""
+    user points ``data.path=``; sources read them through ``${data.path}``, the datamodule does not take them.
+    ``classes``: the run's class names when a model file gives them (evaluation), in place of ``data.classes``; they
+    go to the datamodule as a Python argument after the config is built, never into the config, where OmegaConf
+    would resolve them."""
     if OmegaConf.is_missing(data, "path"):
         raise DataError("data.path is not set: point it at your data, e.g. data.path=/path/to/faces")
     cfg = OmegaConf.to_container(data, resolve=True)
     cfg.pop("path", None), cfg.pop("ferplus_path", None)
-    return instantiate(cfg)
+    if classes is None:
+        return instantiate(cfg)
+    cfg.pop("classes", None)
+    return instantiate(cfg, _partial_=True)(classes=list(classes))
 
 
 def _with_ids(sd: SplitData, prefix: str) -> SplitData:

@@ -36,7 +36,7 @@ from mimic.data.base import SPLITS, DataError, SplitData, stratified_split
 from mimic.faces import FaceDetector, for_photos, largest_face, load_detector
 from mimic.io import IMAGE_SUFFIXES, write_bytes
 from mimic.io import cache_dir as user_cache_dir
-from mimic.labels import KNOWN_CLASSES, canonical, validate_classes
+from mimic.labels import KNOWN_CLASSES, UnknownClassError, canonical, check_class_name, validate_classes
 from mimic.preprocessing import PreprocessSpec, crop_face
 
 log = logging.getLogger(__name__)
@@ -92,10 +92,7 @@ def scan_class_folders(root: Path | str, classes: Sequence[str] | None = None) -
             f"{root}: mixes <index>_<name> folders ({', '.join(with_index)}) with plain <name> folders "
             f"({', '.join(plain)}). Name them all one way, e.g. 0_happy/ 1_sad/."
         )
-    folders = [
-        ClassFolder(int(m.group(1)) if m else None, canonical(m.group(2) if m else p.name), p)
-        for p, m in indexed.items()
-    ]
+    folders = [ClassFolder(int(m.group(1)) if m else None, _folder_class(p, m), p) for p, m in indexed.items()]
     clashes = _shared(folders, "name")
     if clashes:
         detail = "; ".join(" and ".join(names) for names in clashes.values())
@@ -118,6 +115,18 @@ def scan_class_folders(root: Path | str, classes: Sequence[str] | None = None) -
             f"{', '.join(f.path.name for f in sorted(folders, key=lambda f: f.index))}). Rename a folder."
         )
     return sorted(folders, key=lambda f: f.index)
+
+
+def _folder_class(path: Path, indexed: re.Match | None) -> str:
+    """The canonical class name of the class folder ``path``; a `DataError` naming it when the name breaks the class
+    name rule (`mimic.labels.CLASS_NAME`)."""
+    name = indexed.group(2) if indexed else path.name
+    try:
+        return canonical(check_class_name(name, str(path)))
+    except UnknownClassError as e:
+        near = re.fullmatch(r"(\d+)\W+(.+)", name)  # 0-happy, "1 sad": an index with another separator
+        hint = f" as {near.group(1)}_{near.group(2)}/" if near and not indexed else ""
+        raise DataError(f"{e} Rename the folder{hint}.") from None
 
 
 def _shared(folders: list[ClassFolder], key: str) -> dict:

@@ -24,9 +24,22 @@ class CheckpointError(UserError, ValueError):
     """A model file that is missing, unreadable, not a mimic model, or one that does not fit the run."""
 
 
+def _check_text(value: str, where: str, error: type[UserError]) -> None:
+    """Text from a model file never holds ``${``: OmegaConf would resolve it, reading the environment or building
+    config that Hydra instantiates, wherever the text became config."""
+    if "${" in value:
+        shown = value if len(value) <= 80 else f"{value[:80]}..."
+        raise error(
+            f"{where} = {shown!r}: refused. ${{...}} is OmegaConf's interpolation syntax, which can read the "
+            f"environment and build config that runs code; the text of a model file is data and never holds it"
+        )
+
+
 def plain(value: Any, where: str, error: type[UserError] = CheckpointError) -> Any:
     """``value`` if it is plain data (None, bools, numbers, strings, lists and string-keyed dicts of them) with no
-    Hydra key anywhere, else ``error`` naming where."""
+    Hydra key and no OmegaConf interpolation (``${``) anywhere, else ``error`` naming where."""
+    if isinstance(value, str):
+        _check_text(value, where, error)
     if value is None or isinstance(value, bool | int | float | str):
         return value
     if isinstance(value, list | tuple):
@@ -40,8 +53,18 @@ def plain(value: Any, where: str, error: type[UserError] = CheckpointError) -> A
                 )
             if not isinstance(key, str):
                 raise error(f"{where} has the key {key!r}, which is not a string")
+            plain(key, f"{where} (a key)", error)
         return {k: plain(v, f"{where}.{k}", error) for k, v in value.items()}
     raise error(f"{where} is a {type(value).__name__}; only numbers, strings, bools, lists and dicts are accepted")
+
+
+def not_finite(where: str, bad: int, total: int) -> CheckpointError:
+    """The error for weights at ``where`` of which ``bad`` of ``total`` numbers are NaN or infinite: the weights of a
+    run that diverged, which would give every face the probability nan."""
+    return CheckpointError(
+        f"{where} holds {bad} NaN or infinite value(s) of {total}: these weights are broken (a training run that "
+        f"diverged?). Use an earlier checkpoint of the run, or train again with a lower model.optimizer.lr."
+    )
 
 
 @dataclass(frozen=True)
@@ -73,7 +96,7 @@ class ModelCard:
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise CheckpointError(f"{where}.class_names must be a list of class names, got {names!r}")
         try:
-            names = validate_classes(names, where=f"{where}.class_names")
+            names = validate_classes(names, where=f"{where}.class_names", at_least=2)
         except UserError as e:
             raise CheckpointError(str(e)) from None
         if not isinstance(rest.get("preprocess"), dict):

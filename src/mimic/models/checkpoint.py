@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from mimic.errors import UserError
-from mimic.models.card import CheckpointError, ModelCard, plain
+from mimic.errors import UserError, said
+from mimic.models.card import CheckpointError, ModelCard, not_finite, plain
 from mimic.models.mobilenet import mobilenet_v3_large, mobilenet_v3_small
 from mimic.models.resnet import resnet18, resnet50
 from mimic.models.small_cnn import small_cnn
@@ -33,6 +33,7 @@ NETS: dict[str, Callable[..., nn.Module]] = {
 }
 """The only builders a ``net._target_`` may name, in a config or a checkpoint: mimic's own."""
 OPTIMIZER_TARGETS = ("torch.optim.", "mimic.models.classifier.")
+MAX_PARAMETERS = 100_000_000  # resnet50 has 25 M: a file asking for more is refused before anything is allocated
 REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
 RESUME_SPECIAL = ("last", "hpc")  # ckpt_path values Lightning resolves itself
 
@@ -59,17 +60,26 @@ def build_net(
     where: str = "model.net",
     error: type[UserError] = UserError,
 ) -> nn.Module:
-    """Call the builder ``net._target_`` names (one of `NETS`) with the config's arguments."""
+    """Call the builder ``net._target_`` names (one of `NETS`) with the config's arguments; a net of more than
+    `MAX_PARAMETERS` is refused after a build on the meta device, which allocates nothing."""
     args = net_config(net, where, error)
     builder = NETS[args.pop("_target_")]
-    if weights is not None:
-        args["weights"] = weights
     try:
+        with torch.device("meta"):
+            shape = builder(num_classes=num_classes, in_channels=in_channels, **args)
+        size = sum(p.numel() for p in shape.parameters())
+        if size > MAX_PARAMETERS:
+            raise error(
+                f"{where} describes a net of {size:,} parameters; mimic builds at most {MAX_PARAMETERS:,} (resnet50 "
+                f"has 25 million). Choose smaller widths or hidden sizes."
+            )
+        if weights is not None:
+            args["weights"] = weights
         return builder(num_classes=num_classes, in_channels=in_channels, **args)
     except UserError:
         raise
     except (TypeError, ValueError) as e:  # an argument the builder does not take, or a value it cannot use
-        raise error(f"{where} does not fit {net['_target_']}: {e}") from None
+        raise error(f"{where} does not fit {net['_target_']}: {said(e)}") from None
 
 
 def _optimizer_config(cfg: Any, where: str) -> None:
@@ -145,7 +155,11 @@ def read_card(path: str | os.PathLike) -> tuple[ModelCard, dict[str, Any]]:
             f"{path} is not a mimic checkpoint: it lacks {', '.join(missing)} in its hyper-parameters "
             f"(a checkpoint of another model?). {advice}"
         )
-    return _card(ckpt, path), ckpt
+    card = _card(ckpt, path)
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise not_finite(f"{path}: state_dict.{name}", int((~torch.isfinite(tensor)).sum()), tensor.numel())
+    return card, ckpt
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -100,7 +100,7 @@ class EmotionClassifier(L.LightningModule):
         super().__init__()
         hp = plain(dict(locals()))
         hp.pop("self"), hp.pop("__class__", None)
-        hp["class_names"] = validate_classes(hp["class_names"], where="model.class_names")
+        hp["class_names"] = validate_classes(hp["class_names"], where="model.class_names", at_least=2)
         try:
             self.spec = PreprocessSpec.from_dict(hp["preprocess"] or {})
         except ValueError as e:
@@ -157,9 +157,24 @@ class EmotionClassifier(L.LightningModule):
         x, y = batch[0], batch[1]
         logits = self(x)
         loss = self.loss(logits, y)
+        if not torch.isfinite(loss):
+            raise self._diverged(loss, batch_idx)
         acc = (logits.argmax(1) == y).float().mean()
         self.log_dict({"train/loss": loss, "train/acc": acc}, prog_bar=True, on_step=True, on_epoch=True)
         return loss
+
+    def _diverged(self, loss: torch.Tensor, batch_idx: int) -> UserError:
+        """The one-line stop of a run whose loss turned NaN or infinite, naming the step and what was kept: the
+        step is refused before it changes the weights, so every checkpoint saved so far holds good ones."""
+        kept = sorted(
+            {p for c in self.trainer.checkpoint_callbacks for p in (c.last_model_path, c.best_model_path) if p}
+        )
+        saved = f"The checkpoints saved so far are good: {', '.join(kept)}." if kept else "No checkpoint was saved yet."
+        return UserError(
+            f"training: the loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, batch "
+            f"{batch_idx}); the run stopped before that step changed the weights. {saved} Lower "
+            f"model.optimizer.lr or set trainer.gradient_clip_val=1.0, then train again (or resume with ckpt_path=)."
+        )
 
     def validation_step(self, batch: tuple, batch_idx: int) -> None:
         x, y = batch[0], batch[1]

@@ -29,13 +29,14 @@ import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import mimic
 from mimic.errors import UserError, said
 from mimic.io import atomic_write
-from mimic.models.card import CheckpointError, ModelCard, plain
+from mimic.models.card import CheckpointError, ModelCard, not_finite, plain
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,24 @@ def metadata(card: ModelCard) -> dict[str, str]:
     return {k: json.dumps(v) for k, v in fields.items()}
 
 
+def field(meta: Mapping[str, str], key: str, path: str | os.PathLike) -> Any:
+    """The value of the JSON text ``meta[key]``; `CheckpointError` naming the file and key when it is missing or not
+    JSON, or when it holds anything but plain data (`mimic.models.card.plain`; the net's ``_target_``, which names
+    the builder the model was made with, is the one Hydra key allowed, and only as plain text)."""
+    where = f"{path}: metadata"
+    if key not in meta:
+        raise CheckpointError(f"{where} lacks {key}: the file is damaged or not mimic's. {EXPORT_ADVICE}.")
+    try:
+        value = json.loads(meta[key])
+    except (json.JSONDecodeError, TypeError, RecursionError) as e:
+        shown = meta[key] if len(meta[key]) <= 80 else f"{meta[key][:80]}..."
+        raise CheckpointError(f"{where}.{key} is not JSON text ({said(e)}): {shown!r}. {EXPORT_ADVICE}.") from None
+    if key == "net" and isinstance(value, dict) and isinstance(value.get("_target_"), str):
+        rest = plain({k: v for k, v in value.items() if k != "_target_"}, f"{where}.net")
+        return {"_target_": plain(value["_target_"], f"{where}.net._target_"), **rest}
+    return plain(value, f"{where}.{key}")
+
+
 def card_of(meta: Mapping[str, str], path: str | os.PathLike) -> ModelCard:
     """The checked card of an ONNX file's ``metadata_props``; `CheckpointError` naming the file and field."""
     where = f"{path}: metadata"
@@ -75,14 +94,7 @@ def card_of(meta: Mapping[str, str], path: str | os.PathLike) -> ModelCard:
             f"{path} is an ONNX model without mimic's metadata (mimic_model, class_names, preprocess, ...): nothing "
             f"says which class each output is or how to prepare a face for it. {EXPORT_ADVICE}."
         )
-    values = {}
-    for key in ("mimic_model", *FIELDS, *(k for k in OPTIONAL if k in meta)):
-        if key not in meta:
-            raise CheckpointError(f"{where} lacks {key}: the file is damaged or not mimic's. {EXPORT_ADVICE}.")
-        try:
-            values[key] = json.loads(meta[key])
-        except (json.JSONDecodeError, TypeError) as e:
-            raise CheckpointError(f"{where}.{key} is not JSON text ({e}): {meta[key]!r}. {EXPORT_ADVICE}.") from None
+    values = {key: field(meta, key, path) for key in ("mimic_model", *FIELDS, *(k for k in OPTIONAL if k in meta))}
     if values["mimic_model"] != FORMAT:
         raise CheckpointError(
             f"{where}.mimic_model is {values['mimic_model']!r}; this mimic reads format {FORMAT}. Export the "
@@ -91,10 +103,25 @@ def card_of(meta: Mapping[str, str], path: str | os.PathLike) -> ModelCard:
     net = values["net"]
     if not isinstance(net, dict) or not isinstance(net.get("_target_"), str):
         raise CheckpointError(f"{where}.net must be a mapping with a _target_ naming the net's builder, got {net!r}")
-    net = {"_target_": net["_target_"], **plain({k: v for k, v in net.items() if k != "_target_"}, f"{where}.net")}
     fields = {k: values[k] for k in ("class_names", "preprocess", "tta_flip", "channels_last", "mimic_version")}
     fields.update({k: values[k] for k in ("about",) if k in values})
     return ModelCard.check(net, fields, values["temperature"], where, f"{where}.temperature")
+
+
+def finite_initializers(path: Path) -> None:
+    """A `CheckpointError` naming the tensor when a float initializer (a weight) of the ONNX file ``path`` holds NaN
+    or infinite numbers."""
+    import onnx  # the live app has imported it already (YuNet's loader); reading weights needs no torch
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path), load_external_data=False)
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
+    for tensor in model.graph.initializer:
+        if tensor.data_type in floats:
+            values = numpy_helper.to_array(tensor).astype(np.float32)
+            finite = np.isfinite(values)
+            if not finite.all():
+                raise not_finite(f"{path}: initializer {tensor.name}", int(values.size - finite.sum()), values.size)
 
 
 class OnnxModel:
@@ -120,8 +147,9 @@ class OnnxModel:
             ) from None
         meta = self.session.get_modelmeta().custom_metadata_map
         self.card = card_of(meta, self.path)
-        self.quantization: dict | None = json.loads(meta["quantization"]) if "quantization" in meta else None
+        self.quantization: dict | None = field(meta, "quantization", self.path) if "quantization" in meta else None
         self._check_graph()
+        finite_initializers(self.path)
 
     def _check_graph(self) -> None:
         """The graph takes ``input`` of the spec's shape and gives ``probabilities`` for the card's classes."""

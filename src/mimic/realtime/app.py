@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mimic.errors import UserError
 from mimic.faces import for_photos, load_detector
-from mimic.io import free_path
+from mimic.io import new_file
 from mimic.models.bundled import resolve_ckpt
 from mimic.realtime import overlay
 from mimic.realtime.pipeline import FrameResult, Pipeline
@@ -96,22 +96,6 @@ class Stats:
         return f"{self.frames} frames in {self.wall_s:.1f} s ({fps:.1f} frames/s), {self.rows} face rows{where}"
 
 
-def new_file(path: str | Path, setting: str, default_name: str) -> Path:
-    """Where a file the user asked for at ``path`` goes without overwriting anything: a folder gets ``default_name``
-    inside it, an existing file a free numbered name beside it (said in a warning); a path through a file is an
-    error."""
-    path = Path(path).expanduser()
-    if path.is_dir():
-        path = path / default_name
-    through = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
-    if through is not None:
-        raise UserError(f"{setting}={path}: {through} is a file, not a folder. Name a path in a folder.")
-    free = free_path(path)
-    if free != path:
-        log.warning("%s: %s already exists, so this run writes %s (nothing is overwritten)", setting, path, free)
-    return free
-
-
 def _display(cfg: DictConfig) -> bool:
     if not cfg.display:
         return False
@@ -168,8 +152,11 @@ def _load(cfg: DictConfig) -> tuple[Any, Any, FrameSource]:
 
 
 def _build(node: DictConfig, **kwargs: Any) -> Any:
-    """The object of a config block with a ``_target_`` and an ``enabled`` switch (not an argument)."""
-    return instantiate({k: v for k, v in node.items() if k != "enabled"}, **kwargs, _convert_="all")
+    """The object of a config block with a ``_target_`` and an ``enabled`` switch (not an argument). ``kwargs`` (the
+    model's class names, file names) go to the constructor as Python values after the config is built: never merged
+    into the config, where OmegaConf would resolve them and Hydra instantiate what they name."""
+    make = instantiate({k: v for k, v in node.items() if k != "enabled"}, _partial_=True, _convert_="all")
+    return make(**kwargs)
 
 
 def _run_dir() -> Path:
@@ -226,6 +213,12 @@ def run(cfg: DictConfig, record: bool = False) -> Stats:
 
         serve(cfg)
         return stats
+    log_path, record = cfg.log.path if cfg.log.enabled else None, cfg.record
+    if log_path and record and Path(log_path).expanduser().resolve() == Path(record).expanduser().resolve():
+        raise UserError(
+            f"log.path={log_path} and record={record} name the same file: the CSV log and the video each need their "
+            f"own. Name another file for one of them, e.g. record=out.mp4."
+        )
     display, timer = _display(cfg), time.perf_counter
     predictor, detector, source = _load(cfg)
     with contextlib.ExitStack() as stack:

@@ -55,11 +55,10 @@ from mimic.data.folders import NOT_CLASSES, is_class_dir, list_files, read_image
 from mimic.errors import UserError
 from mimic.faces import for_photos, load_detector
 from mimic.io import IMAGE_SUFFIXES, write_json
-from mimic.labels import canonical
+from mimic.labels import canonical, check_class_name
 
 log = logging.getLogger(__name__)
 
-CLASS_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 FILE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 JOB_ID = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
 HELD_OUT, VAL = 0.25, 0.15  # of each class's photos: held out for the report, and for validation
@@ -367,12 +366,13 @@ def snapshot(folders: dict[str, Path], out: Path, classes: list[str], seed: int 
 
 
 def class_name(label: str) -> str:
-    """A class name a client sent, canonical; an `ApiError` unless it is a plain lower-case name."""
-    name = canonical(label) if isinstance(label, str) else ""
-    if not CLASS_NAME.fullmatch(name) or name in NOT_CLASSES:
-        raise ApiError(
-            400, f"{label!r} is not a class name: use lower-case letters, digits and _ (up to 32, a letter first)"
-        )
+    """A class name a client sent, canonical; an `ApiError` unless `mimic.labels.CLASS_NAME` accepts it."""
+    try:
+        name = canonical(check_class_name(label, "label"))
+    except UserError as e:
+        raise ApiError(400, str(e)) from None
+    if name in NOT_CLASSES:
+        raise ApiError(400, f"label: {label!r} is not a class name: it names the folder of photos not sorted yet")
     return name
 
 

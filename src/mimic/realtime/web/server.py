@@ -54,10 +54,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import mimic
 from mimic.errors import UserError
 from mimic.faces import Detection
+from mimic.io import new_file
 from mimic.models.bundled import bundled_path, resolve_ckpt
 from mimic.models.onnx_model import is_onnx, read_onnx_card
 from mimic.realtime import overlay
-from mimic.realtime.app import _build, _run_dir, load_predictor, new_file
+from mimic.realtime.app import _build, _run_dir, load_predictor
 from mimic.realtime.pipeline import FrameResult, Pipeline
 from mimic.realtime.sources import open_source
 
