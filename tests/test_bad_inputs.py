@@ -1186,6 +1186,7 @@ def _refused(open_, path: Path, capsys, *named: str) -> str:
         open_(path)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: ") and "Traceback" not in err, err
+    assert "Error in call to target" not in err and "InterpolationResolutionError" not in err, err
     assert str(path) in err and all(n in err for n in named), err
     return err
 
@@ -1234,16 +1235,18 @@ def commands(tmp_path) -> dict:
 
 
 @pytest.mark.parametrize("kind", [".ckpt", ".onnx"])
-def test_interpolation_in_class_names_is_refused_by_every_command(
+def test_interpolation_in_a_model_file_is_refused_by_every_command(
     clean, clean_onnx, resolved, commands, tmp_path, capsys, kind
 ):
-    for payload, text in INTERPOLATIONS.items():
-        where = tmp_path / f"{payload}{kind}"
-        place = "class_names[0]"
+    """Every payload as a class name, and one payload in turn in each other place, through every command."""
+    cases = [("class_names[0]", payload) for payload in INTERPOLATIONS]
+    cases += [(place, list(INTERPOLATIONS)[i % 3]) for i, place in enumerate(TEXT_PLACES) if place != "class_names[0]"]
+    for place, payload in cases:
+        where, text = tmp_path / f"{payload}{kind}", INTERPOLATIONS[payload]
         path = _text_ckpt(clean, place, text, where) if kind == ".ckpt" else _text_onnx(clean_onnx, place, text, where)
         for name, run in commands.items():
             err = _refused(run, path, capsys)
-            assert "class_names" in err or "exported ONNX model" in err, (name, err)
+            assert place.split("[")[0] in err or "exported ONNX model" in err, (name, err)
     assert resolved == [] and not (tmp_path / MARKER).exists()
     assert not (tmp_path / "exported.onnx").exists() and not (tmp_path / "w").exists()
 
