@@ -1,34 +1,36 @@
 """Build a fine-tuning dataset from a webcam: face crops saved into class folders.
 
-    python scripts/capture_dataset.py --label happy [--every 2] [--count 50] [--camera 0 | --source video.mp4]
-                                      [--out data/webcam] [--countdown 3] [--detector yunet] [--no-preview]
-    python scripts/capture_dataset.py --auto-label [ckpt=outputs/.../best.ckpt] [--confidence 0.8] ...
+    python scripts/capture_dataset.py label=happy [every=2] [count=50] [camera=0 | source=video.mp4]
+                                      [out=data/webcam] [countdown=3] [detector=yunet] [preview=false]
+    python scripts/capture_dataset.py auto_label=true [ckpt=outputs/.../best.ckpt] [confidence=0.8] ...
 
-Every ``--every`` seconds (of video time for a file) the largest face is cut out with the realtime app's detector and
+Every ``every`` seconds (of video time for a file) the largest face is cut out with the realtime app's detector and
 crop and saved as ``<out>/<index>_<label>/NNNN.png``, numbering on from the highest number there at that moment, so an
 existing photo is never overwritten. The label's folder is found by class name, or made with the next free index. A
 live preview shows the box, a countdown before the first shot and the progress; q or Esc stops. Writes are atomic (a
-temporary file renamed into place), so Ctrl-C never leaves half an image. ``--auto-label`` captures without a label:
-each crop goes to the folder of the model's prediction when its probability reaches ``--confidence``, else to
-``<out>/unsorted/`` (named with the guess) for you to review and move.
+temporary file renamed into place), so Ctrl-C never leaves half an image. ``auto_label=true`` captures without a
+label: each crop goes to the folder of the model's prediction when its probability reaches ``confidence``, else to
+``<out>/unsorted/`` (named with the guess) for you to review and move. ``--help`` lists the keys.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 
+from mimic.args import Key, boolean, parse
 from mimic.cli import user_errors
 from mimic.data.capture import CROP_SIZE, class_folder, save_crop
+from mimic.detectors import load_detector
 from mimic.errors import UserError
-from mimic.faces import largest_face, load_detector
+from mimic.faces import largest_face
 from mimic.labels import canonical
 from mimic.models.bundled import resolve_ckpt
 from mimic.preprocessing import PreprocessSpec, crop_face
@@ -45,8 +47,8 @@ def check_out(root: Path) -> None:
             return
         if p.exists():
             raise UserError(
-                f"--out {root}: {p} is a file, not a folder. Name the folder that holds (or will hold) the class "
-                f"folders, e.g. --out data/webcam."
+                f"out={root}: {p} is a file, not a folder. Name the folder that holds (or will hold) the class "
+                f"folders, e.g. out=data/webcam."
             )
 
 
@@ -58,7 +60,7 @@ def open_frames(camera: int | None, source: str | None) -> FrameSource:
         try:
             return CameraSource(camera, probe=len(AUTO_CAMERAS))
         except UserError as e:
-            raise UserError(f"{e} Here: --camera <index>, or --source <video file> to capture from a file.") from None
+            raise UserError(f"{e} Here: camera=<index>, or source=<video file> to capture from a file.") from None
     for index in AUTO_CAMERAS:
         try:
             return CameraSource(index, probe=0)
@@ -66,12 +68,13 @@ def open_frames(camera: int | None, source: str | None) -> FrameSource:
             continue
     raise UserError(
         f"no camera could be opened (indices tried: {', '.join(map(str, AUTO_CAMERAS))}). Check that one is "
-        f"connected and that this program may use it, or capture from a file with --source video.mp4."
+        f"connected and that this program may use it, or capture from a file with source=video.mp4."
     )
 
 
 class Saver:
-    """Writes crops into their folders with running numbers; ``--auto-label`` decides the folder per crop."""
+    """Writes crops into their folders with running numbers; with a ``predictor`` (``auto_label=true``) its guess
+    decides the folder per crop."""
 
     def __init__(self, root: Path, label: str | None, predictor=None, confidence: float = 0.8) -> None:
         self.root, self.label, self.predictor, self.confidence = root, label, predictor, confidence
@@ -114,19 +117,19 @@ def _draw(frame: np.ndarray, face, status: str, countdown: float | None) -> np.n
     return view
 
 
-def capture(args: argparse.Namespace) -> int:
+def capture(args: SimpleNamespace) -> int:
     """Run the capture loop; returns the number of crops saved."""
     root = Path(args.out).expanduser()
     check_out(root)
     predictor = None
     spec = PreprocessSpec(framing="eyes")  # as the model configs frame faces for training
     if args.auto_label:
-        from mimic.realtime.predictor import Predictor
+        from mimic.models.predictor import Predictor
 
-        predictor = Predictor(resolve_ckpt(args.auto_label.removeprefix("ckpt=")))
+        predictor = Predictor(resolve_ckpt(args.ckpt))
         spec = predictor.spec
         print(
-            f"auto-labelling with {args.auto_label}: classes {predictor.class_names}, confidence "
+            f"auto-labelling with {args.ckpt or 'the bundled model'}: classes {predictor.class_names}, confidence "
             f">= {args.confidence:.2f}, else {root / 'unsorted'}"
         )
     else:
@@ -135,9 +138,9 @@ def capture(args: argparse.Namespace) -> int:
         spec = replace(spec, framing="box", crop_margin=args.margin)
     detector = load_detector(args.detector)
     saver = Saver(root, args.label, predictor, args.confidence)
-    preview = not args.no_preview and _display_available()
-    if not args.no_preview and not preview:
-        print("no display found: running without the preview window (--no-preview silences this)")
+    preview = args.preview and _display_available()
+    if args.preview and not preview:
+        print("no display found: running without the preview window (preview=false silences this)")
     saved, start, next_at, last_print = 0, None, None, 0.0
     with open_frames(args.camera, args.source) as frames:
         print(f"reading {frames.description}; {args.count} crops, one every {args.every:g} s")
@@ -180,44 +183,51 @@ def capture(args: argparse.Namespace) -> int:
     return saved
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    doc = __doc__.split("\n\n", 2)
-    p = argparse.ArgumentParser(description=doc[0], epilog=doc[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--label", help="class of every crop (happy, sad, ...)")
-    what.add_argument(
-        "--auto-label",
-        nargs="?",
-        const="bundled",
-        metavar="ckpt=PATH",
-        help="sort crops by a model's predictions (default: the bundled pretrained model)",
-    )
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--camera", type=int, help="camera index (default: the first of 0-3 that opens)")
-    src.add_argument("--source", help="a video file or a folder of images instead of a camera")
-    p.add_argument("--out", default="data/webcam", help="dataset root holding the class folders (default %(default)s)")
-    p.add_argument("--every", type=float, default=2.0, help="seconds between crops (default %(default)s)")
-    p.add_argument("--count", type=int, default=50, help="how many crops to save (default %(default)s)")
-    p.add_argument("--countdown", type=float, default=3.0, help="seconds before the first crop (default %(default)s)")
-    p.add_argument("--detector", default="yunet", help="face detector: yunet or haar (default %(default)s)")
-    p.add_argument(
-        "--margin",
-        type=float,
-        default=None,
-        help="cut a square around the face box grown by this margin instead of the eye framing (default: the "
-        "checkpoint's framing with --auto-label, else the eye framing)",
-    )
-    p.add_argument("--confidence", type=float, default=0.8, help="--auto-label: lowest probability to sort a crop")
-    p.add_argument("--no-preview", action="store_true", help="no preview window")
-    args = p.parse_args(argv)
+KEYS = {
+    "label": Key(str, None, "the class of every crop (happy, sad, ...)"),
+    "auto_label": Key(boolean, False, "sort the crops by a model's predictions instead of a label"),
+    "ckpt": Key(str, None, "auto_label's model (default: the bundled pretrained model)"),
+    "confidence": Key(float, 0.8, "auto_label: the lowest probability that sorts a crop into its class"),
+    "camera": Key(int, None, "camera index (default: the first of 0-3 that opens)"),
+    "source": Key(str, None, "a video file or a folder of images instead of a camera"),
+    "out": Key(str, "data/webcam", "the dataset root holding the class folders"),
+    "every": Key(float, 2.0, "seconds between crops"),
+    "count": Key(int, 50, "how many crops to save"),
+    "countdown": Key(float, 3.0, "seconds before the first crop"),
+    "detector": Key(str, "yunet", "face detector: yunet or haar"),
+    "margin": Key(
+        float,
+        None,
+        "cut a square around the face box grown by this margin instead of the eye framing (default: the "
+        "checkpoint's framing with auto_label, else the eye framing)",
+    ),
+    "preview": Key(boolean, True, "show the preview window"),
+}
+
+
+def parse_args(argv: list[str] | None = None) -> SimpleNamespace:
+    """The command line's settings, checked (`UserError` on a wrong one)."""
+    args = parse(argv, KEYS, __doc__)
+    if (args.label is None) == (not args.auto_label):
+        raise UserError(
+            "give label=<class> (happy, sad, ...) for the photos, or auto_label=true to sort them by a model's "
+            "predictions, not both"
+            if args.auto_label
+            else "say what the photos show: label=<class> (happy, sad, ...), or auto_label=true to sort them by a "
+            "model's predictions"
+        )
+    if args.ckpt is not None and not args.auto_label:
+        raise UserError(f"ckpt={args.ckpt} is the model of auto_label=true; with label= no model is used")
+    if args.camera is not None and args.source is not None:
+        raise UserError(f"camera={args.camera} and source={args.source}: give one")
     if args.count < 1 or args.every < 0 or args.countdown < 0:
-        p.error("--count must be at least 1, --every and --countdown at least 0")
+        raise UserError("count must be at least 1, every and countdown at least 0")
     return args
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
     with user_errors():
+        args = parse_args(argv)
         try:
             capture(args)
         except KeyboardInterrupt:

@@ -5,8 +5,9 @@
 # wins, otherwise PyPI's build for your platform, CUDA on Linux). Examples: TORCH_SPEC="torch>=2.3,<3".
 #
 # OpenCV: albumentations depends on opencv-python-headless, which shares the cv2 package folder with opencv-python
-# and would leave a cv2 without windows. We remove the headless build and reinstall the GUI build (4.x: 5.x has no
-# CascadeClassifier and no Haar files), then check that exactly one cv2 has the cascade, the XML and a GUI backend.
+# and would leave a cv2 without windows. pyproject.toml pins both below 5 (5.x has no CascadeClassifier and no Haar
+# files); here we remove the headless build and reinstall the GUI build within the same pin (the fix the window prints
+# on a headless cv2), then check that exactly one cv2 has the cascade, the XML and a GUI backend.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}

@@ -1,7 +1,7 @@
 """Make the pretrained model mimic ships (src/mimic/assets/mimic_small_cnn_fer2013.ckpt) from a FER2013 training run.
 
-    python scripts/make_bundled_model.py --train --data /path/to/fer2013.csv.gz   # train with the recipe, then pack
-    python scripts/make_bundled_model.py --run outputs/train/bundled_seed42      # pack a finished run
+    python scripts/make_bundled_model.py train=true data=/path/to/fer2013.csv.gz   # train with the recipe, then pack
+    python scripts/make_bundled_model.py run=outputs/train/bundled_seed42 data=...  # pack a finished run
 
 Training runs the project's default recipe, ``python train.py model=small_cnn data=fer2013 seed=42`` (50 epochs, about
 2.5 hours on a 2-core CPU). Packing keeps what inference and fine-tuning read from the run's best checkpoint (the net's
@@ -9,12 +9,11 @@ config, class names, preprocessing spec, flip-TTA setting and calibration temper
 then tests the packed file itself on FER2013's PrivateTest split with `scripts/evaluate.py` and writes that accuracy,
 the command, seed, commit and the data's licence note into the card's ``about``, and the same as a text file beside it
 (``LICENSE.mimic_small_cnn_fer2013.txt``). The files are written atomically; an existing bundled model is replaced
-only with ``--force``.
+only with ``force=true``. ``--help`` lists the keys.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
@@ -24,13 +23,14 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from mimic import __version__
+from mimic.args import Key, boolean, parse
 from mimic.cli import user_errors
 from mimic.errors import UserError
 from mimic.finetune import best_checkpoint
 from mimic.io import atomic_write, write_bytes
 from mimic.models.bundled import BUNDLED_FILE
 from mimic.models.checkpoint import read_card
+from mimic.version import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "src" / "mimic" / "assets"
@@ -53,7 +53,7 @@ def _git_commit() -> str:
 def train(data: Path, seed: int, run_dir: Path) -> None:
     """Run the recipe into ``run_dir`` (a fresh folder)."""
     if run_dir.exists():
-        raise UserError(f"--run-dir {run_dir} exists; name a new folder so no earlier run is overwritten")
+        raise UserError(f"run={run_dir} exists; name a new folder so no earlier run is overwritten")
     cmd = [sys.executable, str(ROOT / "train.py"), *RECIPE, f"seed={seed}", f"data.path={data}"]
     print("training:", " ".join(cmd), flush=True)
     subprocess.run([*cmd, f"hydra.run.dir={run_dir}"], check=True, cwd=ROOT)
@@ -91,7 +91,7 @@ def pack(run_dir: Path, data: Path, dest: Path) -> dict:
     """Write the bundled model made from ``run_dir`` to ``dest``; returns its ``about``."""
     best = best_checkpoint(run_dir)
     if best is None:
-        raise UserError(f"--run {run_dir}: no checkpoints/best*.ckpt in it; is it a finished training run?")
+        raise UserError(f"run={run_dir}: no checkpoints/best*.ckpt in it; is it a finished training run?")
     command, seed = _recipe_command(run_dir)
     run_metrics = json.loads((run_dir / "test_metrics.json").read_text())
     about = {
@@ -146,27 +146,30 @@ def licence_note(about: dict) -> str:
     )
 
 
+KEYS = {
+    "data": Key(Path, None, "FER2013 (fer2013.csv, .csv.gz or .tar.gz)", required=True),
+    "train": Key(boolean, False, "train with the default recipe first"),
+    "run": Key(Path, None, "a finished training run to pack (with train=true: the new run's folder)"),
+    "seed": Key(int, 42, "the training seed"),
+    "out": Key(Path, ASSETS / BUNDLED_FILE, "where the packed model goes"),
+    "force": Key(boolean, False, "replace an existing file at out"),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
-    doc = __doc__.split("\n\n", 2)
-    p = argparse.ArgumentParser(description=doc[0], epilog=doc[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="FER2013 (fer2013.csv, .csv.gz or .tar.gz)")
-    p.add_argument("--train", action="store_true", help="train with the default recipe first")
-    p.add_argument("--run", type=Path, help="a finished training run to pack (with --train: the new run)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--out", type=Path, default=ASSETS / BUNDLED_FILE)
-    p.add_argument("--force", action="store_true", help="replace an existing file at --out")
-    args = p.parse_args(argv)
+    """Train and/or pack as the command line (``key=value`` words; default: ``sys.argv``) says."""
     with user_errors():
+        args = parse(argv, KEYS, __doc__)
         if args.out.exists() and not args.force:
-            raise UserError(f"{args.out} exists; pass --force to replace it (or --out another path)")
+            raise UserError(f"{args.out} exists; give force=true to replace it (or out= another path)")
         if not args.data.is_file():
-            raise UserError(f"--data {args.data}: no such file; pass FER2013's fer2013.csv, .csv.gz or .tar.gz")
+            raise UserError(f"data={args.data}: no such file; give FER2013's fer2013.csv, .csv.gz or .tar.gz")
         run_dir = args.run
         if args.train:
             run_dir = run_dir or ROOT / "outputs" / "train" / f"bundled_seed{args.seed}"
             train(args.data.resolve(), args.seed, run_dir)
         if run_dir is None:
-            raise UserError("name the run to pack with --run, or train one with --train")
+            raise UserError("name the run to pack with run=<folder>, or train one with train=true")
         about = pack(run_dir.resolve(), args.data.resolve(), args.out)
         size = args.out.stat().st_size / 1e6
         print(f"{args.out}: {size:.2f} MB, PrivateTest accuracy {about['test']['accuracy']:.4f} ({about['command']})")

@@ -1,38 +1,37 @@
 """Merge several class-folder datasets (capture days, people) into one, without touching the inputs.
 
-    python scripts/merge_datasets.py OUT IN [IN ...] [--rename smile=happy ...] [--drop angry ...]
-                                     [--classes happy,sad,neutral] [--dry-run]
+    python scripts/merge_datasets.py out=OUT inputs=IN[,IN ...] [rename=smile=happy[,old=new ...]]
+                                     [drop=angry[,...]] [classes=happy,sad,neutral] [dry_run=true]
 
-Class names are matched after `mimic.labels.canonical` (``Happiness`` is ``happy``) and ``--rename``. OUT gets one
-``<index>_<name>/`` folder per class, in ``--classes`` order or else in order of first appearance, with the files
+Class names are matched after `mimic.labels.canonical` (``Happiness`` is ``happy``) and ``rename``. OUT gets one
+``<index>_<name>/`` folder per class, in ``classes`` order or else in order of first appearance, with the files
 copied byte for byte and numbered ``0000.jpg``, ``0001.png``, ... Exact duplicates (same content hash) are kept once,
 the first copy wins. Files that do not decode as images (broken, zero bytes) and files of other formats are not
 copied and are listed. Per-class counts are printed before and after, and ``OUT/merge_manifest.csv`` records where
-every file came from. OUT must be new or empty; inputs are only read.
+every file came from. OUT must be new or empty; inputs are only read. ``--help`` lists the keys.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import io
-import sys
 from pathlib import Path
 
+from mimic.args import Key, boolean, parse, paths, strings
 from mimic.cli import user_errors
-from mimic.data.folders import list_files, read_image, scan_class_folders
+from mimic.data.class_folders import list_files, read_image, scan_class_folders
 from mimic.errors import UserError
 from mimic.io import write_bytes
 from mimic.labels import canonical
 
 
-def _pairs(items: list[str], flag: str) -> dict[str, str]:
+def _pairs(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:
         old, sep, new = item.partition("=")
         if not sep or not old.strip() or not new.strip():
-            raise UserError(f"{flag} {item!r}: write it as old=new, e.g. {flag} smile=happy")
+            raise UserError(f"rename: {item!r}: write it as old=new, e.g. rename=smile=happy")
         out[canonical(old)] = canonical(new)
     return out
 
@@ -68,9 +67,9 @@ def merge(
         if not root.is_dir():
             raise UserError(f"input {root} is not a folder")
         if _inside(out, root) or _inside(root, out):
-            raise UserError(f"OUT {out} overlaps input {root}: write the merge to a new folder")
+            raise UserError(f"out={out} overlaps input {root}: write the merge to a new folder")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"OUT {out} exists and is not empty: choose a new folder (inputs are never modified)")
+        raise UserError(f"out={out} exists and is not empty: choose a new folder (inputs are never modified)")
 
     found: dict[str, list[tuple[Path, Path]]] = {}  # class -> [(input root, file)]
     before: dict[str, dict[Path, int]] = {}
@@ -92,7 +91,7 @@ def merge(
     order = [c for c in order if c not in drop]
     missing = [c for c in order if c not in found]
     if missing:
-        raise UserError(f"--classes names {missing}, which no input has (classes found: {list(found)})")
+        raise UserError(f"classes= names {missing}, which no input has (classes found: {list(found)})")
 
     names = [r.name if [x.name for x in roots].count(r.name) == 1 else str(r) for r in roots]
     print("before:")
@@ -151,26 +150,22 @@ def merge(
     return written
 
 
+KEYS = {
+    "out": Key(Path, None, "a new folder for the merged dataset", required=True),
+    "inputs": Key(paths, None, "the class-folder datasets to merge, comma-separated", required=True),
+    "rename": Key(strings, [], "classes to rename, old=new, comma-separated"),
+    "drop": Key(strings, [], "classes to leave out, comma-separated"),
+    "classes": Key(strings, None, "the class order of the output (others are left out; default: as found)"),
+    "dry_run": Key(boolean, False, "print the counts, write nothing"),
+}
+
+
 def main(argv: list[str] | None = None) -> None:
-    doc = __doc__.split("\n\n", 2)
-    p = argparse.ArgumentParser(description=doc[0], epilog=doc[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("out", type=Path, help="new folder for the merged dataset")
-    p.add_argument("inputs", type=Path, nargs="+", help="class-folder datasets to merge")
-    p.add_argument("--rename", action="append", default=[], metavar="OLD=NEW", help="rename a class (repeatable)")
-    p.add_argument("--drop", action="append", default=[], metavar="NAME", help="leave a class out (repeatable)")
-    p.add_argument("--classes", help="comma-separated class order of the output (others are left out)")
-    p.add_argument("--dry-run", action="store_true", help="print the counts, write nothing")
-    args = p.parse_args(argv)
+    """Merge as the command line (``key=value`` words; default: ``sys.argv``) says."""
     with user_errors():
-        merge(
-            args.out,
-            args.inputs,
-            _pairs(args.rename, "--rename"),
-            {canonical(d) for d in args.drop},
-            [c for c in args.classes.split(",") if c.strip()] if args.classes else None,
-            args.dry_run,
-        )
+        args = parse(argv, KEYS, __doc__)
+        merge(args.out, args.inputs, _pairs(args.rename), {canonical(d) for d in args.drop}, args.classes, args.dry_run)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -30,10 +30,11 @@ def shared_data() -> Path:
 
 
 def load_script(name: str):
-    """The module of ``scripts/<name>.py`` (the scripts are not a package), for tests that call its functions."""
+    """The module of ``scripts/<name>.py`` (``bench/<name>`` for a measurement script; the scripts are not a package),
+    for tests that call its functions."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(Path(name).name, REPO / "scripts" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -43,10 +44,10 @@ def train_tiny_checkpoint(path: Path, classes=None, widths=(8, 16, 32), steps: i
     """Train a tiny small_cnn for a few steps on synthetic faces and save a real Lightning checkpoint at ``path``."""
     import lightning as L
 
-    from mimic.data import EmotionDataModule
+    from mimic.data.datamodule import EmotionDataModule
     from mimic.data.synthetic import SyntheticSource
     from mimic.labels import FER2013_CLASSES
-    from mimic.models import EmotionClassifier
+    from mimic.models.classifier import EmotionClassifier
 
     classes = list(classes or FER2013_CLASSES)
     L.seed_everything(seed)
@@ -57,6 +58,7 @@ def train_tiny_checkpoint(path: Path, classes=None, widths=(8, 16, 32), steps: i
         net={"_target_": "mimic.models.small_cnn.small_cnn", "widths": list(widths), "hidden": 32},
         class_names=classes,
         preprocess={"size": 48, "channels": 1, "mean": [0.5], "std": [0.5], "crop_margin": 0.1},
+        tta_flip=False,  # the tests that need flip TTA turn it on
         log_images=False,
     )
     trainer = L.Trainer(

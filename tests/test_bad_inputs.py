@@ -14,7 +14,6 @@ import contextlib
 import copy
 import csv
 import hashlib
-import importlib.util
 import logging
 import os
 import pickle
@@ -36,14 +35,18 @@ from mimic.cli import user_errors
 from mimic.data.base import DataError
 from mimic.data.folders import FolderSource
 from mimic.data.synthetic import draw_faces, write_class_folders
+from mimic.detectors import load_detector
 from mimic.errors import UserError
 from mimic.evaluate import run as run_evaluate
-from mimic.faces import HaarDetector, YuNetDetector, load_detector
+from mimic.export import main as export_main
 from mimic.finetune import prepare_finetune
-from mimic.models import CheckpointError, EmotionClassifier, load_checkpoint
+from mimic.haar import HaarDetector
+from mimic.models.card import CheckpointError
 from mimic.models.checkpoint import check_resume, load_net
-from mimic.realtime.predictor import Predictor
+from mimic.models.classifier import EmotionClassifier
+from mimic.models.predictor import Predictor
 from mimic.settings import check_settings
+from mimic.yunet import YuNetDetector
 
 # ==============================================================================================================
 # Settings of the wrong type or range
@@ -152,7 +155,7 @@ GOOD = [  # values at the edges of their ranges, and every form a setting may ta
     ("train", ["debug=limit", "trainer.precision=16", "trainer.devices=auto", "trainer.limit_train_batches=0.5"]),
     ("train", ["debug=fdr", "trainer.limit_val_batches=3", "trainer.fast_dev_run=5", "threads=null"]),
     ("train", ["model.class_weights=[1,2.5,1,1,1,1,1]", "trainer.devices=[0,1]", "trainer.deterministic=warn"]),
-    ("train", ["+trainer.max_steps=-1", "seed=0", "ckpt_path=last.ckpt", "model.label_smoothing=0"]),
+    ("train", ["trainer.max_steps=-1", "seed=0", "ckpt_path=last.ckpt", "model.label_smoothing=0"]),
     ("realtime", ["display=false", "source=clip.mp4", "smoothing.half_life=0", "max_frames=1"]),
     ("realtime", ["predictor.tta_flip=true", "smoothing.half_life=10", "smoothing.margin=1"]),
     ("realtime", ["source=2", "reactions.popup_position=[10,20]", "camera.fps=30", "detector=yunet"]),
@@ -333,7 +336,7 @@ def _finetune(path: Path, log_dir: Path) -> None:
 OPENERS = {
     "load_net": lambda path, tmp: load_net(path),
     "predictor": lambda path, tmp: Predictor(path),
-    "load_checkpoint": lambda path, tmp: load_checkpoint(path),
+    "load_checkpoint": lambda path, tmp: EmotionClassifier.load(path),
     "finetune": _finetune,
     "resume": lambda path, tmp: check_resume(path, _model()),
 }
@@ -368,7 +371,7 @@ def test_refusals_say_what_and_why(clean, trap, tmp_path):
     for where, message in cases.items():
         path = _evil(clean, where, payload("builtins.open"), tmp_path / f"{where}.ckpt")
         with pytest.raises(CheckpointError) as e:
-            load_checkpoint(path)
+            EmotionClassifier.load(path)
         assert str(e.value).startswith(str(path)) and message in str(e.value), str(e.value)
 
 
@@ -388,7 +391,7 @@ def test_other_kinds_of_junk_in_the_fields(clean, tmp_path):
             d = d[k]
         d[keys[-1]] = value
         path = _write(ckpt, tmp_path / "junk.ckpt")
-        for open_ in (load_net, load_checkpoint):
+        for open_ in (load_net, EmotionClassifier.load):
             with pytest.raises(CheckpointError, match="junk.ckpt") as e:
                 open_(path)
             assert message in str(e.value), (name, str(e.value))
@@ -562,7 +565,7 @@ def video(tmp_path_factory) -> Path:
 
 
 def run_app(ckpt: Path, video: Path, tmp_path: Path, *overrides: str):
-    from mimic.realtime.app import run
+    from mimic.realtime.window import run
 
     return run(compose_cfg(ckpt, video, tmp_path, *overrides))
 
@@ -659,9 +662,7 @@ def test_realtime_py_without_a_display_runs_headless(tiny_checkpoint, video, tmp
 # Bad data said out loud
 # ==============================================================================================================
 CLASSES = ["happy", "sad", "neutral"]
-_spec = importlib.util.spec_from_file_location("merge_datasets", REPO / "scripts" / "merge_datasets.py")
-merge_datasets = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(merge_datasets)
+merge_datasets = load_script("merge_datasets")
 YUNET = "models/face_detection_yunet_2023mar.onnx"
 
 
@@ -697,7 +698,7 @@ def test_empty_class_folder_is_named_in_a_warning(tmp_path, caplog):
     assert len(splits["train"]) == 4
     (warning,) = _warnings(caplog)
     assert "1 class folder(s) give no images: 2_neutral/ (no image files)" in warning
-    assert "capture_dataset.py --label <class>" in warning
+    assert "capture_dataset.py label=<class>" in warning
 
 
 def test_folders_not_named_after_the_classes_are_an_error_not_a_quiet_drop(tmp_path, caplog):
@@ -744,7 +745,7 @@ def test_a_source_with_no_usable_image_is_an_error(tmp_path, caplog):
     (root / "1_sad").mkdir()
     with pytest.raises(DataError, match=rf"{root} holds no usable images \(2 image files, 2 skipped") as e:
         _load(caplog, root)
-    assert "capture_dataset.py --label happy" in str(e.value)
+    assert "capture_dataset.py label=happy" in str(e.value)
     skipped, empty = _warnings(caplog)
     assert "skipped 2 of 2 photos" in skipped and "a.jpg: not an image" in skipped and "b.png: not an image" in skipped
     assert "0_happy/ (all 2 photos skipped), 1_sad/ (no image files)" in empty
@@ -855,7 +856,7 @@ def test_crop_cache_is_keyed_on_every_haar_setting_and_the_cascade_file(tmp_path
     makers = [
         lambda: HaarDetector(cascade=str(cascade)),  # fills the cache
         lambda: HaarDetector(cascade=str(cascade)),  # the same settings: all from the cache
-        lambda: {"_target_": "mimic.faces.HaarDetector", "cascade": str(cascade)},  # the same, as a config
+        lambda: {"_target_": "mimic.haar.HaarDetector", "cascade": str(cascade)},  # the same, as a config
         lambda: HaarDetector(cascade=str(cascade), min_neighbors=8),
         other_cascade_same_path,  # old code: served from the cache (the key held no file, no hash)
     ]
@@ -884,12 +885,20 @@ def test_detectors_load_by_name_or_config_and_nothing_else(tmp_path):
         with pytest.raises(UserError, match=rf"unknown detector '{name}': use one of haar, yunet"):
             load_detector(name)
     marker = tmp_path / "PWNED"
-    for target in ("builtins.open", "os.system", "mimic.faces.Path", "mimic.faces.FaceDetector", "mimic.io.os.system"):
-        with pytest.raises(UserError, match=rf"detector _target_ '{target}': name a detector class of mimic.faces"):
+    for target in (
+        "builtins.open",
+        "os.system",
+        "mimic.faces.FaceDetector",
+        "mimic.faces.HaarDetector",  # its old home
+        "mimic.yunet.OrtYuNet",
+        "mimic.detectors.Path",
+        "mimic.io.os.system",
+    ):
+        with pytest.raises(UserError, match=rf"detector _target_ '{target}': name one of mimic's detector classes"):
             load_detector({"_target_": target, "file": str(marker), "mode": "w"})
     assert not marker.exists()
-    with pytest.raises(UserError, match=r"mimic.faces.HaarDetector: .*'min_neighbours'.*min_neighbors"):
-        load_detector({"_target_": "mimic.faces.HaarDetector", "min_neighbours": 3})
+    with pytest.raises(UserError, match=r"mimic.haar.HaarDetector: .*'min_neighbours'.*min_neighbors"):
+        load_detector({"_target_": "mimic.haar.HaarDetector", "min_neighbours": 3})
     write_class_folders(tmp_path / "w", CLASSES, per_class=1, size=64)
     with pytest.raises(UserError, match="unknown detector 'yunett'"):
         FolderSource(tmp_path / "w", detector="yunett", detect_faces=True, cache_dir=False).load()
@@ -905,7 +914,7 @@ def test_merge_skips_and_lists_broken_images(tmp_path, capsys):
     (day1 / "1_sad" / "photo.heic").write_bytes(b"\x00\x00\x00\x18ftypheic")
     before = _snapshot(day1)
     out = tmp_path / "merged"
-    merge_datasets.main([str(out), str(day1)])
+    merge_datasets.main([f"out={out}", f"inputs={day1}"])
     stdout = capsys.readouterr().out
     assert _snapshot(day1) == before
     assert [sorted(p.name for p in (out / c).iterdir()) for c in ("0_happy", "1_sad")] == [
@@ -1026,18 +1035,16 @@ def test_a_bad_framing_setting_stops_training_with_a_message(setting, message, t
 
 
 def test_a_negative_capture_margin_is_a_message(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("capture_dataset", REPO / "scripts" / "capture_dataset.py")
-    capture = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(capture)
+    capture = load_script("capture_dataset")
     with pytest.raises(SystemExit) as exit_info:
-        capture.main(["--label", "happy", "--margin", "-1", "--out", str(tmp_path / "w"), "--no-preview"])
+        capture.main(["label=happy", "margin=-1", f"out={tmp_path / 'w'}", "preview=false"])
     assert exit_info.value.code == 2
     assert "preprocess.crop_margin must be a number from 0.0 to 100.0, got -1.0" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 
 
 # ==============================================================================================================
-# Offline: nothing reaches the network unasked; the capture script's --auto-label opens checkpoints safely
+# Offline: nothing reaches the network unasked; the capture script's auto_label=true opens checkpoints safely
 # ==============================================================================================================
 _NETWORK_PROBE = """
 import pathlib, socket, sys, time
@@ -1064,12 +1071,10 @@ def test_importing_mimic_makes_no_network_call(tmp_path, code):
 def test_capture_auto_label_refuses_an_evil_checkpoint(clean, trap, tmp_path, capsys):
     payload, untouched = trap
     path = _evil(clean, "net.dropout", payload("os.system"), tmp_path / "evil.ckpt")
-    spec = importlib.util.spec_from_file_location("capture_dataset", REPO / "scripts" / "capture_dataset.py")
-    capture = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(capture)
-    argv = ["--auto-label", f"ckpt={path}", "--source", str(tmp_path / "clip.mp4"), "--out", str(tmp_path / "w")]
+    capture = load_script("capture_dataset")
+    argv = ["auto_label=true", f"ckpt={path}", f"source={tmp_path / 'clip.mp4'}", f"out={tmp_path / 'w'}"]
     with pytest.raises(SystemExit) as exit_:
-        capture.main([*argv, "--no-preview"])
+        capture.main([*argv, "preview=false"])
     assert exit_.value.code == 2 and f"error: {path}" in capsys.readouterr().err
     assert untouched() and not (tmp_path / "w").exists()
 
@@ -1121,7 +1126,7 @@ def test_the_interpolation_payloads_are_live(resolved, tmp_path):
 
 @pytest.fixture(scope="module")
 def clean_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    from mimic.models.onnx_model import export
+    from mimic.models.onnx_export import export
 
     out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
     export(tiny_checkpoint, out)
@@ -1208,7 +1213,7 @@ def test_interpolation_in_a_model_file_is_refused_at_the_card(
 @pytest.fixture
 def commands(tmp_path) -> dict:
     """realtime, evaluate, export, fine-tune, capture and the API, in-process, each on a model file."""
-    from mimic.realtime.app import run as realtime_run
+    from mimic.realtime.window import run as realtime_run
     from mimic.recognizer import EmotionRecognizer
     from mimic.train import run as train_run
 
@@ -1216,19 +1221,19 @@ def commands(tmp_path) -> dict:
     images.mkdir()
     for i, face in enumerate(draw_faces(["happy", "sad"], 160, np.random.default_rng(0), bgr=True)):
         cv2.imwrite(str(images / f"{i}.png"), cv2.copyMakeBorder(face, 40, 40, 60, 60, cv2.BORDER_REPLICATE))
-    export_script, capture = load_script("export"), load_script("capture_dataset")
+    capture = load_script("capture_dataset")
     tiny = ["data.sources.synthetic.n_test=20"]
     return {
         "realtime": lambda p: realtime_run(compose_cfg(p, images, tmp_path, "reactions.sound=true")),
         "evaluate": lambda p: run_evaluate(
             compose("evaluate", [f"ckpt={p}", "data=synthetic", *tiny], output_dir=tmp_path / "evaluate")
         ),
-        "export": lambda p: export_script.main([f"ckpt={p}", f"out={tmp_path / 'exported.onnx'}"]),
+        "export": lambda p: export_main([f"ckpt={p}", f"out={tmp_path / 'exported.onnx'}"]),
         "fine-tune": lambda p: train_run(
             compose("train", ["+finetune=webcam", f"finetune.ckpt={p}", "logger=none"], output_dir=tmp_path / "ft")
         ),
         "capture": lambda p: capture.main(
-            ["--auto-label", f"ckpt={p}", "--source", str(images), "--out", str(tmp_path / "w"), "--no-preview"]
+            ["auto_label=true", f"ckpt={p}", f"source={images}", f"out={tmp_path / 'w'}", "preview=false"]
         ),
         "API": lambda p: EmotionRecognizer(ckpt=p).detect(images / "0.png"),
     }
@@ -1342,7 +1347,8 @@ def test_a_loss_that_turns_nan_stops_the_run_and_keeps_the_good_checkpoints(tmp_
 def test_a_large_photo_is_scanned_shrunk_and_finds_the_same_faces(shared_data):
     """obama_and_biden.jpg (2000 px) upscaled 4x: the three people found at its own size, and no other face (at full
     resolution YuNet finds parts of faces and hands as faces of their own)."""
-    from mimic.faces import for_photos, load_detector
+    from mimic.detectors import load_detector
+    from mimic.faces import for_photos
 
     detector = for_photos(load_detector("yunet"))
     photo = cv2.imread(str(shared_data / "faces" / "obama_and_biden.jpg"))
@@ -1394,7 +1400,7 @@ def test_a_second_run_in_a_folder_keeps_the_first_runs_checkpoints_and_a_resume_
 
 
 def test_the_log_and_the_recording_cannot_be_one_file(tiny_checkpoint, video, tmp_path, capsys):
-    from mimic.realtime.app import run as realtime_run
+    from mimic.realtime.window import run as realtime_run
 
     same = tmp_path / "out.mp4"
     cfg = compose_cfg(tiny_checkpoint, video, tmp_path, f"log.path={same}", f"record={same}")
@@ -1404,7 +1410,7 @@ def test_the_log_and_the_recording_cannot_be_one_file(tiny_checkpoint, video, tm
 
 # ------------------------------------------------------------------------------- the last tracebacks, the API
 def test_a_file_that_is_not_a_cascade_is_named(capsys, tmp_path):
-    from mimic.faces import load_detector
+    from mimic.detectors import load_detector
 
     for cascade in ("/etc/passwd", str(_write({"x": torch.zeros(1)}, tmp_path / "cascade.xml"))):
         err = _refused(lambda p: load_detector("haar", cascade=str(p)), Path(cascade), capsys, "detector.cascade")
@@ -1424,7 +1430,7 @@ def test_a_net_too_large_is_refused_before_anything_is_allocated(clean, tmp_path
     ckpt = copy.deepcopy(clean)
     ckpt["hyper_parameters"]["net"]["hidden"] = 1_000_000_000
     path = _write(ckpt, tmp_path / "huge.ckpt")
-    for open_ in (load_net, load_checkpoint, Predictor):
+    for open_ in (load_net, EmotionClassifier.load, Predictor):
         err = _refused(open_, path, capsys, "net describes a net of", "parameters; mimic builds at most 100,000,000")
         assert "Error in call to target" not in err
 
@@ -1449,9 +1455,9 @@ def test_class_names_in_a_model_file_follow_one_rule(clean, tmp_path, capsys, na
 @pytest.mark.parametrize(
     ("detector", "message"),
     [
-        ({"_target_": "mimic.faces.YuNetDetector", "score_threshold": 2}, "detector.score_threshold=2: expected"),
-        ({"_target_": "mimic.faces.HaarDetector", "min_neighbors": "few"}, "detector.min_neighbors=few: expected"),
-        ({"_target_": "mimic.faces.YuNetDetector", "max_side": 10}, "detector.max_side=10: expected"),
+        ({"_target_": "mimic.yunet.YuNetDetector", "score_threshold": 2}, "detector.score_threshold=2: expected"),
+        ({"_target_": "mimic.haar.HaarDetector", "min_neighbors": "few"}, "detector.min_neighbors=few: expected"),
+        ({"_target_": "mimic.yunet.YuNetDetector", "max_side": 10}, "detector.max_side=10: expected"),
     ],
 )
 def test_the_api_checks_detector_settings_as_the_command_line_does(detector, message):

@@ -1,13 +1,12 @@
 """The realtime benchmark's measurements and its video: the simulated change of expression (splice and delay through
-the real `LabelSmoother`), the per-face probability streams a run records, and scripts/make_test_video.py's lighting
-changes and two-three layout."""
+the real `LabelSmoother`), the per-face probability streams a run records, and scripts/bench/make_test_video.py's
+lighting changes and two-three layout."""
 
 from __future__ import annotations
 
 import itertools
 import math
 import re
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -16,14 +15,14 @@ import numpy as np
 import pytest
 from conftest import load_script
 
-from mimic.faces import load_detector
-from mimic.realtime.app import Stats
-from mimic.realtime.pipeline import Face, FrameResult
+from mimic.detectors import load_detector
+from mimic.realtime.result import Face, FrameResult
 from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.sources import Captured
+from mimic.realtime.stats import Stats
 from mimic.realtime.tracker import iou
 
-bench, vm = load_script("benchmark_realtime"), load_script("make_test_video")
+bench, vm = load_script("bench/benchmark_realtime"), load_script("bench/make_test_video")
 
 
 def _decode(path: Path) -> list[np.ndarray]:
@@ -143,7 +142,7 @@ def test_stats_record_each_face_stream_only_when_asked():
         for i in ids:
             p = np.full(7, 0.1)
             p[i % 7] = 0.4
-            faces.append(Face(i, (0, 0, 9, 9), 0.9, p, "x", 0.4, p, "x", 0.4))
+            faces.append(Face(i, (0, 0, 9, 9), 0.9, None, p, "x", 0.4, p, "x", 0.4))
         return FrameResult(index, index / 30, "", 0.0, faces)
 
     kept, live = Stats(record=True), Stats()
@@ -193,12 +192,10 @@ def test_lighting_changes_frame_brightness_as_scheduled_and_repeats(tmp_path):
     assert means[on] > means[on - 1] + 20 and means[off] < means[off - 1] - 20
 
 
-def test_the_script_lights_by_default_and_not_with_no_lighting(tmp_path, monkeypatch, capsys):
-    for flags in ([], ["--no-lighting"]):
+def test_the_script_lights_by_default_and_not_with_lighting_false(tmp_path, capsys):
+    for flags in ([], ["lighting=false"]):
         out = tmp_path / f"clip{len(flags)}.avi"
-        argv = ["make_test_video.py", str(out), "--frames", "30", "--size", "160x90", *flags]
-        monkeypatch.setattr(sys, "argv", argv)
-        vm.main()
+        vm.main([f"out={out}", "frames=30", "size=160x90", *flags])
     assert "lighting changes (seed 0)" in capsys.readouterr().out
     lit, plain = _decode(tmp_path / "clip0.avi"), _decode(tmp_path / "clip1.avi")
     vm.make_video(tmp_path / "ref.avi", vm.synthetic_patches(), 30, (160, 90))

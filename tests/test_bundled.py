@@ -10,17 +10,17 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, train_tiny_checkpoint
+from conftest import REPO, load_script, train_tiny_checkpoint
 from test_folders import write_fer2013_csv
 from test_realtime_app import assert_user_error, realtime
 
 from mimic.errors import UserError
 from mimic.models import bundled
-from mimic.models.checkpoint import load_checkpoint, load_net, read_card
-from mimic.realtime.predictor import Predictor
+from mimic.models.checkpoint import load_net, read_card
+from mimic.models.classifier import EmotionClassifier
+from mimic.models.predictor import Predictor
 
-sys.path.insert(0, str(REPO / "scripts"))
-import make_bundled_model  # noqa: E402
+make_bundled_model = load_script("make_bundled_model")
 
 FER_CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -54,7 +54,7 @@ def test_slimmed_file_stores_fp16_and_loads_through_the_safe_path(ckpt, tmp_path
     assert all(p.dtype == torch.float32 for p in net.parameters())
     x = torch.rand(8, 1, 48, 48) * 2 - 1
     with torch.no_grad():
-        a, b = load_checkpoint(packed).predict_proba(x), load_checkpoint(ckpt).predict_proba(x)
+        a, b = EmotionClassifier.load(packed).predict_proba(x), EmotionClassifier.load(ckpt).predict_proba(x)
     assert torch.allclose(a, b, atol=2e-3)
     crops = [np.random.default_rng(0).integers(0, 255, (48, 48), np.uint8)]
     assert np.allclose(Predictor(packed).predict_crops(crops), Predictor(ckpt).predict_crops(crops), atol=2e-3)
@@ -125,7 +125,7 @@ def test_make_bundled_model_trains_packs_and_tests(tmp_path):
     cmd = [sys.executable, "train.py", "model=small_cnn", "data=fer2013", f"data.path={csv}", "seed=42", *tiny]
     subprocess.run([*cmd, f"hydra.run.dir={run}", "logger=none"], cwd=REPO, check=True, capture_output=True)
     out = tmp_path / "bundled.ckpt"
-    script = [sys.executable, "scripts/make_bundled_model.py", "--run", str(run), "--data", str(csv), "--out", str(out)]
+    script = [sys.executable, "scripts/make_bundled_model.py", f"run={run}", f"data={csv}", f"out={out}"]
     proc = subprocess.run(script, cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     card, _ = read_card(out)
@@ -137,5 +137,5 @@ def test_make_bundled_model_trains_packs_and_tests(tmp_path):
     note = (tmp_path / "LICENSE.bundled.txt").read_text()  # the licence note beside it, with how it was made
     assert "research" in note and card.about["command"] in note and f"{card.about['test']['accuracy']:.2%}" in note
 
-    again = subprocess.run(script, cwd=REPO, capture_output=True, text=True)  # never replaced without --force
-    assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
+    again = subprocess.run(script, cwd=REPO, capture_output=True, text=True)  # never replaced without force=true
+    assert again.returncode == 2 and "force=true" in again.stderr and "Traceback" not in again.stderr

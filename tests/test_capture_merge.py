@@ -44,7 +44,7 @@ def video(shared_data, tmp_path_factory) -> Path:
 
 def _capture(flags: str, *args: str) -> None:
     """Run the script in-process: ``flags`` is split on spaces, ``args`` (paths) are passed as they are."""
-    capture_dataset.main(["--no-preview", *flags.split(), *args])
+    capture_dataset.main(["preview=false", *flags.split(), *args])
 
 
 def _files(folder: Path) -> list[str]:
@@ -55,15 +55,15 @@ def test_capture_from_video_writes_numbered_face_crops(video, tmp_path, capsys):
     root = tmp_path / "webcam"
     write_class_folders(root, ["happy", "sad"], per_class=1, size=64)
     (root / "0_happy" / "0000.png").rename(root / "0_happy" / "0007.png")  # numbering goes on from the highest
-    _capture("--label happy --every 0.5 --count 5 --countdown 1", "--source", str(video), "--out", str(root))
+    _capture("label=happy every=0.5 count=5 countdown=1", f"source={video}", f"out={root}")
     assert _files(root / "0_happy") == [f"{i:04d}.png" for i in range(7, 13)]
     out = capsys.readouterr().out
     assert "[5/5]" in out and "saved 5 face crops" in out
     crop = cv2.imread(str(root / "0_happy" / "0012.png"))
     assert crop.shape[0] == crop.shape[1] and 100 < crop.shape[0] < 300  # the face, not the frame
 
-    # a new label gets the next index; the video ends before --count is reached: 4 s -> crops at 0.1, 1.1, 2.1, 3.1 s
-    _capture("--label Neutral --every 0.95 --count 50 --countdown 0.05", "--source", str(video), "--out", str(root))
+    # a new label gets the next index; the video ends before count is reached: 4 s -> crops at 0.1, 1.1, 2.1, 3.1 s
+    _capture("label=Neutral every=0.95 count=50 countdown=0.05", f"source={video}", f"out={root}")
     assert _files(root / "2_neutral") == ["0000.png", "0001.png", "0002.png", "0003.png"]
     assert "ended after 4 of 50 crops" in capsys.readouterr().out
     src = FolderSource(root, cache_dir=False)
@@ -73,26 +73,12 @@ def test_capture_from_video_writes_numbered_face_crops(video, tmp_path, capsys):
 
 def test_auto_label_sorts_by_confidence(video, tmp_path, tiny_checkpoint, capsys):
     root = tmp_path / "auto"
-    _capture(
-        "--every 1 --count 2 --countdown 0 --confidence 1.01",
-        "--auto-label",
-        f"ckpt={tiny_checkpoint}",
-        "--source",
-        str(video),
-        "--out",
-        str(root),
-    )
+    _capture("every=1 count=2 countdown=0 confidence=1.01 auto_label=true", f"ckpt={tiny_checkpoint}",
+             f"source={video}", f"out={root}")  # fmt: skip
     unsorted = _files(root / "unsorted")
     assert len(unsorted) == 2 and all(n.split("_")[0] in ("0000", "0001") and "-" in n for n in unsorted)
-    _capture(
-        "--every 1 --count 3 --countdown 0 --confidence 0",
-        "--auto-label",
-        f"ckpt={tiny_checkpoint}",
-        "--source",
-        str(video),
-        "--out",
-        str(root),
-    )
+    _capture("every=1 count=3 countdown=0 confidence=0 auto_label=true", f"ckpt={tiny_checkpoint}",
+             f"source={video}", f"out={root}")  # fmt: skip
     classes = [p for p in root.iterdir() if p.name != "unsorted"]
     assert classes and sum(len(_files(p)) for p in classes) == 3
     assert all(p.name.split("_", 1)[0].isdigit() for p in classes)
@@ -101,17 +87,7 @@ def test_auto_label_sorts_by_confidence(video, tmp_path, tiny_checkpoint, capsys
 
 def test_bad_camera_fails_cleanly(tmp_path):
     proc = subprocess.run(
-        [
-            sys.executable,
-            "scripts/capture_dataset.py",
-            "--label",
-            "happy",
-            "--camera",
-            "7",
-            "--out",
-            str(tmp_path / "w"),
-            "--no-preview",
-        ],
+        [sys.executable, "scripts/capture_dataset.py", "label=happy", "camera=7", f"out={tmp_path}/w", "preview=false"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -124,14 +100,14 @@ def test_bad_camera_fails_cleanly(tmp_path):
 
 @pytest.mark.parametrize("under", ["", "sub"], ids=["out_is_a_file", "out_below_a_file"])
 def test_out_naming_a_file_is_refused_and_left_alone(tmp_path, capsys, under):
-    """--out naming a file, or a folder below one: exit 2 with the path named, the file byte-identical, nothing made."""
+    """out= naming a file, or a folder below one: exit 2 with the path named, the file byte-identical, nothing made."""
     user_file = tmp_path / "notes.txt"
     user_file.write_bytes(b"my notes\n")
     out = user_file / under if under else user_file
     with pytest.raises(SystemExit) as e:
-        _capture("--label happy --source nowhere.mp4", "--out", str(out))
+        _capture("label=happy source=nowhere.mp4", f"out={out}")
     err = capsys.readouterr().err
-    assert e.value.code == 2 and f"{user_file} is a file, not a folder" in err and "--out" in err
+    assert e.value.code == 2 and f"{user_file} is a file, not a folder" in err and "out=" in err
     assert user_file.read_bytes() == b"my notes\n" and sorted(tmp_path.iterdir()) == [user_file]
 
 
@@ -155,7 +131,7 @@ def test_no_camera_at_all_lists_the_indices_tried(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setattr(capture_dataset, "CameraSource", refuse)
     with pytest.raises(SystemExit) as e:
-        _capture("--label happy", "--out", str(tmp_path / "w"))
+        _capture("label=happy", f"out={tmp_path / 'w'}")
     assert e.value.code == 2
     assert "no camera could be opened (indices tried: 0, 1, 2, 3)" in capsys.readouterr().err
 
@@ -178,7 +154,7 @@ def test_merge_remaps_dedupes_and_leaves_inputs_alone(tmp_path, capsys):
     before = {d: _snapshot(d) for d in (day1, day2)}
 
     out = tmp_path / "merged"
-    merge_datasets.main([str(out), str(day1), str(day2), "--rename", "smile=happy", "--classes", "happy,sad,neutral"])
+    merge_datasets.main([f"out={out}", f"inputs={day1},{day2}", "rename=smile=happy", "classes=happy,sad,neutral"])
     assert {d: _snapshot(d) for d in (day1, day2)} == before
     assert sorted(p.name for p in out.iterdir()) == ["0_happy", "1_sad", "2_neutral", "merge_manifest.csv"]
     assert [len(_files(out / c)) for c in ("0_happy", "1_sad", "2_neutral")] == [5, 3, 2]
@@ -190,10 +166,10 @@ def test_merge_remaps_dedupes_and_leaves_inputs_alone(tmp_path, capsys):
     assert FolderSource(out, cache_dir=False).class_names == ("happy", "sad", "neutral")
 
     with pytest.raises(SystemExit) as e:  # never into a non-empty folder, never into an input
-        merge_datasets.main([str(out), str(day1)])
+        merge_datasets.main([f"out={out}", f"inputs={day1}"])
     assert e.value.code == 2 and "not empty" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        merge_datasets.main([str(day1 / "sub"), str(day1)])
+        merge_datasets.main([f"out={day1 / 'sub'}", f"inputs={day1}"])
     assert "overlaps input" in capsys.readouterr().err
     assert {d: _snapshot(d) for d in (day1, day2)} == before
 
@@ -201,5 +177,5 @@ def test_merge_remaps_dedupes_and_leaves_inputs_alone(tmp_path, capsys):
 def test_merge_refuses_split_layout(tmp_path, capsys):
     write_class_folders(tmp_path / "kaggle" / "train", ["happy"], per_class=1, size=48, indexed=False)
     with pytest.raises(SystemExit):
-        merge_datasets.main([str(tmp_path / "out"), str(tmp_path / "kaggle")])
+        merge_datasets.main([f"out={tmp_path / 'out'}", f"inputs={tmp_path / 'kaggle'}"])
     assert "split into train/" in capsys.readouterr().err and not (tmp_path / "out").exists()

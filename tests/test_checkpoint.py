@@ -4,13 +4,14 @@ import numpy as np
 import pytest
 import torch
 
-from mimic.models import CheckpointError, ModelCard, load_checkpoint, read_card, read_checkpoint
-from mimic.models.checkpoint import load_net
+from mimic.models.card import CheckpointError, ModelCard
+from mimic.models.checkpoint import load_net, read_card, read_checkpoint
+from mimic.models.classifier import EmotionClassifier
 from mimic.preprocessing import PreprocessSpec, preprocess
 
 
 def test_round_trip_gives_the_same_predictions(tiny_checkpoint):
-    a, b = load_checkpoint(tiny_checkpoint), load_checkpoint(tiny_checkpoint)
+    a, b = EmotionClassifier.load(tiny_checkpoint), EmotionClassifier.load(tiny_checkpoint)
     faces = [np.random.default_rng(i).integers(0, 256, (90, 80, 3), dtype=np.uint8) for i in range(4)]
     x = preprocess(faces, a.spec)
     assert torch.equal(a.predict_proba(x), b.predict_proba(x))
@@ -19,7 +20,7 @@ def test_round_trip_gives_the_same_predictions(tiny_checkpoint):
 
 
 def test_state_dict_matches_the_file(tiny_checkpoint):
-    model = load_checkpoint(tiny_checkpoint)
+    model = EmotionClassifier.load(tiny_checkpoint)
     saved = torch.load(tiny_checkpoint, weights_only=True)["state_dict"]
     for k, v in model.state_dict().items():
         assert torch.equal(v, saved[k]), k
@@ -27,21 +28,21 @@ def test_state_dict_matches_the_file(tiny_checkpoint):
 
 def test_missing_file(tmp_path):
     with pytest.raises(CheckpointError, match="checkpoint not found: .*nope.ckpt"):
-        load_checkpoint(tmp_path / "nope.ckpt")
+        EmotionClassifier.load(tmp_path / "nope.ckpt")
 
 
 def test_not_a_checkpoint(tmp_path):
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"this is not a checkpoint")
     with pytest.raises(CheckpointError, match="junk.ckpt is not a mimic checkpoint"):
-        load_checkpoint(junk)
+        EmotionClassifier.load(junk)
 
 
 def test_foreign_checkpoint_without_our_hparams(tmp_path):
     other = tmp_path / "other.ckpt"
     torch.save({"state_dict": {"w": torch.zeros(1)}, "hyper_parameters": {"lr": 0.1}}, other)
     with pytest.raises(CheckpointError, match="lacks net, class_names, preprocess, mimic_version"):
-        load_checkpoint(other)
+        EmotionClassifier.load(other)
 
 
 class Evil:
@@ -54,7 +55,7 @@ def test_pickled_code_is_not_run(tmp_path, capsys):
     with open(evil, "wb") as f:
         torch.save({"state_dict": {}, "hyper_parameters": {"x": Evil()}}, f)
     with pytest.raises(CheckpointError, match="without running pickled code"):
-        load_checkpoint(evil)
+        EmotionClassifier.load(evil)
     assert "pickled code ran" not in capsys.readouterr().out
 
 
@@ -64,7 +65,7 @@ def test_net_target_must_be_ours(tiny_checkpoint, tmp_path):
     bad = tmp_path / "bad.ckpt"
     torch.save(ckpt, bad)
     with pytest.raises(CheckpointError, match="'os.system'; only mimic's own net builders are built"):
-        load_checkpoint(bad)
+        EmotionClassifier.load(bad)
 
 
 def test_checkpoints_as_written_before_still_load(tiny_checkpoint, tmp_path):
@@ -79,8 +80,8 @@ def test_checkpoints_as_written_before_still_load(tiny_checkpoint, tmp_path):
     old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
     x = preprocess([np.full((60, 60), 99, np.uint8), np.zeros((48, 48), np.uint8)], PreprocessSpec())
-    want = load_checkpoint(tiny_checkpoint).predict_proba(x)
-    assert torch.equal(load_checkpoint(old).predict_proba(x), want)
+    want = EmotionClassifier.load(tiny_checkpoint).predict_proba(x)
+    assert torch.equal(EmotionClassifier.load(old).predict_proba(x), want)
     net, card = load_net(old)
     assert card.preprocess == PreprocessSpec() and card.net["widths"] == [8, 16, 32]
 
@@ -101,6 +102,6 @@ def test_the_model_card_says_what_the_checkpoint_says(tiny_checkpoint, tmp_path)
         channels_last=False,
         mimic_version=ckpt["hyper_parameters"]["mimic_version"],
     )
-    model = load_checkpoint(path)
+    model = EmotionClassifier.load(path)
     assert model.hparams.tta_flip and not model.hparams.channels_last and model.hparams.weights is None
     assert float(model.temperature) == pytest.approx(1.7)

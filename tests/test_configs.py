@@ -1,6 +1,8 @@
 """Every option of every config group composes, resolves, passes the settings check (mimic.settings), and (for data
 and model) instantiates."""
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,23 @@ def test_data_configs_instantiate(tmp_path: Path):
     cfg = compose("train", ["data=synthetic"], output_dir=tmp_path)
     dm = instantiate(cfg.data)
     assert dm.classes == list(cfg.data.classes)
+
+
+def test_your_own_conf_folder_is_searched_and_its_absence_is_fine(tmp_path, monkeypatch):
+    """conf/ in the folder a command runs from adds configs (the checkout's example experiment) and conf/local/
+    default.yaml settings; a folder without conf/ composes the same, without a warning."""
+    from conftest import REPO
+
+    monkeypatch.chdir(REPO)
+    cfg = compose("train", ["experiment=example"], output_dir=tmp_path)
+    assert cfg.task_name == "example" and cfg.model.optimizer.lr == 0.02 and cfg.trainer.max_epochs == 8
+    mine = tmp_path / "elsewhere"
+    (mine / "conf" / "local").mkdir(parents=True)
+    (mine / "conf" / "local" / "default.yaml").write_text("# @package _global_\nseed: 7\nthreads: 2\n")
+    monkeypatch.chdir(mine)
+    for command in ("train", "evaluate", "realtime"):
+        assert compose(command, [], output_dir=tmp_path).threads == 2
+    monkeypatch.chdir(tmp_path)
+    assert compose("train", [], output_dir=tmp_path).seed == 42
+    shown = subprocess.run([sys.executable, str(REPO / "train.py"), "--cfg", "job"], cwd=tmp_path, capture_output=True)
+    assert shown.returncode == 0 and b"task_name: train" in shown.stdout and b"searchpath" not in shown.stderr

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from mimic.data import DataError, EmotionDataModule, SplitData
+from mimic.data.base import DataError, SplitData
+from mimic.data.datamodule import EmotionDataModule
 from mimic.labels import FER2013_CLASSES, UnknownClassError
 
 

@@ -13,9 +13,9 @@ import torch
 from conftest import REPO, compose
 
 from mimic.data.synthetic import draw_faces
-from mimic.evaluate import run
-from mimic.evaluation import ece, fit_temperature, render_confusion
+from mimic.evaluate import ece, fit_temperature, run
 from mimic.labels import FER2013_CLASSES
+from mimic.models.figures import render_confusion
 
 SMALL = ["data=synthetic", "data.sources.synthetic.n_train=14", "data.sources.synthetic.n_val=21"]
 
@@ -98,7 +98,7 @@ def test_a_folder_of_class_folders_is_the_whole_test_set(tiny_checkpoint, tmp_pa
 
 def test_probabilities_are_the_live_apps(tiny_checkpoint, tmp_path):
     """predictions.csv holds the checkpoint's calibrated probabilities (temperature and flip TTA as stored)."""
-    from mimic.models import load_checkpoint
+    from mimic.models.classifier import EmotionClassifier
     from mimic.preprocessing import image_to_tensor, to_model_image
 
     files = _face_folders(tmp_path / "faces", "indexed", per_class=1)
@@ -109,7 +109,7 @@ def test_probabilities_are_the_live_apps(tiny_checkpoint, tmp_path):
     overrides = [f"ckpt={tmp_path / 'calibrated.ckpt'}", "data=folder", f"data.path={tmp_path / 'faces'}"]
     run(compose("evaluate", overrides + ["data.sources.folder.cache_dir=false"], output_dir=tmp_path / "out"))
     rows = {r["image"]: _probabilities(r) for r in _rows(tmp_path / "out" / "predictions.csv")}
-    model = load_checkpoint(tmp_path / "calibrated.ckpt")
+    model = EmotionClassifier.load(tmp_path / "calibrated.ckpt")
     x = image_to_tensor(np.stack([to_model_image(cv2.imread(str(f)), model.spec) for f in files]), model.spec)
     expected = model.predict_proba(x).numpy()
     assert np.allclose([rows[str(f)] for f in files], expected, atol=2e-6)

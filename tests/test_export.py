@@ -18,10 +18,12 @@ import pytest
 import torch
 
 from mimic.errors import UserError
-from mimic.models import CheckpointError, read_card
-from mimic.models.onnx_model import OnnxModel, export, read_onnx_card
+from mimic.models.card import CheckpointError
+from mimic.models.checkpoint import read_card
+from mimic.models.onnx_export import export
+from mimic.models.onnx_model import OnnxModel, read_onnx_card
+from mimic.models.predictor import Predictor
 from mimic.preprocessing import preprocess_array
-from mimic.realtime.predictor import Predictor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -226,11 +228,12 @@ def test_backend_onnx_exports_a_checkpoint_once_and_again_when_it_changes(sharp,
 
 
 def test_backend_auto_is_onnxruntime_when_installed(sharp, tmp_path, monkeypatch, caplog):
-    import mimic.realtime.predictor as predictor
+    import mimic.models.onnx_export as onnx_export
+    import mimic.models.predictor as predictor
 
     monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path))
     predictor._auto_backend.cache_clear()
-    with caplog.at_level(logging.INFO, logger="mimic.realtime.predictor"):
+    with caplog.at_level(logging.INFO, logger="mimic.models.predictor"):
         assert Predictor(sharp, backend="auto").backend == "onnx"
         assert Predictor(sharp, backend="auto").backend == "onnx"
     assert caplog.text.count("predictor.backend=auto: onnxruntime runs the model") == 1
@@ -238,8 +241,8 @@ def test_backend_auto_is_onnxruntime_when_installed(sharp, tmp_path, monkeypatch
     def broken(*args):
         raise RuntimeError("the exporter broke")
 
-    monkeypatch.setattr(predictor, "export_cached", broken)
-    with caplog.at_level(logging.WARNING, logger="mimic.realtime.predictor"):
+    monkeypatch.setattr(onnx_export, "export_cached", broken)
+    with caplog.at_level(logging.WARNING, logger="mimic.models.predictor"):
         assert Predictor(sharp, backend="auto").backend == "torch"
     assert "exporting" in caplog.text and "the exporter broke); PyTorch runs it" in caplog.text
     with pytest.raises(RuntimeError, match="the exporter broke"):
@@ -248,7 +251,7 @@ def test_backend_auto_is_onnxruntime_when_installed(sharp, tmp_path, monkeypatch
     predictor._auto_backend.cache_clear()
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if not installed: importing it raises ImportError
     try:
-        with caplog.at_level(logging.INFO, logger="mimic.realtime.predictor"):
+        with caplog.at_level(logging.INFO, logger="mimic.models.predictor"):
             assert Predictor(sharp, backend="auto").backend == "torch"
         assert "onnxruntime is not installed, so PyTorch runs the model" in caplog.text
     finally:

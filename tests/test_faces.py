@@ -6,6 +6,8 @@ import hashlib
 import importlib.util
 import inspect
 import re
+import subprocess
+import sys
 import urllib.request
 from fnmatch import fnmatch
 
@@ -14,12 +16,14 @@ import numpy as np
 import pytest
 from conftest import REPO, compose, load_script
 
-from mimic import faces
+from mimic import yunet
 from mimic.assets import ASSETS, YUNET_MODEL
+from mimic.detectors import load_detector
 from mimic.errors import UserError
-from mimic.faces import Detection, YuNetDetector, load_detector
+from mimic.faces import Detection, for_photos
+from mimic.haar import HaarDetector
 from mimic.models.bundled import bundled_path
-from mimic.yunet import OpenCVYuNet, OrtYuNet
+from mimic.yunet import OpenCVYuNet, OrtYuNet, YuNetDetector
 
 
 @pytest.fixture
@@ -45,8 +49,8 @@ def _check_face(found: list[Detection], truth: tuple[int, int, int, int]) -> Non
 
 def test_the_bundled_model_is_the_published_file_with_its_licence():
     assert YUNET_MODEL.is_file() and YUNET_MODEL.parent == ASSETS
-    assert hashlib.sha256(YUNET_MODEL.read_bytes()).hexdigest() == faces.YUNET_SHA256
-    assert YUNET_MODEL.name == faces.YUNET_URL.rsplit("/", 1)[-1]
+    assert hashlib.sha256(YUNET_MODEL.read_bytes()).hexdigest() == yunet.YUNET_SHA256
+    assert YUNET_MODEL.name == yunet.YUNET_URL.rsplit("/", 1)[-1]
     assert "MIT License" in (ASSETS / "LICENSE.opencv_zoo.face_detection_yunet.txt").read_text()
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
@@ -55,14 +59,14 @@ def test_the_bundled_model_is_the_published_file_with_its_licence():
 
 
 def test_yunet_works_offline_and_finds_a_face_with_landmarks(offline):
-    patch = load_script("make_test_video").synthetic_patches(1)[0]
+    patch = load_script("bench/make_test_video").synthetic_patches(1)[0]
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[100:356, 300:556] = patch
     detector = load_detector("yunet")
-    assert detector.model_path == YUNET_MODEL and detector.config["model_sha256"] == faces.YUNET_SHA256
+    assert detector.model_path == YUNET_MODEL and detector.config["model_sha256"] == yunet.YUNET_SHA256
     _check_face(detector.detect(frame), (300, 100, 256, 256))
     assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []
-    assert faces.HaarDetector().detect(frame)[0].landmarks is None
+    assert HaarDetector().detect(frame)[0].landmarks is None
 
 
 def test_yunet_on_a_real_photo_names_the_landmarks_in_order(offline, shared_data):
@@ -71,7 +75,7 @@ def test_yunet_on_a_real_photo_names_the_landmarks_in_order(offline, shared_data
 
 
 def test_landmarks_are_in_frame_pixels_when_the_frame_is_downscaled():
-    patch = load_script("make_test_video").synthetic_patches(1)[0]
+    patch = load_script("bench/make_test_video").synthetic_patches(1)[0]
     frame = np.full((960, 1280, 3), 90, np.uint8)
     frame[300:812, 500:1012] = cv2.resize(patch, (512, 512))
     (small,) = YuNetDetector(max_width=320).detect(frame)
@@ -81,7 +85,7 @@ def test_landmarks_are_in_frame_pixels_when_the_frame_is_downscaled():
 
 
 def test_a_missing_bundled_model_is_a_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(faces, "YUNET_MODEL", tmp_path / "gone.onnx")
+    monkeypatch.setattr(yunet, "YUNET_MODEL", tmp_path / "gone.onnx")
     with pytest.raises(UserError, match=r"bundled with mimic is missing .*gone.onnx.*detector=haar"):
         YuNetDetector()
 
@@ -103,7 +107,7 @@ def _same_rows_on_both_engines(images: list[np.ndarray]) -> int:
 def test_yunet_on_onnxruntime_gives_the_rows_opencv_gives():
     """The default engine decodes YuNet itself: the same boxes, landmarks and scores as OpenCV, at sizes that are and
     are not multiples of 32 (padded), and on clutter at a low threshold, where NMS has boxes to merge."""
-    patches = load_script("make_test_video").synthetic_patches(3)
+    patches = load_script("bench/make_test_video").synthetic_patches(3)
     frame = np.full((480, 640, 3), 90, np.uint8)
     for (x, y), side, patch in zip([(20, 40), (300, 60), (450, 300)], (220, 160, 120), patches, strict=True):
         frame[y : y + side, x : x + side] = cv2.resize(patch, (side, side))
@@ -147,33 +151,41 @@ def test_a_model_that_is_not_yunet_is_a_clear_error(tmp_path, engine):
         YuNetDetector(model_path=str(other), engine=engine).detect(np.zeros((64, 64, 3), np.uint8))
 
 
+def test_importing_the_detectors_leaves_onnx_to_the_detector_that_runs_on_it():
+    """onnx and onnxruntime take about a second to import: `OrtYuNet` imports them when it is made, so the capture
+    script, Haar and ``engine=opencv`` do not pay it."""
+    code = "import sys, mimic.detectors; print(sorted({'onnx', 'onnxruntime'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_quick_looks_shrink_fast_without_aliasing():
     """Video's quick looks shrink their crop by exact halvings, then linearly: fine detail averages out as in an area
     resize (a linear resize alone would sample a 1-px checkerboard into stripes), and a face looks the same."""
     board = np.dstack([(np.indices((250, 250)).sum(0) % 2 * 255).astype(np.uint8)] * 3)
-    shrunk = faces._shrink(board, 96)
+    shrunk = yunet._shrink(board, 96)
     assert shrunk.shape == (96, 96, 3) and shrunk.std() < 2 and abs(shrunk.mean() - 127.5) < 2
     assert cv2.resize(board, (96, 96), interpolation=cv2.INTER_LINEAR).std() > 30
-    patch = cv2.resize(load_script("make_test_video").synthetic_patches(1)[0], (250, 250))
+    patch = cv2.resize(load_script("bench/make_test_video").synthetic_patches(1)[0], (250, 250))
     area = cv2.resize(patch, (96, 96), interpolation=cv2.INTER_AREA)
-    assert np.abs(faces._shrink(patch, 96).astype(int) - area).mean() < 2
+    assert np.abs(yunet._shrink(patch, 96).astype(int) - area).mean() < 2
 
 
 def test_yunet_is_the_default_detector_everywhere(tmp_path):
-    yunet = "mimic.faces.YuNetDetector"
-    assert compose("realtime", output_dir=tmp_path).detector._target_ == yunet
-    assert compose("train", ["+finetune=webcam"], output_dir=tmp_path).data.sources.webcam.detector._target_ == yunet
+    target = "mimic.yunet.YuNetDetector"
+    assert compose("realtime", output_dir=tmp_path).detector._target_ == target
+    assert compose("train", ["+finetune=webcam"], output_dir=tmp_path).data.sources.webcam.detector._target_ == target
     folder = compose("evaluate", ["data=folder", "data.path=x"], output_dir=tmp_path).data.sources.folder.detector
     assert folder == "yunet" and isinstance(load_detector(folder), YuNetDetector)
     from mimic.data.folders import FolderSource
 
     assert inspect.signature(FolderSource).parameters["detector"].default == "yunet"
-    assert load_script("capture_dataset").parse_args(["--label", "happy"]).detector == "yunet"
-    assert isinstance(load_detector("haar"), faces.HaarDetector)  # still there by name
+    assert load_script("capture_dataset").parse_args(["label=happy"]).detector == "yunet"
+    assert isinstance(load_detector("haar"), HaarDetector)  # still there by name
 
 
 def test_benchmark_frames_put_the_face_where_they_say():
-    bench = load_script("benchmark_faces")
+    bench = load_script("bench/benchmark_faces")
     rng = np.random.default_rng(0)
     face = cv2.GaussianBlur(rng.integers(0, 256, (48, 48), dtype=np.uint8), (0, 0), 1.5)
     tiles = rng.integers(0, 256, (20, 48, 48), dtype=np.uint8)
@@ -202,7 +214,7 @@ def test_benchmark_frames_put_the_face_where_they_say():
 
 def _drifting_face(frames: int, step: int = 4, side: int = 150) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
     """A synthetic face moving ``step`` pixels right per frame over a gray, noisy 640x480 frame; each with its box."""
-    patch = cv2.resize(load_script("make_test_video").synthetic_patches(1)[0], (side, side))
+    patch = cv2.resize(load_script("bench/make_test_video").synthetic_patches(1)[0], (side, side))
     rng, out = np.random.default_rng(0), []
     for k in range(frames):
         frame = np.full((480, 640, 3), 90, np.uint8)
@@ -216,7 +228,7 @@ def _drifting_face(frames: int, step: int = 4, side: int = 150) -> list[tuple[np
 def test_a_second_look_gives_the_face_in_frame_pixels():
     """A face the scan scores under score_threshold is looked at again, enlarged, and comes back with its box and
     landmarks in frame pixels, even in a corner where the look's crop runs past the frame's edge."""
-    patch = cv2.resize(load_script("make_test_video").synthetic_patches(1)[0], (120, 120))
+    patch = cv2.resize(load_script("bench/make_test_video").synthetic_patches(1)[0], (120, 120))
     frame = np.full((480, 640, 3), 90, np.uint8)
     frame[352:472, 6:126] = patch
     (scanned,) = YuNetDetector(second_look=None, score_threshold=0.5).detect(frame)
@@ -240,8 +252,9 @@ def test_yunet_in_video_scans_every_nth_frame_and_follows_the_face_between(monke
     assert detector.detect(empty) == [] and scans[-1] == 10  # the face was lost: a full scan at once
     assert detector.detect(empty) == [] and scans[-1] == 11  # no face known: every frame a full scan
     _check_face(detector.detect(clip[0][0]), clip[0][1])  # so a face coming into view is found at once
-    still = YuNetDetector()  # full_every=1: every call a full scan, as photos need
-    assert still.full_every == 1 and all(len(still.detect(f)) == 1 for f, _ in clip[:2])
+    still = for_photos(YuNetDetector())  # full_every=1: every call a full scan, as photos need
+    assert YuNetDetector().full_every == 15 and still.full_every == 1  # the YAML's video default; photos: 1
+    assert all(len(still.detect(f)) == 1 for f, _ in clip[:2])
 
 
 def test_image_users_scan_every_photo_in_full_and_cache_on_every_setting(tmp_path):
@@ -266,7 +279,7 @@ def fer_frames(shared_data):
     each kind, seeded."""
     from mimic.data.fer2013 import FER2013Source
 
-    bench = load_script("benchmark_faces")
+    bench = load_script("bench/benchmark_faces")
     splits = FER2013Source(shared_data / "fer2013" / "fer2013.csv.gz").load()
     faces, tiles = np.asarray(splits["test"].images)[:200], np.asarray(splits["train"].images)[:3000]
     with_faces = [bench.face_frame(f, tiles, np.random.default_rng([1, i])) for i, f in enumerate(faces)]
@@ -298,7 +311,7 @@ def test_the_face_benchmark_prints_the_full_path_against_direct_crops(shared_dat
     """benchmark_faces.py end to end on a few real PrivateTest faces with the bundled model: the accuracy table has
     Haar, YuNet, YuNet's framing at the pasted face's scale and the pasted square for every kind of frame, each
     against the direct crops, and the faces YuNet found by how far their crop reaches past the pasted face."""
-    bench = load_script("benchmark_faces")
+    bench = load_script("bench/benchmark_faces")
     data = shared_data / "fer2013" / "fer2013.csv.gz"
     bench.main([f"data={data}", "faces=6", "webcam=3", "empty=2", "clips=0", f"ckpt={bundled_path()}"])
     out = capsys.readouterr().out
@@ -326,7 +339,7 @@ def test_at_side_frames_a_face_with_its_landmarks_at_another_scale():
     the eyes still landing where the framing puts them and the face turned as much."""
     from mimic.preprocessing import PreprocessSpec, framing_matrix
 
-    bench = load_script("benchmark_faces")
+    bench = load_script("bench/benchmark_faces")
     spec = PreprocessSpec(framing="eyes")
     face = Detection((100, 100, 80, 90), 0.9, ((120.0, 130.0), (160.0, 124.0), (141.0, 150.0), (124, 170), (156, 166)))
     matrix = framing_matrix(face, spec, spec.size)

@@ -14,7 +14,8 @@ import pytest
 
 import mimic.data.fer2013 as fer
 from mimic.data.base import DataError
-from mimic.data.fer2013 import FER2013Source, read_csv
+from mimic.data.fer2013 import FER2013Source
+from mimic.data.fer2013_files import read_csv
 from mimic.labels import FER2013_CLASSES, FERPLUS_CLASSES
 
 USAGES = ("Training", "PublicTest", "PrivateTest")

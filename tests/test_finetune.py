@@ -5,18 +5,22 @@ faces onto synthetic class folders, atomic checkpoints, and the web page's backg
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, compose, train_tiny_checkpoint
+from conftest import compose, load_script, train_tiny_checkpoint
 from test_folders import write_fer2013_csv
 
 from mimic.data.synthetic import write_class_folders
 from mimic.finetune import AtomicCheckpointIO, configure_finetune, load_matching, prepare_finetune, resolve_checkpoint
-from mimic.models import CheckpointError, EmotionClassifier, load_checkpoint, read_card, read_checkpoint
+from mimic.jobs import MODEL_FILE, run_job, snapshot
+from mimic.models.card import CheckpointError
+from mimic.models.checkpoint import read_card, read_checkpoint
+from mimic.models.classifier import EmotionClassifier
 
 CLASSES = ["happy", "sad", "neutral"]
 TINY_NET = ["model.net.widths=[8,16,32]", "model.net.hidden=32"]
@@ -175,8 +179,8 @@ def test_train_finetune_webcam_end_to_end(synthetic_ckpt, finetuned):
         assert not torch.equal(tuned["net.head.3.weight"], start["net.head.3.weight"])
 
     # a checkpoint the realtime app and evaluate.py accept: self-describing, loads without pickled code
-    assert load_checkpoint(best).class_names == CLASSES
-    from mimic.realtime.predictor import Predictor
+    assert EmotionClassifier.load(best).class_names == CLASSES
+    from mimic.models.predictor import Predictor
 
     assert Predictor(best).class_names == CLASSES
 
@@ -245,11 +249,7 @@ def test_checkpoints_appear_whole_or_not_at_all(tmp_path, monkeypatch):
 
 
 def test_a_job_writes_progress_its_model_and_the_report(synthetic_ckpt, tmp_path, monkeypatch):
-    """`python -m mimic.finetune JOB` in-process: the web page's job, on a job folder as the server makes it."""
-    import json
-
-    from mimic.finetune import MODEL_FILE, run_job
-    from mimic.realtime.web.personalise import snapshot
+    """`python -m mimic.jobs JOB` in-process: the web page's job, on a job folder as the server makes it."""
 
     monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path / "cache"))
     fer = write_fer2013_csv(tmp_path / "fer2013.csv", {"Training": 4, "PublicTest": 2, "PrivateTest": 2})
@@ -279,37 +279,21 @@ def test_a_job_writes_progress_its_model_and_the_report(synthetic_ckpt, tmp_path
 
 
 def test_benchmark_finetune_script(synthetic_ckpt, tmp_path, capsys):
-    import importlib.util
-    import json
-
-    spec = importlib.util.spec_from_file_location("benchmark_finetune", REPO / "scripts" / "benchmark_finetune.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("bench/benchmark_finetune")
     csv_path = write_fer2013_csv(tmp_path / "fer2013.csv", {"Training": 6, "PublicTest": 2, "PrivateTest": 4})
     write_class_folders(tmp_path / "folders", CLASSES, per_class=10, size=64)
     bench.main(
         [
-            "--ckpt",
-            str(synthetic_ckpt),
-            "--folders",
-            str(tmp_path / "folders"),
-            "--fer2013",
-            str(csv_path),
-            "--epochs",
-            "1",
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--out",
-            str(tmp_path / "out"),
-            "--json",
-            str(tmp_path / "r.json"),
-            "-o",
+            f"ckpt={synthetic_ckpt}",
+            f"folders={tmp_path / 'folders'}",
+            f"fer2013={csv_path}",
+            "epochs=1",
+            f"cache_dir={tmp_path / 'cache'}",
+            f"out={tmp_path / 'out'}",
+            f"json={tmp_path / 'r.json'}",
             "data.batch_size=16",
-            "-o",
             "logger=none",
-            "-o",
             "callbacks.lr_monitor=null",
-            "-o",
             "callbacks.progress_bar.refresh_rate=0",
         ]
     )

@@ -11,13 +11,14 @@ import cv2
 import numpy as np
 import pytest
 
-from mimic.data import EmotionDataModule
 from mimic.data.base import SPLITS, DataError
+from mimic.data.class_folders import scan_class_folders
+from mimic.data.datamodule import EmotionDataModule
 from mimic.data.fer2013 import FER2013Source
-from mimic.data.folders import FolderSource, scan_class_folders
+from mimic.data.folders import FolderSource
 from mimic.data.synthetic import draw_face, write_class_folders
-from mimic.faces import YuNetDetector
 from mimic.labels import FER2013_CLASSES
+from mimic.yunet import YuNetDetector
 
 CLASSES = ["happy", "sad", "neutral"]
 

@@ -10,10 +10,10 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from mimic.callbacks import FreezeModules
-from mimic.data import EmotionDataModule
+from mimic.data.datamodule import EmotionDataModule
 from mimic.data.synthetic import SyntheticSource
 from mimic.errors import UserError
-from mimic.models import EmotionClassifier
+from mimic.models.classifier import EmotionClassifier
 
 CLASSES = ["happy", "sad", "neutral"]
 

@@ -1,5 +1,6 @@
 """The one OpenCV in the environment must have both what the detectors need (the Haar cascades, cv2 4.x) and a
-working GUI (cv2.imshow opens a real window). Several opencv wheels installed side by side silently lose one of them.
+working GUI (cv2.imshow opens a real window). Several opencv wheels installed side by side silently lose one of them;
+where the headless build wins, the window stops with the fix before it opens (`mimic.realtime.window.require_gui`).
 
 Also holds the `xvfb` fixture (a private X server) the GUI tests share.
 """
@@ -15,7 +16,12 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+from conftest import compose
+
+from mimic.errors import UserError
+from mimic.realtime.window import GUI_FIX, Window, has_gui, run, show_cameras
 
 
 def _accepts(display: str) -> bool:
@@ -78,8 +84,53 @@ def test_opencv_is_4x_with_the_haar_cascades():
 
 def test_opencv_has_a_gui_backend():
     info = cv2.getBuildInformation()
-    gui = info[info.index("GUI:") :].splitlines()[0]
-    assert "NONE" not in gui.upper(), f"opencv was built without a GUI (headless wheel?): {gui}"
+    assert has_gui(), f"opencv was built without a GUI (headless wheel?): {info[info.index('GUI:') :].splitlines()[0]}"
+
+
+# The GUI part of cv2.getBuildInformation() as each build prints it: opencv-python on Linux and macOS, an older build
+# that named its backends only below the header, and opencv-python-headless.
+QT5 = "  GUI:                           QT5\n    QT:                          YES (ver 5.15.19 )\n    GTK+:   NO\n"
+COCOA = "  GUI:                           COCOA\n    Cocoa:                       YES\n"
+UNNAMED = "  GUI: \n    GTK+:                        YES (ver 3.24.20)\n"
+HEADLESS = "  GUI:                           NONE\n    VTK support:                 NO\n\n  Media I/O: \n"
+
+
+@pytest.mark.parametrize("info, gui", [(QT5, True), (COCOA, True), (UNNAMED, True), (HEADLESS, False)])
+def test_has_gui_reads_the_build_information(monkeypatch, info, gui):
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: f"General configuration\n{info}  Video I/O:\n")
+    assert has_gui() is gui
+
+
+@pytest.fixture
+def headless_cv2(monkeypatch) -> None:
+    """cv2 as the headless wheel has it: no GUI in its build information, and any window call fails the test."""
+    monkeypatch.setattr(cv2, "getBuildInformation", lambda: f"General configuration\n{HEADLESS}")
+
+    def no_window(*args, **kwargs):
+        raise AssertionError("a window call on a cv2 without GUI support")
+
+    for name in ("namedWindow", "imshow", "resizeWindow", "waitKey"):
+        monkeypatch.setattr(cv2, name, no_window)
+
+
+def test_the_window_stops_on_a_headless_cv2_with_the_fix(headless_cv2):
+    with pytest.raises(UserError) as raised:
+        Window("mimic")
+    message = str(raised.value)
+    assert "headless" in message and GUI_FIX in message and "display=false" in message, message
+    assert "\n" not in message
+    with pytest.raises(UserError, match="opencv-python-headless"):
+        show_cameras([])
+
+
+def test_a_run_with_display_on_a_headless_cv2_stops_before_any_window(headless_cv2, monkeypatch, tmp_path):
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")  # a display, so that the run does not go headless itself
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), np.full((120, 160, 3), 128, np.uint8))
+    overrides = [f"source={folder}", "display=true", "reactions.sound=false", f"log.path={tmp_path / 'faces.csv'}"]
+    with pytest.raises(UserError, match="pip uninstall -y opencv-python-headless"):
+        run(compose("realtime", overrides, output_dir=tmp_path / "run"))
 
 
 @pytest.mark.gui

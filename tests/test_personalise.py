@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 from test_folders import write_fer2013_csv
 
 from mimic.data.synthetic import draw_scene
-from mimic.models import read_card
-from mimic.realtime.web.personalise import process_runs
+from mimic.jobs import process_runs
+from mimic.models.checkpoint import read_card
+from mimic.realtime.web.main import create_app
 
 CLASSES = ["happy", "sad"]
 
@@ -34,8 +35,6 @@ def face_frames(label: str, n: int, seed: int = 0) -> list[bytes]:
 
 
 def make_app(tmp: Path, ckpt: Path):
-    from mimic.realtime.web.server import create_app
-
     cfg = compose(
         "realtime",
         [
@@ -219,3 +218,16 @@ def test_jobs_report_switch_cancel_and_are_found_after_a_restart(tmp_path, tiny_
         assert [(j["id"], j["state"]) for j in jobs] == [(second, "cancelled"), (first, "done")]
         assert jobs[1]["model"]["id"] == new["id"] and jobs[1]["report"] == report
         assert client.post("/api/model", json={"id": new["id"]}).status_code == 200
+
+
+def test_the_users_mistakes_are_400_and_what_is_not_there_404(client, tmp_path):
+    """One error convention with the rest of the server: a `UserError` (here the captures folder's layout) is 400,
+    a job or photo that does not exist 404."""
+    webcam = tmp_path / "data" / "webcam"
+    (webcam / "0_happy").mkdir(parents=True)
+    (webcam / "1_happy").mkdir()
+    r = client.get("/api/captures")
+    assert r.status_code == 400 and "name the same class" in r.json()["error"]
+    for method in (client.get, client.delete):
+        assert method("/api/finetune/20240101-000000").status_code == 404
+        assert method("/api/finetune/..%2F..%2Fetc").status_code == 404

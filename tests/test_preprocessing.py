@@ -157,7 +157,7 @@ def test_old_checkpoints_keep_todays_box_crop_byte_for_byte():
 
 
 def test_framing_travels_in_the_checkpoint(tiny_checkpoint, tmp_path):
-    from mimic.models import read_card
+    from mimic.models.checkpoint import read_card
 
     spec = PreprocessSpec(framing="eyes", eye_y=0.4, box_scale=1.1)
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
@@ -179,7 +179,9 @@ def test_framing_travels_in_the_checkpoint(tiny_checkpoint, tmp_path):
     ],
 )
 def test_a_bad_framing_value_is_a_clear_error(key, value, message, tiny_checkpoint, tmp_path):
-    from mimic.models import CheckpointError, EmotionClassifier, read_card
+    from mimic.models.card import CheckpointError
+    from mimic.models.checkpoint import read_card
+    from mimic.models.classifier import EmotionClassifier
 
     with pytest.raises(UserError, match=re.escape(message)):
         PreprocessSpec.from_dict({"framing": "eyes", key: value})
@@ -193,8 +195,8 @@ def test_a_bad_framing_value_is_a_clear_error(key, value, message, tiny_checkpoi
 
 
 def test_the_predictor_and_the_pipeline_frame_each_face_by_its_landmarks(tiny_checkpoint, tmp_path):
+    from mimic.models.predictor import Predictor
     from mimic.realtime.pipeline import Pipeline
-    from mimic.realtime.predictor import Predictor
 
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     ckpt["hyper_parameters"]["preprocess"]["framing"] = "eyes"
@@ -225,8 +227,8 @@ def test_the_predictor_and_the_pipeline_frame_each_face_by_its_landmarks(tiny_ch
 
 def test_real_faces_framed_on_their_eyes_have_them_where_fer2013_has_them(shared_data):
     """YuNet's landmarks on photos -> eye-framed crops; YuNet run again on each crop finds the eyes level and, on
-    average, at the spec's positions (as scripts/measure_framing.py measures FER2013's faces)."""
-    from mimic.faces import load_detector
+    average, at the spec's positions (as scripts/bench/measure_framing.py measures FER2013's faces)."""
+    from mimic.detectors import load_detector
 
     yunet, found = load_detector("yunet"), []
     for name in ("obama", "biden", "two_people", "obama_small"):
@@ -244,7 +246,7 @@ def test_real_faces_framed_on_their_eyes_have_them_where_fer2013_has_them(shared
 
 def test_the_folder_loader_frames_photos_as_the_model_does(shared_data, tmp_path):
     from mimic.data.folders import FolderSource
-    from mimic.faces import load_detector
+    from mimic.detectors import load_detector
 
     photo = cv2.imread(str(shared_data / "faces" / "obama.jpg"))
     (tmp_path / "w" / "0_happy").mkdir(parents=True)

@@ -12,7 +12,8 @@ import onnx
 import pytest
 
 from mimic.data.synthetic import draw_faces
-from mimic.models.onnx_model import OnnxModel, export
+from mimic.models.onnx_export import export
+from mimic.models.onnx_model import OnnxModel
 from mimic.models.quantize import fer2013_faces, quantize
 from mimic.preprocessing import preprocess_array
 

@@ -1,5 +1,5 @@
 """The realtime app end to end, headless: videos of the real portraits (synthetic faces when the shared data is
-absent) through `mimic.realtime.app.run`, the CSV it writes, recording, and `realtime.py` itself in a subprocess:
+absent) through `mimic.realtime.window.run`, the CSV it writes, recording, and `realtime.py` itself in a subprocess:
 clear errors, ``--list-cameras``, and a kill in the middle of a run."""
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def compose_cfg(ckpt: Path, source, tmp_path: Path, *overrides: str):
 
 
 def run_app(ckpt: Path, source, tmp_path: Path, *overrides: str):
-    from mimic.realtime.app import run
+    from mimic.realtime.window import run
 
     stats = run(compose_cfg(ckpt, source, tmp_path, *overrides))
     with open(stats.csv, newline="") as f:
@@ -136,8 +136,8 @@ def test_a_pipeline_per_stream_takes_frames_from_elsewhere(tiny_checkpoint, vide
     """How a web front-end uses it: one pipeline per stream, built from the config and a predictor, fed frames with
     their media time; it finds the faces itself, or takes the ones given."""
     from mimic.faces import Detection
+    from mimic.models.predictor import Predictor
     from mimic.realtime.pipeline import Pipeline
-    from mimic.realtime.predictor import Predictor
 
     cfg, predictor = compose_cfg(tiny_checkpoint, 0, tmp_path), Predictor(tiny_checkpoint)
     first, second = Pipeline.from_config(cfg, predictor), Pipeline.from_config(cfg, predictor)

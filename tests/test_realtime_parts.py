@@ -15,14 +15,15 @@ import cv2
 import numpy as np
 import pytest
 
-from mimic import faces as det
+from mimic.detectors import load_detector
 from mimic.errors import UserError
-from mimic.faces import Detection, HaarDetector, largest_face, load_detector
+from mimic.faces import Detection, largest_face
+from mimic.haar import HaarDetector
 from mimic.realtime.assets import default_assets
-from mimic.realtime.csvlog import CsvLog, columns
+from mimic.realtime.csvlog import CsvLog
 from mimic.realtime.overlay import draw
-from mimic.realtime.pipeline import Face, FrameResult
 from mimic.realtime.reactions import Reactions, SoundPlayer
+from mimic.realtime.result import Face, FrameResult, columns
 from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.sources import (
     FILE_READ_AHEAD,
@@ -33,13 +34,14 @@ from mimic.realtime.sources import (
     read_ahead,
 )
 from mimic.realtime.tracker import IoUTracker, iou
+from mimic.yunet import YuNetDetector
 
 REPO = Path(__file__).resolve().parents[1]
 YUNET = "models/face_detection_yunet_2023mar.onnx"  # the same file in the shared data
 
 
 def load_video_maker():
-    spec = importlib.util.spec_from_file_location("make_test_video", REPO / "scripts" / "make_test_video.py")
+    spec = importlib.util.spec_from_file_location("make_test_video", REPO / "scripts" / "bench" / "make_test_video.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -100,7 +102,7 @@ def test_largest_face_and_a_missing_cascade():
 
 def test_missing_yunet_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match=r"detector.model_path: model file not found: .*nope.onnx"):
-        det.YuNetDetector(model_path=str(tmp_path / "nope.onnx"))
+        YuNetDetector(model_path=str(tmp_path / "nope.onnx"))
 
 
 # ---------------------------------------------------------------------------------------------------------- tracker
@@ -171,16 +173,16 @@ def test_smoothing_follows_media_time_not_frames():
 
 # ---------------------------------------------------------------------------------------------------------- predictor
 def test_predictor_matches_the_lightning_module(tiny_checkpoint):
-    from mimic.models import load_checkpoint
+    from mimic.models.classifier import EmotionClassifier
+    from mimic.models.predictor import Predictor
     from mimic.preprocessing import crop_face, preprocess
-    from mimic.realtime.predictor import Predictor
 
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, (360, 640, 3), dtype=np.uint8)
     boxes = [(100, 80, 120, 120), (400, 100, 90, 90), (0, 0, 60, 60)]
     for tta in (False, True):
         predictor = Predictor(tiny_checkpoint, tta_flip=tta)
-        model = load_checkpoint(tiny_checkpoint, tta_flip=tta)
+        model = EmotionClassifier.load(tiny_checkpoint, tta_flip=tta)
         x = preprocess([crop_face(frame, b, model.spec) for b in boxes], model.spec)
         expected = model.predict_proba(x).numpy()
         got = predictor.predict(frame, boxes)
@@ -191,8 +193,8 @@ def test_predictor_matches_the_lightning_module(tiny_checkpoint):
 
 
 def test_predictor_bad_checkpoint(tmp_path):
-    from mimic.models import CheckpointError
-    from mimic.realtime.predictor import Predictor
+    from mimic.models.card import CheckpointError
+    from mimic.models.predictor import Predictor
 
     bad = tmp_path / "bad.ckpt"
     bad.write_text("not a checkpoint")
@@ -207,9 +209,9 @@ def test_predictor_follows_the_checkpoints_flip_tta_unless_told(tiny_checkpoint,
     evaluation does; an explicit setting overrides it and says so."""
     import torch
 
-    from mimic.models import load_checkpoint
+    from mimic.models.classifier import EmotionClassifier
+    from mimic.models.predictor import Predictor
     from mimic.preprocessing import preprocess
-    from mimic.realtime.predictor import Predictor
 
     ckpt = torch.load(tiny_checkpoint, weights_only=True)
     ckpt["hyper_parameters"]["tta_flip"] = True
@@ -217,14 +219,14 @@ def test_predictor_follows_the_checkpoints_flip_tta_unless_told(tiny_checkpoint,
     flipped = tmp_path / "flip.ckpt"
     torch.save(ckpt, flipped)
     faces = [np.random.default_rng(i).integers(0, 256, (70, 60, 3), dtype=np.uint8) for i in range(3)]
-    model = load_checkpoint(flipped)
+    model = EmotionClassifier.load(flipped)
     want = model.predict_proba(preprocess(faces, model.spec)).numpy()
-    with caplog.at_level(logging.INFO, logger="mimic.realtime.predictor"):
+    with caplog.at_level(logging.INFO, logger="mimic.models.predictor"):
         default = Predictor(flipped)
     assert default.tta_flip and "flip TTA" not in caplog.text
     np.testing.assert_allclose(default.predict_crops(faces), want, atol=1e-6)
-    with caplog.at_level(logging.INFO, logger="mimic.realtime.predictor"):
-        off = Predictor(flipped, tta_flip=False)
+    with caplog.at_level(logging.INFO, logger="mimic.models.predictor"):
+        off = Predictor(flipped, tta_flip=False, backend="torch")
     assert not off.tta_flip and "flip TTA False by predictor.tta_flip (the checkpoint says True)" in caplog.text
     assert np.abs(off.predict_crops(faces) - want).max() > 1e-4
 
@@ -237,8 +239,8 @@ def test_the_app_loads_a_checkpoint_without_importing_lightning(tiny_checkpoint)
 
     code = (
         "import sys\n"
-        "from mimic.realtime.app import run\n"
-        "from mimic.realtime.predictor import Predictor\n"
+        "from mimic.realtime.window import run\n"
+        "from mimic.models.predictor import Predictor\n"
         f"p = Predictor({str(tiny_checkpoint)!r})\n"
         "heavy = [m for m in ('lightning', 'pytorch_lightning', 'torchmetrics') if m in sys.modules]\n"
         "print(','.join(heavy) or 'none')\n"
@@ -389,7 +391,7 @@ def test_missing_camera_lists_the_indices_tried():
 # ---------------------------------------------------------------------------------------------------------- csv log
 def _face(face_id: int, box, probs, label: str, reaction: str | None = None) -> Face:
     probs = np.asarray(probs)
-    return Face(face_id, box, 0.9, probs, label, float(probs.max()), probs, label, float(probs.max()), reaction)
+    return Face(face_id, box, 0.9, None, probs, label, float(probs.max()), probs, label, float(probs.max()), reaction)
 
 
 def test_csv_log_writes_whole_rows_and_flushes_each_frame(tmp_path):

@@ -9,16 +9,15 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO, train_tiny_checkpoint
+from conftest import load_script, train_tiny_checkpoint
 
 from mimic import EmotionRecognizer
+from mimic.detectors import load_detector
 from mimic.errors import UserError
-from mimic.faces import load_detector
 from mimic.models.bundled import bundled_path
-from mimic.realtime.predictor import Predictor
+from mimic.models.predictor import Predictor
 
-sys.path.insert(0, str(REPO / "scripts"))
-from make_test_video import synthetic_patches  # noqa: E402
+synthetic_patches = load_script("bench/make_test_video").synthetic_patches
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def test_realtime_log_shows_the_probabilities_evaluate_measured(tiny_checkpoint,
     with open(tmp_path / "eval" / "predictions.csv") as f:
         evaluated = {row["image"]: row for row in csv.DictReader(f)}
 
-    from mimic.realtime.app import run as run_realtime
+    from mimic.realtime.window import run as run_realtime
 
     log = tmp_path / "live.csv"
     cfg = compose(

@@ -16,14 +16,16 @@ from torch import nn
 from mimic.data.synthetic import draw_faces, write_class_folders
 from mimic.errors import UserError
 from mimic.finetune import load_matching
-from mimic.models import EmotionClassifier, load_checkpoint, read_card, read_checkpoint
-from mimic.models.checkpoint import build_net
-from mimic.models.onnx_model import OnnxModel, export
+from mimic.models.checkpoint import read_card, read_checkpoint
+from mimic.models.classifier import EmotionClassifier
+from mimic.models.nets import build_net
+from mimic.models.onnx_export import export
+from mimic.models.onnx_model import OnnxModel
+from mimic.models.predictor import Predictor
 from mimic.models.quantize import quantize
 from mimic.models.small_cnn import SmallCNN, small_cnn
 from mimic.models.weights import count_flops
 from mimic.preprocessing import preprocess_array
-from mimic.realtime.predictor import Predictor
 from mimic.settings import check_settings
 from mimic.train import run
 
@@ -118,7 +120,7 @@ def test_training_run_writes_a_checkpoint_the_safe_loader_reads(trained):
     card, raw = read_card(best)
     assert card.net["separable"] is True and card.net["convs_per_stage"] == 3
     assert card.net["_target_"] == "mimic.models.small_cnn.small_cnn"
-    model = load_checkpoint(best)
+    model = EmotionClassifier.load(best)
     assert any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.net.modules())
     want = {k: v for k, v in raw["state_dict"].items()}
     got = model.state_dict()
@@ -165,14 +167,14 @@ def test_finetune_webcam_freezes_conv1_conv2_and_maps_the_head_by_name(trained, 
         "callbacks.lr_monitor=null",
         "callbacks.progress_bar.refresh_rate=0",
     ]
-    model_before = load_checkpoint(results["best_checkpoint"])
+    model_before = EmotionClassifier.load(results["best_checkpoint"])
     tuned_results = run(compose("train", overrides, output_dir=tmp_path / "out"))
     tuned = read_checkpoint(tuned_results["best_checkpoint"])["state_dict"]
     frozen = [k for k in tuned if k.startswith(("net.conv1.", "net.conv2."))]
     assert any(k.endswith("running_mean") for k in frozen) and "net.conv2.4.running_var" in frozen  # dw and pw BN
     assert all(torch.equal(tuned[k], start[k]) for k in frozen), "conv1/conv2 changed"
     assert any(not torch.equal(tuned[k], start[k]) for k in tuned if k.startswith("net.conv3."))
-    assert load_checkpoint(tuned_results["best_checkpoint"]).class_names == classes
+    assert EmotionClassifier.load(tuned_results["best_checkpoint"]).class_names == classes
 
     # the head's start: the checkpoint's rows of happy, sad, neutral (FER2013 rows 3, 4, 6), found by head_linear
     fresh = EmotionClassifier(net=dict(model_before.hparams.net), class_names=classes, log_images=False)

@@ -12,7 +12,7 @@ import pytest
 import torch
 from conftest import REPO, TINY_SYNTHETIC, compose
 
-from mimic.models import load_checkpoint
+from mimic.models.classifier import EmotionClassifier
 from mimic.train import run
 
 RUN = ["trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
@@ -63,7 +63,7 @@ def test_checkpoint_is_self_describing_and_calibrated(trained):
     assert hp["class_names"] == list(cfg.data.classes)
     assert hp["preprocess"]["size"] == 48 and hp["net"]["_target_"].endswith("small_cnn")
     assert float(ckpt["state_dict"]["temperature"]) == pytest.approx(results["temperature"])
-    model = load_checkpoint(results["best_checkpoint"])
+    model = EmotionClassifier.load(results["best_checkpoint"])
     assert float(model.temperature) == pytest.approx(results["temperature"])
 
 

@@ -4,6 +4,7 @@ the logs, the reactions' files, the settings' errors, and the real server over a
 
 from __future__ import annotations
 
+import ast
 import csv
 import io
 import json
@@ -29,8 +30,10 @@ from starlette.websockets import WebSocketDisconnect
 
 from mimic.cli import user_errors
 from mimic.data.synthetic import draw_scene
-from mimic.realtime.csvlog import columns
-from mimic.realtime.web.server import _bind, create_app, listening
+from mimic.models.onnx_export import export
+from mimic.realtime.result import columns
+from mimic.realtime.web.main import create_app
+from mimic.realtime.web.server import _bind, listening
 from mimic.settings import check_settings
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -141,8 +144,8 @@ def test_two_connections_each_have_their_own_faces_and_log(client):
 
 
 def test_frames_arriving_faster_than_processed_are_skipped_but_all_answered_in_order(client):
-    web = client.app.state.web
-    predictor = web.models.predictor(web.default)
+    state = client.app.state.web
+    predictor = state.catalog.predictor(state.sessions.default)
     predict = predictor.predict
 
     def slow(*args):
@@ -300,16 +303,66 @@ def test_another_host_works_without_tls_but_needs_a_token(tmp_path, tiny_checkpo
     assert local.token is None and local.url == "http://127.0.0.1:8000/"
 
 
-def test_the_web_modules_import_without_torch():
-    """The server and its captures endpoints import neither torch nor Lightning: the page's first requests (the photo
-    list, the fine-tuning options) then import nothing heavy in request threads while another thread loads the model
-    (two threads importing Lightning and torch at once fail, now and then, with a 500)."""
+def test_a_server_of_an_onnx_model_runs_without_torch(tmp_path, tiny_checkpoint):
+    """The app of an exported model, built, asked for the page's settings, photos and jobs, and sent a frame, leaves
+    torch and Lightning unimported. Torch comes in only when a checkpoint is read (here: the bundled one, which the
+    model picker lists), under the catalog's one lock: two threads importing torch at once fail now and then."""
+    onnx = tmp_path / "tiny.onnx"
+    export(tiny_checkpoint, onnx)
     code = (
-        "import sys, mimic.realtime.web.server, mimic.realtime.web.personalise\n"
-        "heavy = sorted({'torch', 'lightning', 'torchmetrics'} & set(sys.modules))\n"
-        "assert not heavy, f'imported {heavy}'"
+        "import json, sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from conftest import compose\n"
+        "from mimic.realtime.web.main import create_app\n"
+        "cfg = compose('realtime', json.loads(sys.argv[1]), output_dir=sys.argv[2])\n"
+        "heavy = lambda: sorted({'torch', 'lightning', 'torchmetrics'} & set(sys.modules))\n"
+        "with TestClient(create_app(cfg)) as client:\n"
+        "    for path in ('/api/info', '/api/captures', '/api/finetune', '/api/logs'):\n"
+        "        assert client.get(path).status_code == 200, path\n"
+        "    with client.websocket_connect('/ws/live') as ws:\n"
+        "        assert 'hello' in ws.receive_json()\n"
+        "        ws.send_bytes(open(sys.argv[3], 'rb').read())\n"
+        "        assert len(ws.receive_json()['faces']) == 1\n"
+        "    assert not heavy(), f'imported {heavy()}'\n"
+        "    assert client.get('/api/models').status_code == 200 and 'torch' in heavy()\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=60)
+    overrides = [
+        "ui=web",
+        f"ckpt={onnx}",
+        f"log.path={tmp_path / 'logs'}",
+        f"ui.models_dir={tmp_path / 'models'}",
+        f"reactions.assets_dir={tmp_path / 'assets'}",
+        f"paths.data_dir={tmp_path / 'data'}",
+    ]
+    (tmp_path / "frame.jpg").write_bytes(jpeg())
+    run = [sys.executable, "-c", code, json.dumps(overrides), str(tmp_path / "run"), str(tmp_path / "frame.jpg")]
+    subprocess.run(run, check=True, cwd=REPO / "tests", timeout=120)
+
+
+def imports_in_functions(path: Path) -> list[str]:
+    """The imports inside functions of a module that have no ``# start-up:`` reason on the line above them."""
+    lines = path.read_text().splitlines()
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for inner in ast.walk(node):
+            if isinstance(inner, ast.Import | ast.ImportFrom):
+                reason = lines[inner.lineno - 1] + lines[inner.lineno - 2]
+                if "# start-up:" not in reason:
+                    found.append(f"{path.name}:{inner.lineno}: {lines[inner.lineno - 1].strip()}")
+    return found
+
+
+def test_the_web_modules_import_everything_when_the_server_starts(tmp_path):
+    """No request imports a module: everything a handler can need is imported with the app, but for the imports
+    kept for start-up time, each with its one-line ``# start-up:`` reason."""
+    web = REPO / "src" / "mimic" / "realtime" / "web"
+    found = [line for path in sorted(web.rglob("*.py")) for line in imports_in_functions(path)]
+    assert not found, "imports inside functions: " + "; ".join(found)
+    bad = tmp_path / "bad.py"
+    bad.write_text("def handler():\n    import torch\n\n\ndef lazy():\n    # start-up: why\n    import torch\n")
+    assert imports_in_functions(bad) == ["bad.py:2: import torch"]
 
 
 # ------------------------------------------------------------------------------------------------------ sources

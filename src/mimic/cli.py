@@ -8,6 +8,7 @@ import contextlib
 import importlib
 import sys
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import hydra
 from hydra.errors import InstantiationException
@@ -41,22 +42,29 @@ def user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-def _command(config_name: str, module: str) -> Callable[[], None]:
-    """A Hydra main: compose ``<config_name>.yaml`` from the command line, check its settings, run ``module.run``
-    (imported only then, so ``--help`` and settings errors come fast)."""
+def _command(config_name: str, function: Callable[[DictConfig], str]) -> Callable[[], None]:
+    """A Hydra main: compose ``<config_name>.yaml`` from the command line, check its settings, call the function
+    ``function(cfg)`` names as ``module:name`` (imported only then, for start-up time: ``--help`` and settings errors
+    come fast)."""
 
     @hydra.main(config_path=CONFIGS, config_name=config_name, version_base="1.3")
-    def main(cfg: DictConfig) -> None:
+    def main(cfg: DictConfig) -> Any:
         with user_errors():
             check_settings(cfg, config_name)
-            importlib.import_module(module).run(cfg)
+            module, name = function(cfg).split(":")
+            return getattr(importlib.import_module(module), name)(cfg)
 
     return main
 
 
-train = _command("train", "mimic.train")
-evaluate = _command("evaluate", "mimic.evaluate")
-_live = _command("realtime", "mimic.realtime.app")
+def _front_end(cfg: DictConfig) -> str:
+    """The live front-end ``ui.name`` picks: the OpenCV window or the web page."""
+    return "mimic.realtime.web.server:serve" if cfg.get("ui") and cfg.ui.name == "web" else "mimic.realtime.window:run"
+
+
+train = _command("train", lambda cfg: "mimic.train:run")
+evaluate = _command("evaluate", lambda cfg: "mimic.evaluate:run")
+_live = _command("realtime", _front_end)
 
 
 def live() -> None:

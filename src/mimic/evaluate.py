@@ -1,24 +1,180 @@
-"""Evaluate any checkpoint on any data config with nothing but the checkpoint (DESIGN.md contract 2): Lightning's test
-of the loaded model, as a training run tests its best checkpoint, on the split ``split=`` names.
-
-Writes ``test_metrics.json`` (the keys of a training run's), ``confusion_matrix.png`` and ``predictions.csv`` into the
-run folder. ``data=folder data.path=DIR`` evaluates every image in DIR's class folders. ``scripts/evaluate.py`` is the
-Hydra entry point.
+"""Evaluation: any model on any data with nothing but the model file (DESIGN.md contract 2), and the test every
+training run ends with. `run` (``scripts/evaluate.py``, ``mimic-evaluate``) is Lightning's test of the loaded
+checkpoint or exported ONNX file (`OnnxClassifier`) on the split ``split=`` names; `report_test` is that test and what
+it writes into the run folder: ``test_metrics.json`` (the keys of a training run's), ``confusion_matrix.png`` and
+``predictions.csv``. Temperature calibration (`fit_temperature`, `ece`) is here too: train.py fits the temperature on
+the validation split after fitting. ``data=folder data.path=DIR`` evaluates every image in DIR's class folders.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import cv2
 import lightning as L
 import torch
+import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from torchmetrics.classification import MulticlassCalibrationError, MulticlassConfusionMatrix
+from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_confusion_matrix
 
-from mimic.data import DataError, datamodule_from_config
-from mimic.data.base import SPLITS
-from mimic.evaluation import OnnxClassifier, report_test
-from mimic.models import load_checkpoint
+from mimic.data.base import SPLITS, DataError
+from mimic.data.datamodule import datamodule_from_config
+from mimic.io import new_file, write_bytes, write_json
+from mimic.models import inference
 from mimic.models.bundled import resolve_ckpt
-from mimic.models.onnx_model import is_onnx
+from mimic.models.classifier import EmotionClassifier, split_metrics
+from mimic.models.figures import render_confusion
+from mimic.models.onnx_model import OnnxModel, check_baked_settings, is_onnx
+
+
+@torch.no_grad()
+def collect_logits(model: torch.nn.Module, batches: Iterable, device: str | torch.device = "cpu"):
+    """Run ``model`` over (x, y, ...) batches; returns (logits float32 (N, C), labels (N,))."""
+    model.eval().to(device)
+    logits, labels = [], []
+    for batch in batches:
+        logits.append(model(batch[0].to(device)).float().cpu())
+        labels.append(batch[1].cpu())
+    return torch.cat(logits), torch.cat(labels)
+
+
+def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 100) -> float:
+    """The temperature T minimising the NLL of softmax(logits / T) on held-out data (Guo et al., 2017)."""
+    log_t = torch.zeros((), requires_grad=True)
+    opt = torch.optim.LBFGS([log_t], lr=0.1, max_iter=max_iter, line_search_fn="strong_wolfe")
+    logits, labels = logits.detach().float(), labels.detach()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(logits / log_t.exp(), labels)
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+def ece(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:
+    """Expected calibration error (15 bins) of softmax(logits / temperature), as the test metrics measure it."""
+    return float(multiclass_calibration_error(F.softmax(logits / temperature, 1), labels, logits.shape[1], n_bins=15))
+
+
+class RecordPredictions(L.Callback):
+    """Keeps every test image's calibrated probabilities (from the logits ``test_step`` returns) with its label,
+    source and id, and logs what the LightningModule's own test metrics lack: ``test/nll`` and, when the data has
+    several sources, ``test/acc_<source>``."""
+
+    def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._batches: list[tuple[torch.Tensor, ...]] = []
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if not isinstance(outputs, torch.Tensor):
+            raise TypeError("RecordPredictions needs the LightningModule's test_step to return its logits")
+        self._batches.append((outputs.detach().float().cpu(), batch[1].cpu(), batch[2].cpu(), batch[3].cpu()))
+
+    def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        logits, self.labels, self.sources, index = (torch.cat(parts) for parts in zip(*self._batches))
+        self._batches = []
+        dm = trainer.datamodule
+        self.ids, self.source_names = dm.ids(dm.test_split)[index.numpy()], dm.source_names
+        temperature = pl_module.temperature.float().cpu()
+        self.probs = inference.probabilities(logits, temperature)
+        pl_module.log("test/nll", F.cross_entropy(logits / temperature, self.labels))
+        if len(self.source_names) > 1:
+            right = (self.probs.argmax(1) == self.labels).float()
+            for k, name in enumerate(self.source_names):
+                if (self.sources == k).any():
+                    pl_module.log(f"test/acc_{name}", right[self.sources == k].mean())
+
+    def csv(self, class_names: Sequence[str]) -> bytes:
+        """One row per image: its id (file, or "file:line" of a CSV row), source, true and predicted class, and the
+        calibrated probability of every class."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["image", "source", "label", "predicted", *(f"p_{c}" for c in class_names)])
+        for image, source, label, p in zip(self.ids, self.sources.tolist(), self.labels.tolist(), self.probs.tolist()):
+            row = [image, self.source_names[source], class_names[label], class_names[p.index(max(p))]]
+            writer.writerow(row + [f"{v:.6f}" for v in p])
+        return buffer.getvalue().encode()
+
+
+class OnnxClassifier(L.LightningModule):
+    """An exported ONNX file under Lightning's test, with `EmotionClassifier`'s own test step and metrics: the graph
+    on onnxruntime stands in for the net. The graph gives calibrated probabilities p = softmax(z / T); the logits
+    the test step sees are T log p = z - a constant per face, so it recovers p at the file's temperature T and the
+    uncalibrated softmax(z) as a checkpoint's test does. ``tta_flip`` other than the graph's is an error."""
+
+    test_step = EmotionClassifier.test_step
+    on_test_epoch_end = EmotionClassifier.on_test_epoch_end
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None, tta_flip: bool | None = None) -> None:
+        super().__init__()
+        self.onnx = OnnxModel(path, threads)
+        card = self.onnx.card
+        check_baked_settings(card, path, tta_flip)
+        self.save_hyperparameters({"tta_flip": card.tta_flip, "log_images": False})
+        self.class_names, self.spec = card.class_names, card.preprocess
+        self.register_buffer("temperature", torch.tensor(card.temperature))
+        n = len(self.class_names)
+        self.test_metrics = split_metrics(n, "test/")
+        self.test_ece_raw = MulticlassCalibrationError(n, n_bins=15)
+        self.test_confusion = MulticlassConfusionMatrix(n)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.from_numpy(self.onnx(x.detach().float().cpu().numpy()))
+        tiny = torch.finfo(p.dtype).tiny  # a probability that underflowed to 0 stays a finite logit
+        return (self.temperature.cpu() * p.clamp_min(tiny).log()).to(x.device)
+
+
+def report_test(
+    trainer: L.Trainer, model: L.LightningModule, datamodule: L.LightningDataModule, out_dir: str | Path, info: dict
+) -> dict:
+    """Lightning's test of ``model`` on the split ``datamodule.test_split`` names; writes ``test_metrics.json``
+    (``info``, then the ``test/...`` metrics, the confusion matrix and the class names), ``confusion_matrix.png`` and
+    ``predictions.csv`` into ``out_dir``; returns what the JSON holds. train.py and evaluate.py both test this way."""
+    recorder = RecordPredictions()
+    trainer.callbacks.append(recorder)
+    try:
+        metrics = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    finally:
+        trainer.callbacks.remove(recorder)
+    names = list(model.class_names)
+    confusion = multiclass_confusion_matrix(recorder.probs.argmax(1), recorder.labels, len(names)).numpy()
+    report = {
+        **info,
+        "split": datamodule.test_split,
+        "tta_flip": bool(model.hparams.tta_flip),
+        "n": len(recorder.labels),
+        **{k: float(v) for k, v in metrics.items()},
+        "test/confusion_matrix": confusion.tolist(),
+        "class_names": names,
+    }
+    metrics_json, confusion_png, predictions_csv = (
+        new_file(Path(out_dir) / name, "the run folder", name)
+        for name in ("test_metrics.json", "confusion_matrix.png", "predictions.csv")
+    )  # a folder holding an earlier run's results keeps them: these get numbered names
+    write_json(metrics_json, report)
+    png = cv2.imencode(".png", cv2.cvtColor(render_confusion(confusion, names), cv2.COLOR_RGB2BGR))[1]
+    write_bytes(confusion_png, png.tobytes())
+    write_bytes(predictions_csv, recorder.csv(names))
+    print(
+        f"{report['split']}: accuracy {report['test/acc']:.4f}, macro-F1 {report['test/f1']:.4f}, "
+        f"NLL {report['test/nll']:.4f}, ECE {report['test/ece_uncalibrated']:.4f} -> {report['test/ece']:.4f} "
+        f"(temperature {report['test/temperature']:.3f}), n={report['n']}"
+    )
+    for name in names:
+        print(f"  recall {name:<9} {report[f'test/recall_{name}']:.4f}")
+    for name in recorder.source_names:
+        if f"test/acc_{name}" in report:
+            print(f"  accuracy on {name}: {report[f'test/acc_{name}']:.4f}")
+    print(f"Metrics: {metrics_json}\nConfusion matrix: {confusion_png}\nPredictions: {predictions_csv}")
+    return report
 
 
 def run(cfg: DictConfig) -> dict:
@@ -32,7 +188,8 @@ def run(cfg: DictConfig) -> dict:
     if is_onnx(ckpt):
         model = OnnxClassifier(ckpt, cfg.get("threads"), cfg.get("tta_flip"))
     else:
-        model = load_checkpoint(ckpt, **({} if cfg.get("tta_flip") is None else {"tta_flip": bool(cfg.tta_flip)}))
+        flip = {} if cfg.get("tta_flip") is None else {"tta_flip": bool(cfg.tta_flip)}
+        model = EmotionClassifier.load(ckpt, **flip)
     with open_dict(cfg):
         cfg.model.preprocess = model.spec.to_dict()  # checked numbers and names (PreprocessSpec), not the file's text
         cfg.data.eval_batch_size = cfg.batch_size

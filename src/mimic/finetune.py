@@ -1,5 +1,5 @@
-"""Fine-tuning a trained model on your own faces: ``python train.py +finetune=webcam``, and the same run as a background
-job of the web page (``python -m mimic.finetune JOB_FOLDER``).
+"""Fine-tuning a trained model on your own faces, the recipe: ``python train.py +finetune=webcam`` (the web page's
+jobs, `mimic.jobs`, run the same recipe).
 
 Before the data and the model are built, `configure_finetune` settles the run: the starting checkpoint
 (``finetune.ckpt``, the bundled model when null), whose net and preprocessing the run takes over, and whether FER2013
@@ -7,49 +7,45 @@ joins it (``finetune.fer2013``: ``auto`` merges it when it is found at its confi
 the class folders alone, saying that forgetting of the other classes is then not guarded against). `prepare_finetune`
 copies every tensor whose name and shape match into the new model and starts the classifier rows of classes the
 checkpoint knows from its rows (``finetune.head_init: by_name``; ``reset`` starts the whole layer afresh when the
-class set differs). What stays frozen is the freeze callback's job (conf/finetune/webcam.yaml).
+class set differs). What stays frozen is the freeze callback's job (conf/finetune/webcam.yaml). Every checkpoint the
+run writes appears whole or not at all (`AtomicCheckpointIO`), so a run killed by SIGTERM leaves no half-written model.
 
-A job (`run_job`) reads ``job.json`` from its folder (the web server writes it, with the captures split into
-``data/{train,val,test}/<class>/``), runs that recipe into the hidden ``.run/``, writes ``progress.json`` as it goes,
-copies the best checkpoint to `MODEL_FILE` once the run has ended well, and writes ``result.json``: the new model and
-the report, the old and the new model's accuracy and confusion matrix on the held-out photos (``data/test``) and on
-FER2013's test split restricted to the run's classes when FER2013 is on disk. Every checkpoint it writes appears
-whole or not at all (`AtomicCheckpointIO`), so a job cancelled by SIGTERM leaves no half-written model.
+`compose_train` composes the recipe's config outside a command line, and `score` measures a model before and after on
+face crops: the photos held out of a run (`held_out_photos`) or FER2013's test split restricted to the run's classes
+(`fer2013_test`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
 import logging
-import shutil
-import signal
-import sys
-import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
+from hydra import compose, initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from mimic.data.fer2013 import FER2013Source
 from mimic.data.fer2013 import found as fer2013_found
+from mimic.data.folders import FolderSource
 from mimic.errors import UserError
-from mimic.io import atomic_write, cache_dir, sha256_file, write_json
+from mimic.io import atomic_write
 from mimic.labels import FER2013_CLASSES, remap
 from mimic.models.bundled import resolve_ckpt
 from mimic.models.checkpoint import CheckpointError, check_fits, read_card
 from mimic.models.classifier import EmotionClassifier
+from mimic.preprocessing import preprocess
+from mimic.settings import check_settings
 
 log = logging.getLogger(__name__)
 
 HEAD_INITS = ("reset", "by_name")
-MODEL_FILE = "personalised.ckpt"  # a job's new model, in its folder; the run itself goes to the hidden .run/
 FER2013_MERGE = ("auto", True, False)
 
 
@@ -171,7 +167,7 @@ def prepare_finetune(model: EmotionClassifier, cfg: DictConfig) -> EmotionClassi
     path, how = resolve_checkpoint(ft.get("ckpt"))
     card, ckpt = read_card(path)
     check_fits(card, model, f"finetune.ckpt {path}")
-    head_init = str(ft.get("head_init", "reset"))
+    head_init = str(ft.get("head_init", "by_name"))
     done = load_matching(model, ckpt["state_dict"], card.class_names, head_init)
     if done["same_classes"]:
         head = "head kept (same classes)"
@@ -196,74 +192,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
 
 
-# ---- the background job ------------------------------------------------------------------------------------------
-class ProgressFile(L.Callback):
-    """Writes the run's progress to a JSON file: the phase, epoch and step, per finished epoch the training loss and
-    validation accuracies, and when each phase began (at most one write a second within an epoch)."""
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.history: list[dict[str, Any]] = []
-        self.phases = _read_progress(self.path).get("phases", [])  # [[phase, time]] from set_phase before the run
-        self._written = 0.0
-
-    def write(self, trainer: L.Trainer, phase: str, force: bool = True) -> None:
-        if not force and time.monotonic() - self._written < 1.0:
-            return
-        self._written = time.monotonic()
-        if not self.phases or self.phases[-1][0] != phase:
-            self.phases.append([phase, time.time()])
-        steps = trainer.estimated_stepping_batches
-        state = {
-            "phase": phase,
-            "epoch": trainer.current_epoch,
-            "epochs": trainer.max_epochs,
-            "step": trainer.global_step,
-            "steps": int(steps) if np.isfinite(steps) else None,
-            "history": self.history,
-            "phases": self.phases,
-            "updated": time.time(),
-        }
-        write_json(self.path, state)
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write(trainer, "training")
-
-    def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        self.write(trainer, "training", force=False)
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        m = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        row = {"epoch": trainer.current_epoch + 1, "loss": m.get("train/loss_epoch"), "time": time.time()}
-        row |= {k.removeprefix("val/"): v for k, v in m.items() if k.startswith("val/acc")}
-        self.history.append(row)
-        self.write(trainer, "training")
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.write(trainer, "calibrating")
-
-
-def _read_progress(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {"history": []}
-
-
-def set_phase(path: Path, phase: str) -> None:
-    """Set the phase in a progress file, keeping what else it says."""
-    state = _read_progress(path)
-    phases = [*state.get("phases", []), [phase, time.time()]]
-    write_json(path, {**state, "phase": phase, "phases": phases, "updated": time.time()})
-
-
 def compose_train(overrides: Sequence[str], output_dir: Path) -> DictConfig:
     """The ``train`` config composed from the package's configs with ``overrides``, Hydra's runtime values set as a
     command-line run into ``output_dir`` would have them."""
-    from hydra import compose, initialize_config_module
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-
     GlobalHydra.instance().clear()
     with initialize_config_module("mimic.conf", version_base="1.3"):
         cfg = compose("train", overrides=list(overrides), return_hydra_config=True)
@@ -279,12 +210,19 @@ def compose_train(overrides: Sequence[str], output_dir: Path) -> DictConfig:
 
 def fer2013_test(path: str | Path, classes: Sequence[str], cache_dir: str | Path | None = None):
     """FER2013's test split (PrivateTest) rows of ``classes``, relabelled onto them: (images, labels)."""
-    from mimic.data.fer2013 import FER2013Source
-
     test = FER2013Source(path, cache_dir=cache_dir).load()["test"]
     labels = remap(test.labels, FER2013_CLASSES, classes)
     keep = labels >= 0
     return np.asarray(test.images)[keep], labels[keep]
+
+
+def held_out_photos(root: Path, classes: Sequence[str], preprocess: Any) -> tuple[list[np.ndarray], np.ndarray]:
+    """The face crops of ``root/test/<class>/`` read as the run read its photos, labelled by index into ``classes``."""
+    source = FolderSource(root, classes=classes, preprocess=preprocess, cache_dir=False)
+    test = source.load().get("test")
+    if test is None:
+        return [], np.empty(0, np.int64)
+    return list(test.images), remap(test.labels, source.class_names, classes)
 
 
 @torch.inference_mode()
@@ -294,10 +232,7 @@ def score(
     """Accuracy and confusion matrix (rows: true class, columns: predicted, both in ``classes`` order) of ``ckpt`` on
     face crops labelled by index into ``classes``. The model decides among the classes it shares with ``classes``:
     a class it does not know it never predicts."""
-    from mimic.models import load_checkpoint
-    from mimic.preprocessing import preprocess
-
-    model = load_checkpoint(ckpt)
+    model = EmotionClassifier.load(ckpt)
     columns = [model.class_names.index(c) if c in model.class_names else -1 for c in classes]
     known = torch.tensor([c >= 0 for c in columns])
     take = torch.tensor([max(c, 0) for c in columns])
@@ -315,40 +250,10 @@ def score(
     }
 
 
-def fer2013_score(ckpt: str | Path, fer2013: str | Path, classes: Sequence[str]) -> dict[str, Any]:
-    """`score` of ``ckpt`` on FER2013's test split restricted to ``classes``, kept in the cache folder by the model
-    file's and FER2013's contents: the model every job starts from is scored once."""
-    from mimic.data.fer2013 import locate
-
-    found = locate(fer2013)[1]
-    key = [sha256_file(ckpt), str(found.resolve()), found.stat().st_size, found.stat().st_mtime_ns, list(classes)]
-    path = cache_dir("scores") / f"{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        result = score(ckpt, *fer2013_test(fer2013, classes), classes)
-    with contextlib.suppress(OSError):  # a cache that cannot be written costs time, nothing else
-        write_json(path, result)
-    return result
-
-
-def held_out_photos(root: Path, classes: Sequence[str], preprocess: Any) -> tuple[list[np.ndarray], np.ndarray]:
-    """The face crops of ``root/test/<class>/`` read as the run read its photos, labelled by index into ``classes``."""
-    from mimic.data.folders import FolderSource
-
-    source = FolderSource(root, classes=classes, preprocess=preprocess, cache_dir=False)
-    test = source.load().get("test")
-    if test is None:
-        return [], np.empty(0, np.int64)
-    return list(test.images), remap(test.labels, source.class_names, classes)
-
-
-def job_config(job: dict[str, Any], job_dir: Path) -> DictConfig:
-    """The ``+finetune=webcam`` config of a job: every value set as data on the composed config, none parsed as
-    override text."""
-    from mimic.settings import check_settings
-
-    cfg = compose_train(["+finetune=webcam", "logger=none"], job_dir / ".run")
+def job_config(cfg: DictConfig, job: dict[str, Any], job_dir: Path, progress: Path) -> DictConfig:
+    """The composed ``+finetune=webcam`` config ``cfg`` made the web page's job ``job`` (its ``job.json``, in
+    ``job_dir``; `mimic.jobs`), its progress written to ``progress``: every value set as data, none parsed as override
+    text."""
     with open_dict(cfg):
         cfg.finetune.ckpt = str(job["base"])
         cfg.finetune.fer2013 = bool(job["fer2013"])
@@ -361,6 +266,7 @@ def job_config(job: dict[str, Any], job_dir: Path) -> DictConfig:
         cfg.callbacks.progress_bar = None
         cfg.callbacks.last_checkpoint = None
         cfg.callbacks.lr_monitor = None
+        cfg.callbacks.progress_file = {"_target_": "mimic.callbacks.ProgressFile", "path": str(progress)}
         if job["freeze"]:
             cfg.callbacks.freeze.patterns = list(job["freeze"])
         else:
@@ -370,62 +276,3 @@ def job_config(job: dict[str, Any], job_dir: Path) -> DictConfig:
             cfg.seed = int(job["seed"])
     check_settings(cfg, "train")
     return cfg
-
-
-def run_job(job_dir: str | Path) -> dict[str, Any]:
-    """Run the fine-tuning job of ``job_dir`` (see the module docstring); returns what ``result.json`` says."""
-    from mimic.train import run as train
-
-    job_dir = Path(job_dir)
-    job = json.loads((job_dir / "job.json").read_text())
-    progress = job_dir / "progress.json"
-    set_phase(progress, "loading data")
-    cfg = job_config(job, job_dir)
-    with open_dict(cfg):
-        cfg.callbacks.progress_file = {"_target_": "mimic.finetune.ProgressFile", "path": str(progress)}
-    results = train(cfg)
-    model = job_dir / MODEL_FILE  # appears whole, once the run has ended well
-    atomic_write(model, lambda tmp: shutil.copyfile(results["best_checkpoint"], tmp))
-    set_phase(progress, "evaluating")
-    classes = list(job["classes"])
-    images, labels = held_out_photos(job_dir / "data", classes, OmegaConf.to_container(cfg.model.preprocess))
-    report: dict[str, Any] = {"classes": classes, "before": {}, "after": {}}
-    for when, ckpt in (("before", job["base"]), ("after", model)):
-        report[when]["held_out"] = score(ckpt, images, labels, classes)
-    fer_classes = [c for c in classes if c in FER2013_CLASSES]
-    if fer2013_found(job["fer2013_path"]) and fer_classes:
-        report["fer2013_classes"] = fer_classes
-        report["before"]["fer2013"] = fer2013_score(job["base"], job["fer2013_path"], fer_classes)
-        report["after"]["fer2013"] = score(model, *fer2013_test(job["fer2013_path"], fer_classes), fer_classes)
-    result = {"state": "done", "model": str(model), "report": report, "finished": time.time()}
-    write_json(job_dir / "result.json", result)
-    return result
-
-
-def _on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)  # unwinds: half-written temporary files are removed on the way out
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m mimic.finetune JOB_FOLDER``: run the job, and say in result.json how it ended."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 1:
-        sys.exit("usage: python -m mimic.finetune JOB_FOLDER")
-    job_dir = Path(args[0])
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        run_job(job_dir)
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        write_json(job_dir / "result.json", {"state": "failed", "error": str(e)})
-        sys.exit(2)
-    except Exception as e:
-        traceback.print_exc()
-        error = f"the fine-tuning job failed ({type(e).__name__}: {e}); its log: {job_dir / 'log.txt'}"
-        write_json(job_dir / "result.json", {"state": "failed", "error": error})
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

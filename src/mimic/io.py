@@ -7,6 +7,7 @@ keeps (logs, recordings, captures) gets a name from `free_path`, so nothing the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -125,3 +126,15 @@ def download(url: str, path: str | os.PathLike, sha256: str | None = None, what:
             )
 
     return atomic_write(path, fetch)
+
+
+def cached(key: list[Any], compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``compute()``, kept in the cache folder under ``key`` (plain data): what was computed once is read back."""
+    path = cache_dir("scores") / f"{hashlib.sha256(json.dumps(key).encode()).hexdigest()[:32]}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        result = compute()
+    with contextlib.suppress(OSError):  # a cache that cannot be written costs time, nothing else
+        write_json(path, result)
+    return result

@@ -12,7 +12,7 @@ landmarks the face is rotated so the eyes are level and scaled and placed so the
 in FER2013's 48x48 faces; a box without landmarks (Haar) is framed by Haar's measured box-to-crop relation. The
 defaults below were measured on all 28,709 FER2013 Training faces by
 
-    python scripts/measure_framing.py --sample 0
+    python scripts/bench/measure_framing.py sample=0
 
 (each face enlarged to 96 px and padded to 160 px; YuNet found exactly one face scoring >= 0.8 in 22,448 of them,
 Haar exactly one face in 18,295 of those). Means as fractions of the crop's side (standard deviation, median):
@@ -265,13 +265,13 @@ def preprocess_array(crops: np.ndarray | Sequence[np.ndarray], spec: PreprocessS
 
 def image_to_tensor(img: np.ndarray, spec: PreprocessSpec) -> torch.Tensor:
     """`normalise` as a tensor."""
-    import torch
+    import torch  # start-up: the numpy path (the live app on onnxruntime) runs without torch
 
     return torch.from_numpy(normalise(img, spec))
 
 
 def preprocess(crops: np.ndarray | Sequence[np.ndarray], spec: PreprocessSpec) -> torch.Tensor:
     """`preprocess_array` as a tensor: the only way a face becomes model input."""
-    import torch
+    import torch  # start-up: the numpy path (the live app on onnxruntime) runs without torch
 
     return torch.from_numpy(preprocess_array(crops, spec))

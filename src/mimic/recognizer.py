@@ -19,9 +19,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from mimic.detectors import load_detector
 from mimic.errors import UserError
-from mimic.faces import for_photos, load_detector
-from mimic.models.bundled import resolve_ckpt
+from mimic.faces import for_photos
+from mimic.models.predictor import open_model
 
 MIN_CROP = 8  # pixels on each side: less holds no face to read
 
@@ -43,9 +44,7 @@ class EmotionRecognizer:
         backend: str = "auto",
         threads: int | None = None,
     ) -> None:
-        from mimic.realtime.predictor import Predictor
-
-        self.predictor = Predictor(resolve_ckpt(ckpt), threads, tta_flip, backend=backend)
+        self.predictor = open_model(ckpt, threads, tta_flip, backend=backend)
         self.detector = for_photos(load_detector(detector))  # every image here is a new scene
         self.class_names: list[str] = list(self.predictor.class_names)
 

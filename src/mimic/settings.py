@@ -132,14 +132,13 @@ def under(prefix: str, table: Table) -> Table:
 
 CLASS_FOLDERS: Table = {  # mimic.data.folders.FolderSource: +finetune=webcam, data=folder
     "detect_faces": (BOOL | one_of("auto"), "auto"),
-    "val_fraction": (FRACTION | NULL, "0.2"),
-    "test_fraction": (FRACTION, "0.1"),
     **under("detector", DETECTOR),
 }
+SPLIT_FRACTIONS: Table = {"val_fraction": (FRACTION | NULL, "0.2"), "test_fraction": (FRACTION, "0.1")}
 
 RUN: Table = {"seed": (whole(0), "42"), "threads": (whole(1) | NULL, "4")}
 
-DATA: Table = {
+DATA: Table = {  # every data config (evaluate reads these too)
     "data.path": (text("a dataset file or folder"), "data/webcam"),
     "data.ferplus_path": (PATH | NULL, "data/ferplus/fer2013new.csv"),
     "data.classes": (list_of(CLASS, f"a list of at least two {CLASSES}", at_least=2), "[happy,sad,neutral]"),
@@ -147,21 +146,24 @@ DATA: Table = {
     "data.num_workers": (whole(0), "4"),
     "data.val_fraction": (FRACTION, "0.1"),
     "data.test_only": (BOOL, "true"),
-    **under("data.sources.webcam", CLASS_FOLDERS),
     **under("data.sources.folder", CLASS_FOLDERS),
 }
+WEBCAM: Table = under("data.sources.webcam", {**CLASS_FOLDERS, **SPLIT_FRACTIONS})  # +finetune=webcam
 
-TRAINER: Table = {
+TRAINER_BASE: Table = {  # conf/trainer/*.yaml
     "trainer.max_epochs": (whole(1), "10"),
     "trainer.max_steps": (whole(1) | one_of(-1), "1000"),
     "trainer.accelerator": (one_of("auto", "cpu", "gpu", "cuda", "mps", "tpu"), "gpu"),
     "trainer.devices": (whole(1) | one_of(-1, "auto") | list_of(whole(0), "a list of device indices", at_least=1), "1"),
-    "trainer.num_nodes": (whole(1), "2"),
     "trainer.precision": (one_of(*PRECISIONS), "16-mixed"),
     "trainer.deterministic": (BOOL | one_of("warn") | NULL, "true"),
     "trainer.log_every_n_steps": (whole(1), "20"),
     "trainer.check_val_every_n_epoch": (whole(1) | NULL, "1"),
     "trainer.gradient_clip_val": (number("[0, inf)") | NULL, "1.0"),
+}
+TRAINER: Table = {  # and trainer=ddp, debug=...
+    **TRAINER_BASE,
+    "trainer.num_nodes": (whole(1), "2"),
     "trainer.fast_dev_run": (BOOL | whole(0), "true"),
     "trainer.limit_train_batches": (BATCHES | NULL, "0.1"),
     "trainer.limit_val_batches": (BATCHES | NULL, "0.1"),
@@ -174,6 +176,7 @@ TRAINER: Table = {
 TRAIN: Table = {
     **RUN,
     **DATA,
+    **WEBCAM,
     **TRAINER,
     "ckpt_path": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/last.ckpt"),
     "calibrate": (BOOL, "false"),
@@ -212,7 +215,7 @@ TRAIN: Table = {
 EVALUATE: Table = {
     **RUN,
     **DATA,
-    **TRAINER,
+    **TRAINER_BASE,
     "ckpt": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/<best>.ckpt"),
     "split": (one_of("train", "val", "test"), "test"),
     "tta_flip": (BOOL | NULL, "false"),
@@ -332,7 +335,7 @@ def check_settings(cfg: DictConfig, command: str) -> None:
 
 def check_detector(settings: Mapping[str, Any]) -> None:
     """The command line's check of ``detector.*`` for a detector config given as a mapping (the Python API,
-    `mimic.faces.load_detector`): one `UserError` naming every wrong setting."""
+    `mimic.detectors.load_detector`): one `UserError` naming every wrong setting."""
     values = {k: str(v) if isinstance(v, os.PathLike) else v for k, v in settings.items()}
     found = _wrong(under("detector", DETECTOR), lambda key: values.get(key.removeprefix("detector."), _ABSENT))
     if found:

@@ -16,8 +16,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
-from mimic.data import datamodule_from_config
-from mimic.evaluation import collect_logits, ece, fit_temperature, report_test
+from mimic.data.datamodule import datamodule_from_config
+from mimic.evaluate import collect_logits, ece, fit_temperature, report_test
+from mimic.finetune import configure_finetune, prepare_finetune
 from mimic.io import atomic_write
 from mimic.models.checkpoint import check_resume
 
@@ -49,14 +50,10 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     if cfg.get("finetune"):
-        from mimic.finetune import configure_finetune
-
         configure_finetune(cfg)
     dm = datamodule_from_config(cfg.data)
     model = instantiate(cfg.model, _recursive_=False)
     if cfg.get("finetune"):
-        from mimic.finetune import prepare_finetune
-
         model = prepare_finetune(model, cfg)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mimic.data.folders import NOT_CLASSES, is_class_dir, scan_class_folders, write_image_atomic
+from mimic.data.class_folders import NOT_CLASSES, is_class_dir, scan_class_folders, write_image_atomic
 from mimic.errors import UserError
 from mimic.faces import FaceDetector, largest_face
 from mimic.io import free_path

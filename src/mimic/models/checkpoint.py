@@ -1,7 +1,8 @@
 """Reading a checkpoint: the one place that decides what a model file may ask of mimic (DESIGN.md contracts 2 and 3).
 
 A file is read with ``torch.load(weights_only=True)`` (no pickled code runs) and its hyper-parameters become a
-`ModelCard`, checked field by field: the net's ``_target_`` must be one of mimic's builders (`NETS`) and everything
+`ModelCard`, checked field by field: the net's ``_target_`` must be one of mimic's builders (`mimic.models.nets`) and
+everything
 else plain data without Hydra keys; class names are strings, the preprocessing spec numbers. Nets are built by calling
 the allowed builder directly, never through Hydra, and the stored optimizer and scheduler configs are never built on
 load. So nothing in a checkpoint chooses code to import or call. A file that fails any check is a `CheckpointError`
@@ -12,74 +13,22 @@ from __future__ import annotations
 
 import os
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
-from mimic.errors import UserError, said
 from mimic.models.card import CheckpointError, ModelCard, not_finite, plain
-from mimic.models.mobilenet import mobilenet_v3_large, mobilenet_v3_small
-from mimic.models.resnet import resnet18, resnet50
-from mimic.models.small_cnn import small_cnn
+from mimic.models.nets import build_net, net_config
 
-if TYPE_CHECKING:  # imported where used: the realtime app reads checkpoints without Lightning (startup time)
+if TYPE_CHECKING:  # for type hints only: the LightningModule is built from a card by `EmotionClassifier.load`
     from mimic.models.classifier import EmotionClassifier
 
-NETS: dict[str, Callable[..., nn.Module]] = {
-    f"{b.__module__}.{b.__name__}": b for b in (small_cnn, resnet18, resnet50, mobilenet_v3_small, mobilenet_v3_large)
-}
-"""The only builders a ``net._target_`` may name, in a config or a checkpoint: mimic's own."""
 OPTIMIZER_TARGETS = ("torch.optim.", "mimic.models.classifier.")
-MAX_PARAMETERS = 100_000_000  # resnet50 has 25 M: a file asking for more is refused before anything is allocated
 REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
 RESUME_SPECIAL = ("last", "hpc")  # ckpt_path values Lightning resolves itself
-
-
-def net_config(net: Any, where: str = "model.net", error: type[UserError] = UserError) -> dict[str, Any]:
-    """``net`` checked: ``_target_`` is a key of `NETS`, every argument plain data."""
-    if not isinstance(net, Mapping):
-        raise error(f"{where} must be a mapping whose _target_ names a net builder, got {type(net).__name__}")
-    args = dict(net)
-    target = args.pop("_target_", None)
-    if not isinstance(target, str) or target not in NETS:
-        raise error(
-            f"{where}._target_ is {target!r}; only mimic's own net builders are built: {', '.join(NETS)}. "
-            f"Nothing else is imported or called."
-        )
-    return {"_target_": target, **plain(args, where, error)}
-
-
-def build_net(
-    net: Mapping[str, Any],
-    num_classes: int,
-    in_channels: int,
-    weights: str | None = None,
-    where: str = "model.net",
-    error: type[UserError] = UserError,
-) -> nn.Module:
-    """Call the builder ``net._target_`` names (one of `NETS`) with the config's arguments; a net of more than
-    `MAX_PARAMETERS` is refused after a build on the meta device, which allocates nothing."""
-    args = net_config(net, where, error)
-    builder = NETS[args.pop("_target_")]
-    try:
-        with torch.device("meta"):
-            shape = builder(num_classes=num_classes, in_channels=in_channels, **args)
-        size = sum(p.numel() for p in shape.parameters())
-        if size > MAX_PARAMETERS:
-            raise error(
-                f"{where} describes a net of {size:,} parameters; mimic builds at most {MAX_PARAMETERS:,} (resnet50 "
-                f"has 25 million). Choose smaller widths or hidden sizes."
-            )
-        if weights is not None:
-            args["weights"] = weights
-        return builder(num_classes=num_classes, in_channels=in_channels, **args)
-    except UserError:
-        raise
-    except (TypeError, ValueError) as e:  # an argument the builder does not take, or a value it cannot use
-        raise error(f"{where} does not fit {net['_target_']}: {said(e)}") from None
 
 
 def _optimizer_config(cfg: Any, where: str) -> None:
@@ -167,7 +116,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     return read_card(path)[1]
 
 
-def _load_state(module: nn.Module, state: Mapping[str, Tensor], path: str | os.PathLike) -> None:
+def load_state(module: nn.Module, state: Mapping[str, Tensor], path: str | os.PathLike) -> None:
     try:
         module.load_state_dict(state)
     except RuntimeError as e:
@@ -180,27 +129,10 @@ def load_net(path: str | os.PathLike) -> tuple[nn.Module, ModelCard]:
     card, ckpt = read_card(path)
     where = f"{Path(path).expanduser()}: hyper_parameters.net"
     net = build_net(card.net, len(card.class_names), card.preprocess.channels, where=where, error=CheckpointError)
-    _load_state(net, {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, path)
+    load_state(net, {k[len("net.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}, path)
     if card.channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net.eval(), card
-
-
-def load_checkpoint(
-    path: str | os.PathLike, map_location: str | torch.device = "cpu", **overrides: Any
-) -> EmotionClassifier:
-    """A mimic checkpoint -> EmotionClassifier in eval mode with its weights and calibration temperature. The stored
-    optimizer and scheduler are left out; ``overrides`` (e.g. ``tta_flip=False``) replace the card's settings."""
-    from mimic.models.classifier import EmotionClassifier
-
-    card, ckpt = read_card(path)
-    settings = {"tta_flip": card.tta_flip, "channels_last": card.channels_last, **overrides}
-    try:
-        model = EmotionClassifier(card.net, card.class_names, card.preprocess.to_dict(), **settings)
-    except UserError as e:
-        raise CheckpointError(f"{path}: the net its hyper-parameters describe cannot be built: {e}") from None
-    _load_state(model, ckpt["state_dict"], path)
-    return model.to(map_location).eval()
 
 
 def check_fits(card: ModelCard, model: EmotionClassifier, what: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -28,12 +29,15 @@ from torchmetrics.classification import (
     MulticlassRecall,
 )
 
-from mimic import __version__
 from mimic.errors import UserError
 from mimic.labels import validate_classes
 from mimic.models import inference
-from mimic.models.checkpoint import build_net
+from mimic.models.card import CheckpointError
+from mimic.models.checkpoint import load_state, read_card
+from mimic.models.figures import render_confusion, render_samples
+from mimic.models.nets import build_net
 from mimic.preprocessing import PreprocessSpec
+from mimic.version import __version__
 
 
 def plain(value: Any) -> Any:
@@ -48,7 +52,7 @@ def plain(value: Any) -> Any:
 
 
 def warmup_cosine(
-    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.05, final_lr_scale: float = 0.01
+    optimizer: torch.optim.Optimizer, total_steps: int, warmup_fraction: float = 0.03, final_lr_scale: float = 0.01
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup_fraction`` of the steps, then cosine decay to ``final_lr_scale`` of the base LR."""
     warmup = max(1, int(total_steps * warmup_fraction))
@@ -63,7 +67,7 @@ def warmup_cosine(
 
 
 def split_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """The metrics of one split (``prefix``: ``val/``, ``test/``), as training and `mimic.evaluation` log them."""
+    """The metrics of one split (``prefix``: ``val/``, ``test/``), as training and `mimic.evaluate` log them."""
     return MetricCollection(
         {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
@@ -77,7 +81,7 @@ def split_metrics(num_classes: int, prefix: str) -> MetricCollection:
 
 class EmotionClassifier(L.LightningModule):
     """Classifies face crops into ``class_names``; ``net`` is a config whose ``_target_`` names one of mimic's net
-    builders (`mimic.models.checkpoint.NETS`), called with ``num_classes``, ``in_channels`` and, when set,
+    builders (`mimic.models.nets.NETS`), called with ``num_classes``, ``in_channels`` and, when set,
     ``weights`` (pretrained weights to start from)."""
 
     def __init__(
@@ -90,9 +94,9 @@ class EmotionClassifier(L.LightningModule):
         scheduler: dict | None = None,
         scheduler_interval: str = "step",
         lr_groups: dict[str, float] | None = None,
-        label_smoothing: float = 0.0,
+        label_smoothing: float = 0.1,
         class_weights: str | Sequence[float] | None = None,
-        tta_flip: bool = False,
+        tta_flip: bool = True,
         channels_last: bool = True,
         log_images: bool = True,
         mimic_version: str = __version__,
@@ -121,6 +125,22 @@ class EmotionClassifier(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(n)
         self.val_source_acc = nn.ModuleDict()
         self._sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, map_location: str | torch.device = "cpu", **overrides: Any
+    ) -> EmotionClassifier:
+        """A mimic checkpoint, read as `mimic.models.checkpoint.read_card` reads any (no pickled code, every field
+        checked), as a model in eval mode with its weights and calibration temperature. The stored optimizer and
+        scheduler are left out; ``overrides`` (e.g. ``tta_flip=False``) replace the card's settings."""
+        card, ckpt = read_card(path)
+        settings = {"tta_flip": card.tta_flip, "channels_last": card.channels_last, **overrides}
+        try:
+            model = cls(card.net, card.class_names, card.preprocess.to_dict(), **settings)
+        except UserError as e:
+            raise CheckpointError(f"{path}: the net its hyper-parameters describe cannot be built: {e}") from None
+        load_state(model, ckpt["state_dict"], path)
+        return model.to(map_location).eval()
 
     # ---- inference -------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -228,8 +248,6 @@ class EmotionClassifier(L.LightningModule):
             self._log_images("test", confusion)
 
     def _log_images(self, stage: str, confusion) -> None:
-        from mimic.evaluation import render_confusion, render_samples  # cv2 drawing, kept out of the hot path
-
         experiment = getattr(self.logger, "experiment", None)
         if experiment is None or not hasattr(experiment, "add_image"):
             return

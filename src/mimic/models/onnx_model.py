@@ -1,5 +1,5 @@
-"""Exported ONNX models: `export` writes a checkpoint as a self-describing ONNX file, `OnnxModel` runs one on
-onnxruntime, and reading one never imports torch (the live app starts faster) and never unpickles anything.
+"""Exported ONNX models, read and run without torch: `OnnxModel` runs one on onnxruntime, and reading one never
+imports torch (the live app starts faster) and never unpickles anything. `mimic.models.onnx_export` writes them.
 
 The graph is the checkpoint's whole inference path, `mimic.models.inference` traced as it is: float32 faces
 ``input`` (N, C, H, W, preprocessed as the spec says) -> calibrated class probabilities ``probabilities``
@@ -24,21 +24,19 @@ The metadata goes through the same checks as a checkpoint's hyper-parameters (`M
 from __future__ import annotations
 
 import json
-import logging
 import os
-import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
 
-import mimic
 from mimic.errors import UserError, said
-from mimic.io import atomic_write
 from mimic.models.card import CheckpointError, ModelCard, not_finite, plain
-
-log = logging.getLogger(__name__)
+from mimic.version import __version__
 
 FORMAT = 1
 INPUT, OUTPUT = "input", "probabilities"
@@ -62,7 +60,7 @@ def metadata(card: ModelCard) -> dict[str, str]:
         "channels_last": card.channels_last,
         "net": card.net,
         "mimic_version": card.mimic_version,
-        "exported_with": mimic.__version__,
+        "exported_with": __version__,
         "about": card.about,
     }
     return {k: json.dumps(v) for k, v in fields.items()}
@@ -111,9 +109,6 @@ def card_of(meta: Mapping[str, str], path: str | os.PathLike) -> ModelCard:
 def finite_initializers(path: Path) -> None:
     """A `CheckpointError` naming the tensor when a float initializer (a weight) of the ONNX file ``path`` holds NaN
     or infinite numbers."""
-    import onnx  # the live app has imported it already (YuNet's loader); reading weights needs no torch
-    from onnx import numpy_helper
-
     model = onnx.load(str(path), load_external_data=False)
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
     for tensor in model.graph.initializer:
@@ -130,8 +125,6 @@ class OnnxModel:
     ``threads``: onnxruntime intra-op threads (None: onnxruntime's default, one per core)."""
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise CheckpointError(f"model file not found: {self.path}. {EXPORT_ADVICE}.")
@@ -191,81 +184,6 @@ def check_baked_settings(
         )
 
 
-def export(
-    ckpt: str | os.PathLike, out: str | os.PathLike, tta_flip: bool | None = None, calibrated: bool = True
-) -> ModelCard:
-    """Write the checkpoint ``ckpt`` as an ONNX file at ``out`` (replaced whole: the caller picks a free name); its
-    card, with the flip TTA (None: the checkpoint's) and temperature (``calibrated=False``: 1.0) the graph applies."""
-    import dataclasses
-
-    import onnx
-    import torch
-
-    from mimic.models import inference
-    from mimic.models.checkpoint import load_net
-
-    net, card = load_net(ckpt)
-    card = dataclasses.replace(
-        card,
-        tta_flip=card.tta_flip if tta_flip is None else bool(tta_flip),
-        temperature=card.temperature if calibrated else 1.0,
-    )
-
-    class Probabilities(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, input: torch.Tensor) -> torch.Tensor:  # the graph input's name
-            x = inference.logits(self.net, input, card.tta_flip, card.channels_last)
-            return inference.probabilities(x, card.temperature)
-
-    spec = card.preprocess
-    example = torch.zeros(2, spec.channels, spec.size, spec.size)
-    quiet = logging.getLogger("torch.onnx")  # the exporter warns that torchvision's ops are not installed
-    level, quiet.level = quiet.level, logging.ERROR
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations: nothing a user can do
-            program = torch.onnx.export(
-                Probabilities().eval(),
-                (example,),
-                input_names=[INPUT],
-                output_names=[OUTPUT],
-                dynamo=True,
-                dynamic_shapes={"input": {0: torch.export.Dim("batch")}},
-                external_data=False,
-                verbose=False,
-            )
-    finally:
-        quiet.level = level
-    model = program.model_proto
-    batch = model.graph.input[0].type.tensor_type.shape.dim[0]
-    if not batch.dim_param:  # the exporter falls back to the example's batch size when the net's code pins it
-        raise RuntimeError(f"the ONNX export of {ckpt} has a fixed batch size ({batch.dim_value}), not a dynamic one")
-    onnx.helper.set_model_props(model, metadata(card))
-    atomic_write(out, lambda tmp: onnx.save(model, str(tmp)))
-    return card
-
-
 def read_onnx_card(path: str | os.PathLike) -> ModelCard:
     """The checked card of an exported ONNX file (opened by onnxruntime, so the graph is checked too)."""
     return OnnxModel(path, threads=1).card
-
-
-def export_cached(ckpt: str | os.PathLike, tta_flip: bool | None, calibrated: bool) -> Path:
-    """The ONNX export of the checkpoint ``ckpt`` in mimic's cache folder, keyed by the checkpoint's sha256, the
-    settings baked into the graph and mimic's version: exported on first use, again whenever the checkpoint
-    changes."""
-    from mimic.io import cache_dir, sha256_file
-
-    path = Path(ckpt).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}. Pass the .ckpt file a training run printed.")
-    tta = {None: "card", True: "flip", False: "noflip"}[tta_flip]
-    key = f"{sha256_file(path)[:32]}-{tta}-{'cal' if calibrated else 'raw'}-v{mimic.__version__}"
-    cached = cache_dir("onnx") / f"{key}.onnx"
-    if not cached.is_file():
-        log.info("exporting %s to %s for onnxruntime (once per checkpoint)", path, cached)
-        export(path, cached, tta_flip, calibrated)
-    return cached

@@ -19,7 +19,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import onnx
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from mimic.data.fer2013 import FER2013Source
 from mimic.io import atomic_write
 from mimic.models.onnx_model import INPUT
 from mimic.preprocessing import PreprocessSpec, preprocess_array
@@ -33,8 +37,6 @@ def fer2013_faces(
 ) -> tuple[np.ndarray, np.ndarray]:
     """FER2013's ``split`` (train, val or test) prepared as ``spec`` says: faces float32 (N, C, H, W) and labels
     (FER2013's index order); ``n``: a seeded random sample of that many, in file order."""
-    from mimic.data.fer2013 import FER2013Source
-
     data = FER2013Source(path).load()[split]
     index = np.arange(len(data)) if n is None else np.sort(np.random.default_rng(seed).permutation(len(data))[:n])
     return preprocess_array([data.images[i] for i in index], spec), data.labels[index]
@@ -43,8 +45,6 @@ def fer2013_faces(
 def _drop_identity_pools(graph) -> None:
     """Remove average pools of a 1x1 kernel, stride 1 and no padding (small_cnn's adaptive pool at the size it was
     built for), which copy their input: int8, onnxruntime runs them as a costly layout change."""
-    import onnx
-
     for node in list(graph.node):
         a = {attr.name: onnx.helper.get_attribute_value(attr) for attr in node.attribute}
         identity = set(a.get("kernel_shape", [0])) | set(a.get("strides", [1])) == {1} and not any(a.get("pads", []))
@@ -59,9 +59,6 @@ def quantize(fp32: str | os.PathLike, out: str | os.PathLike, faces: np.ndarray,
     """Write the exported float model ``fp32`` as an int8 model at ``out`` (replaced whole), calibrated on
     ``faces`` (preprocessed, (N, C, H, W)); ``about`` names them in the metadata. Returns the ``quantization``
     metadata."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Faces(CalibrationDataReader):
         def __init__(self) -> None:

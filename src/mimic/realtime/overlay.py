@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from mimic.realtime.pipeline import Face
+    from mimic.realtime.result import Face
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 

@@ -2,63 +2,58 @@
 
 `Pipeline.step(frame, t)` finds the faces (with its detector, or takes the ones given), crops them for the net (or
 takes the crops given), tracks them, classifies them in one batch, smooths each face's probabilities and label,
-decides which reactions fire and writes the frame's CSV rows. Front-ends render the result: the OpenCV window and the
-recorder (`mimic.realtime.window`, driven by `mimic.realtime.app.run`) or a web page. A pipeline holds the state of
-one stream and nothing global, so a server runs one per connection; `Pipeline.from_config` builds one from
-conf/realtime.yaml and a predictor.
+decides which reactions fire and writes the frame's CSV rows. Front-ends render the result: the OpenCV window
+(`mimic.realtime.window`) or the web page (`mimic.realtime.web`). A pipeline holds the state of one stream and nothing
+global, so a server runs one per connection; `Pipeline.from_config` builds all of one, for either front-end, from
+conf/realtime.yaml and a predictor (`predictor_from_config`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from mimic.detectors import load_detector
 from mimic.errors import UserError
-from mimic.faces import Detection, FaceDetector, load_detector
+from mimic.faces import Detection, FaceDetector
+from mimic.models.predictor import Predictor, open_model
 from mimic.realtime.csvlog import CsvLog
+from mimic.realtime.reactions import Reactions
+from mimic.realtime.result import Face, FrameResult
 from mimic.realtime.smoothing import LabelSmoother
 from mimic.realtime.tracker import IoUTracker
 
-if TYPE_CHECKING:
-    from mimic.realtime.reactions import Reactions
+
+def predictor_from_config(cfg: DictConfig, ckpt: str | Path | None = None) -> Predictor:
+    """The predictor of the model file ``ckpt`` (default: the run's ``ckpt=``, the bundled model when null) with the
+    run's ``threads`` and ``predictor.*`` settings."""
+    p = cfg.predictor
+    return open_model(ckpt or cfg.get("ckpt"), cfg.threads, p.tta_flip, p.calibrated, p.backend)
 
 
-@dataclass
-class Face:
-    """One face in one frame: its id (kept across frames), box and detector score, the model's probabilities for this
-    frame (class order) with their top class, the smoothed probabilities with the shown label, and the reaction that
-    fired for it, if any."""
-
-    id: int
-    box: tuple[int, int, int, int]
-    score: float
-    probs: np.ndarray
-    raw_label: str
-    raw_conf: float
-    smoothed: np.ndarray
-    label: str
-    conf: float
-    reaction: str | None = None
+def run_dir() -> Path:
+    """This run's folder: Hydra's output folder under ``@hydra.main``, else (tests, benchmarks) a new
+    ``outputs/realtime/runs/<time>``."""
+    try:
+        return Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:
+        return Path("outputs") / "realtime" / "runs" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S_%f")
 
 
-@dataclass
-class FrameResult:
-    """What a pipeline made of one frame: ``index`` counts its frames from 0, ``time`` is media seconds, ``timestamp``
-    the wall clock (ISO 8601), ``mono_s`` seconds since the pipeline started; ``seconds`` per stage it ran."""
-
-    index: int
-    time: float
-    timestamp: str
-    mono_s: float
-    faces: list[Face]
-    seconds: dict[str, float] = field(default_factory=dict)
+def _build(node: DictConfig, **kwargs: Any) -> Any:
+    """The object of a config block with a ``_target_`` and an ``enabled`` switch (not an argument). ``kwargs`` (the
+    model's class names, file names) go to the constructor as Python values after the config is built: never merged
+    into the config, where OmegaConf would resolve them and Hydra instantiate what they name."""
+    make = instantiate({k: v for k, v in node.items() if k != "enabled"}, _partial_=True, _convert_="all")
+    return make(**kwargs)
 
 
 class Pipeline:
@@ -101,13 +96,40 @@ class Pipeline:
         cfg: DictConfig,
         predictor: Any,
         detector: FaceDetector | None = None,
-        reactions: Reactions | None = None,
-        log: CsvLog | None = None,
+        log_path: str | Path | None = None,
+        model: str = "",
+        popups: bool | None = None,
+        players: bool = True,
     ) -> Pipeline:
-        """From a composed conf/realtime.yaml; the detector is built from ``cfg.detector`` unless given."""
-        detector = detector or load_detector(cfg.detector)
+        """All of a pipeline from a composed conf/realtime.yaml and a predictor: the detector (``cfg.detector``,
+        unless given), tracker, smoothing, reactions and, when ``log_path`` is given, the CSV log there, its rows
+        naming ``model``. Reactions are built when ``reactions.enabled`` and they show pictures (``popups``, default
+        ``reactions.popups``) or play sounds; ``players=False``: the front-end shows and plays them itself (the web
+        page). `close` closes the log and the reactions' players."""
+        names, r = list(predictor.class_names), cfg.reactions
+        popups = bool(r.popups) if popups is None else popups
         tracker, smoother = instantiate(cfg.tracker), instantiate(cfg.smoothing)
-        return cls(predictor, detector, tracker, smoother, reactions, log, cfg.faces, cfg.max_faces, cfg.detect_every)
+        reactions = log = None
+        try:
+            if r.enabled and (popups or r.sound):
+                reactions = _build(r, class_names=names, popups=popups, players=players)
+            if log_path is not None:
+                log = _build(cfg.log, path=log_path, class_names=names, model=model)
+            detector = detector or load_detector(cfg.detector)
+            return cls(
+                predictor, detector, tracker, smoother, reactions, log, cfg.faces, cfg.max_faces, cfg.detect_every
+            )
+        except BaseException:
+            for part in (log, reactions):
+                if part is not None:
+                    part.close()
+            raise
+
+    def close(self) -> None:
+        """Close the CSV log and the reactions' players (the pipeline processes no more frames)."""
+        for part in (self.log, self.reactions):
+            if part is not None:
+                part.close()
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         """The faces to track in ``frame``, largest first."""
@@ -144,16 +166,17 @@ class Pipeline:
         probs = self.predictor.run(inputs)  # tracks are in detection order
         t2 = timer()
         faces = []
-        for track, p in zip(tracks, probs, strict=True):
+        for track, detection, p in zip(tracks, detections, probs, strict=True):
             if track.id not in self.smoothers:
                 self.smoothers[track.id] = self.smoother()
             shown, smoothed = self.smoothers[track.id].update(p, t)
             raw, label = int(np.argmax(p)), self.class_names[shown]
             fired = self.reactions.update(track.id, label, t) if self.reactions is not None else None
             raw_label, conf = self.class_names[raw], float(smoothed[shown])
-            faces.append(
-                Face(track.id, track.box, track.score, p, raw_label, float(p[raw]), smoothed, label, conf, fired)
-            )
+            marks = getattr(detection, "landmarks", None)
+            face = Face(track.id, track.box, track.score, marks, p, raw_label, float(p[raw]), smoothed, label, conf)
+            face.reaction = fired
+            faces.append(face)
         timestamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
         result = FrameResult(self.frames, t, timestamp, round(time.monotonic() - self.t_start, 4), faces, seconds)
         t3 = timer()

@@ -66,7 +66,7 @@ def _read_commands(commands: queue.Queue) -> None:
 
 def main() -> None:
     """The child: show pictures as commanded, close each when its time is up, exit when stdin closes."""
-    import cv2
+    import cv2  # start-up: the child imports its GUI library itself (see the module docstring)
 
     commands: queue.Queue = queue.Queue()
     threading.Thread(target=_read_commands, args=(commands,), daemon=True).start()

@@ -61,7 +61,7 @@ class SoundPlayer:
     def _open(self):
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         try:
-            import pygame
+            import pygame  # start-up: SDL loads only when a reaction has a sound; without pygame there is none
         except ImportError:
             log.warning("pygame is not installed, so reactions play no sound (pip install pygame)")
             return None
