@@ -63,6 +63,7 @@ def runs(tmp_path_factory):
     return {name: (procs[name].returncode, *outputs[name]) for name in procs}
 
 
+@pytest.mark.slow  # every command in its own process (about 20 s); test_bad_inputs checks the same in-process
 @pytest.mark.parametrize("name", list(CASES))
 def test_user_mistake_is_one_clear_message(runs, name):
     code, out, err = runs[name]

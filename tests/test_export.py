@@ -98,6 +98,7 @@ def test_export_script_never_overwrites(sharp, tmp_path):
     assert card.tta_flip is False and card.temperature == pytest.approx(0.2)
 
 
+@pytest.mark.slow  # a real export of the bundled model in a subprocess
 def test_export_script_without_ckpt_exports_the_bundled_model(tmp_path):
     from mimic.models import bundled
 

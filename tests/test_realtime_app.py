@@ -273,6 +273,7 @@ def test_list_cameras(tmp_path):
     assert "no camera opened at indices 0-2" in proc.stdout or "index  size" in proc.stdout
 
 
+@pytest.mark.slow  # a 300-frame clip played in real time, then killed
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_a_kill_mid_run_leaves_a_csv_whose_every_row_parses(tiny_checkpoint, patches, tmp_path, sig):
     vm = load_video_maker()

@@ -113,6 +113,7 @@ def _train_cli(args: list[str], cwd: Path, timeout: int = 240) -> subprocess.Com
     )
 
 
+@pytest.mark.slow  # train.py in a subprocess
 def test_command_line_run_prints_best_checkpoint_last(tmp_path):
     proc = _train_cli(TINY_SYNTHETIC + ["trainer.max_epochs=1", f"hydra.run.dir={tmp_path}/run"], cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -303,6 +303,7 @@ def test_another_host_works_without_tls_but_needs_a_token(tmp_path, tiny_checkpo
     assert local.token is None and local.url == "http://127.0.0.1:8000/"
 
 
+@pytest.mark.slow  # exports the model, then builds the app in a fresh process
 def test_a_server_of_an_onnx_model_runs_without_torch(tmp_path, tiny_checkpoint):
     """The app of an exported model, built, asked for the page's settings, photos and jobs, and sent a frame, leaves
     torch and Lightning unimported. Torch comes in only when a checkpoint is read (here: the bundled one, which the
