@@ -52,8 +52,8 @@ def make_app(tmp: Path, ckpt: Path):
 
 
 @pytest.fixture
-def client(tmp_path, tiny_checkpoint, monkeypatch):
-    monkeypatch.setenv("MIMIC_CACHE_DIR", str(tmp_path / "cache"))
+def client(tmp_path, tiny_checkpoint):
+    """A server of the tiny model (exported for onnxruntime once per session, into the session's cache folder)."""
     with TestClient(make_app(tmp_path, tiny_checkpoint)) as c:
         yield c
 
