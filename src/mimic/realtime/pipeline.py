@@ -174,9 +174,9 @@ class Pipeline:
             fired = self.reactions.update(track.id, label, t) if self.reactions is not None else None
             raw_label, conf = self.class_names[raw], float(smoothed[shown])
             marks = getattr(detection, "landmarks", None)
-            face = Face(track.id, track.box, track.score, marks, p, raw_label, float(p[raw]), smoothed, label, conf)
-            face.reaction = fired
-            faces.append(face)
+            faces.append(
+                Face(track.id, track.box, track.score, marks, p, raw_label, float(p[raw]), smoothed, label, conf, fired)
+            )
         timestamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
         result = FrameResult(self.frames, t, timestamp, round(time.monotonic() - self.t_start, 4), faces, seconds)
         t3 = timer()

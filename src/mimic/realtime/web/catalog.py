@@ -28,8 +28,8 @@ import mimic
 from mimic.errors import UserError
 from mimic.models.bundled import bundled_path, resolve_ckpt
 from mimic.models.card import ModelCard
-from mimic.models.onnx_model import is_onnx, read_onnx_card
-from mimic.models.predictor import Predictor
+from mimic.models.onnx_model import is_onnx
+from mimic.models.predictor import Predictor, read_model_card
 from mimic.realtime.pipeline import predictor_from_config
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,8 @@ class Catalog:
         self.entries: dict[str, ModelEntry] = {self.default.id: self.default}
 
     def _card(self, path: Path) -> ModelCard:
-        if is_onnx(path):
-            return read_onnx_card(path)
-        with self.loading:
-            return _checkpoints().read_card(path)[0]
+        with self.loading:  # a checkpoint's card imports torch: one thread at a time
+            return read_model_card(path)
 
     def entry(self, path: Path, strict: bool = False) -> ModelEntry | None:
         """The entry of a model file; None (logged) for one that cannot be read, unless ``strict``."""
