@@ -3,7 +3,8 @@
 A checkpoint (`mimic.models.checkpoint`) and an exported ONNX file (`mimic.models.onnx_model`) both become a
 `ModelCard` through `ModelCard.check`, so both are held to the same rules: class names are strings, the preprocessing
 spec is numbers and names only, settings are plain data without Hydra keys. A file that fails a check is a
-`CheckpointError` that names the file and the field.
+`CheckpointError` that names the file and the field. Nothing here imports torch: the checks take plain data and numpy
+arrays, so a model's card is read and checked without it (`mimic.models.ckpt_reader`).
 """
 
 from __future__ import annotations
@@ -13,11 +14,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from mimic.errors import UserError
 from mimic.labels import validate_classes
 from mimic.preprocessing import PreprocessSpec
 
 HYDRA_KEYS = ("_target_", "_partial_", "_args_", "_recursive_", "_convert_")
+NET_BUILDERS = (
+    "mimic.models.small_cnn.small_cnn",
+    "mimic.models.resnet.resnet18",
+    "mimic.models.resnet.resnet50",
+    "mimic.models.mobilenet.mobilenet_v3_small",
+    "mimic.models.mobilenet.mobilenet_v3_large",
+)
+"""The only builders a ``net._target_`` may name, in a config or a model file: mimic's own (`mimic.models.nets.NETS`
+holds them; named here so that a card is checked without importing torch)."""
 
 
 class CheckpointError(UserError, ValueError):
@@ -58,6 +70,20 @@ def plain(value: Any, where: str, error: type[UserError] = CheckpointError) -> A
     raise error(f"{where} is a {type(value).__name__}; only numbers, strings, bools, lists and dicts are accepted")
 
 
+def net_config(net: Any, where: str = "model.net", error: type[UserError] = UserError) -> dict[str, Any]:
+    """``net`` checked: ``_target_`` is one of `NET_BUILDERS`, every argument plain data."""
+    if not isinstance(net, Mapping):
+        raise error(f"{where} must be a mapping whose _target_ names a net builder, got {type(net).__name__}")
+    args = dict(net)
+    target = args.pop("_target_", None)
+    if not isinstance(target, str) or target not in NET_BUILDERS:
+        raise error(
+            f"{where}._target_ is {target!r}; only mimic's own net builders are built: {', '.join(NET_BUILDERS)}. "
+            f"Nothing else is imported or called."
+        )
+    return {"_target_": target, **plain(args, where, error)}
+
+
 def not_finite(where: str, bad: int, total: int) -> CheckpointError:
     """The error for weights at ``where`` of which ``bad`` of ``total`` numbers are NaN or infinite: the weights of a
     run that diverged, which would give every face the probability nan."""
@@ -65,6 +91,15 @@ def not_finite(where: str, bad: int, total: int) -> CheckpointError:
         f"{where} holds {bad} NaN or infinite value(s) of {total}: these weights are broken (a training run that "
         f"diverged?). Use an earlier checkpoint of the run, or train again with a lower model.optimizer.lr."
     )
+
+
+def check_finite(values: np.ndarray, where: str) -> None:
+    """`not_finite` when the float array ``values`` (weights at ``where``) holds NaN or infinite numbers; arrays of
+    other kinds (integer counters, flags) pass."""
+    if np.issubdtype(values.dtype, np.floating):
+        finite = np.isfinite(values)
+        if not finite.all():
+            raise not_finite(where, int(values.size - finite.sum()), values.size)
 
 
 @dataclass(frozen=True)

@@ -1,114 +1,53 @@
-"""Reading a checkpoint: the one place that decides what a model file may ask of mimic (DESIGN.md contracts 2 and 3).
+"""Loading a checkpoint on torch: the one place that decides what a model file may ask of mimic (DESIGN.md contracts
+2 and 3).
 
-A file is read with ``torch.load(weights_only=True)`` (no pickled code runs) and its hyper-parameters become a
-`ModelCard`, checked field by field: the net's ``_target_`` must be one of mimic's builders (`mimic.models.nets`) and
-everything
-else plain data without Hydra keys; class names are strings, the preprocessing spec numbers. Nets are built by calling
-the allowed builder directly, never through Hydra, and the stored optimizer and scheduler configs are never built on
-load. So nothing in a checkpoint chooses code to import or call. A file that fails any check is a `CheckpointError`
-that names it and says what to do.
+A file is read with ``torch.load(weights_only=True)`` (no pickled code runs) and held to the checks of
+`mimic.models.ckpt_reader.checked`, which `read_model_card` runs without torch too: its hyper-parameters become a
+`ModelCard`, checked field by field (the net's ``_target_`` one of mimic's builders, everything else plain data without
+Hydra keys, class names strings, the preprocessing spec numbers), and its weights must be finite. Nets are built by
+calling the allowed builder directly (`mimic.models.nets`), never through Hydra, and the stored optimizer and scheduler
+configs are never built on load. So nothing in a checkpoint chooses code to import or call. A file that fails any check
+is a `CheckpointError` that names it and says what to do.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mimic.models.card import CheckpointError, ModelCard, not_finite, plain
-from mimic.models.nets import build_net, net_config
+from mimic.models.card import CheckpointError, ModelCard
+from mimic.models.ckpt_reader import checked, existing, unreadable
+from mimic.models.nets import build_net
 
 if TYPE_CHECKING:  # for type hints only: the LightningModule is built from a card by `EmotionClassifier.load`
     from mimic.models.classifier import EmotionClassifier
 
-OPTIMIZER_TARGETS = ("torch.optim.", "mimic.models.classifier.")
-REQUIRED_HPARAMS = ("net", "class_names", "preprocess", "mimic_version")
 RESUME_SPECIAL = ("last", "hpc")  # ckpt_path values Lightning resolves itself
 
 
-def _optimizer_config(cfg: Any, where: str) -> None:
-    """A stored optimizer / scheduler config is never built on load; a file that names other code there is refused."""
-    if cfg is None:
-        return
-    if not isinstance(cfg, Mapping):
-        raise CheckpointError(f"{where} must be a mapping, got {type(cfg).__name__}")
-    args = dict(cfg)
-    target, partial = args.pop("_target_", None), args.pop("_partial_", False)
-    if target is not None and not (isinstance(target, str) and target.startswith(OPTIMIZER_TARGETS)):
-        raise CheckpointError(
-            f"{where}._target_ = {target!r}: mimic's training stores a torch.optim optimizer or scheduler (or "
-            f"mimic's own schedule) there; a file naming other code is refused"
-        )
-    if not isinstance(partial, bool):
-        raise CheckpointError(f"{where}._partial_ must be true or false, got {partial!r}")
-    plain(args, where)
-
-
-def _card(ckpt: Mapping[str, Any], path: str | os.PathLike) -> ModelCard:
-    """Check a loaded checkpoint dict's hyper-parameters field by field; `CheckpointError` naming the field."""
-    hp, where = ckpt["hyper_parameters"], f"{path}: hyper_parameters"
-    net = net_config(hp["net"], f"{where}.net", CheckpointError)
-    net.pop("weights", None)
-    for name in ("optimizer", "scheduler"):
-        _optimizer_config(hp.get(name), f"{where}.{name}")
-    t = ckpt["state_dict"].get("temperature", torch.ones(()))
-    where_t = f"{path}: state_dict.temperature"
-    if t.numel() != 1:
-        raise CheckpointError(f"{where_t} must be one positive number, got {t.tolist()}")
-    rest = {k: v for k, v in hp.items() if k not in ("net", "optimizer", "scheduler")}
-    return ModelCard.check(net, rest, float(t), where, where_t)
-
-
-def _torch_load(path: Path) -> Any:
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint not found: {path}. Pass the .ckpt file a training run printed on its last line "
-            f"(they live under outputs/<task>/runs/<date>_<time>/checkpoints/)."
-        )
-    if path.suffix.lower() == ".onnx":
-        raise CheckpointError(
-            f"{path} is an exported ONNX model: it holds no training state. Pass the .ckpt it was exported from."
-        )
+def _numbers(tensor: Tensor) -> np.ndarray:
+    """A tensor's numbers as numpy, sharing its memory (bfloat16 and the other types numpy lacks: as float32)."""
+    tensor = tensor.detach()
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:  # torch's own text suggests weights_only=False: not advice to pass on
-        why = "not a PyTorch file, or one holding pickled Python objects, which could run code and are never loaded"
-    except Exception as e:  # torch.load raises many kinds (RuntimeError, EOFError, ...) on junk
-        why = str(e).strip().split(". ")[0] or f"{type(e).__name__}: the file is empty or cut short"
-    raise CheckpointError(
-        f"{path} is not a mimic checkpoint: it could not be read as a PyTorch checkpoint without running pickled "
-        f"code ({why}). Use a .ckpt written by `python train.py`."
-    )
+        return tensor.numpy()
+    except TypeError:  # a dtype numpy lacks
+        return tensor.float().numpy()
 
 
 def read_card(path: str | os.PathLike) -> tuple[ModelCard, dict[str, Any]]:
     """A checkpoint's checked `ModelCard` and its raw dict, read without running pickled code."""
-    path = Path(path).expanduser()
-    ckpt = _torch_load(path)
-    advice = "Use a .ckpt written by `python train.py`."
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("hyper_parameters"), dict):
-        plain = isinstance(ckpt, dict) and ckpt and all(isinstance(v, Tensor) for v in ckpt.values())
-        what = "it is a plain state_dict" if plain else "it holds no hyper_parameters"
-        raise CheckpointError(f"{path} is not a mimic checkpoint: {what}, nothing says how to build its net. {advice}")
-    missing = [k for k in REQUIRED_HPARAMS if k not in ckpt["hyper_parameters"]]
-    state = ckpt.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in state.items()):
-        missing.append("state_dict")
-    if missing:
-        raise CheckpointError(
-            f"{path} is not a mimic checkpoint: it lacks {', '.join(missing)} in its hyper-parameters "
-            f"(a checkpoint of another model?). {advice}"
-        )
-    card = _card(ckpt, path)
-    for name, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise not_finite(f"{path}: state_dict.{name}", int((~torch.isfinite(tensor)).sum()), tensor.numel())
-    return card, ckpt
+    path = existing(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many kinds (UnpicklingError, RuntimeError, EOFError, ...) on junk
+        raise unreadable(path, e) from None
+    return checked(ckpt, path, Tensor, _numbers), ckpt
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

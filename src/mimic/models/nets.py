@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from mimic.errors import UserError, said
-from mimic.models.card import plain
+from mimic.models.card import NET_BUILDERS, net_config
 from mimic.models.mobilenet import mobilenet_v3_large, mobilenet_v3_small
 from mimic.models.resnet import resnet18, resnet50
 from mimic.models.small_cnn import small_cnn
@@ -21,22 +21,11 @@ from mimic.models.small_cnn import small_cnn
 NETS: dict[str, Callable[..., nn.Module]] = {
     f"{b.__module__}.{b.__name__}": b for b in (small_cnn, resnet18, resnet50, mobilenet_v3_small, mobilenet_v3_large)
 }
-"""The only builders a ``net._target_`` may name, in a config or a checkpoint: mimic's own."""
+"""The only builders a ``net._target_`` may name, in a config or a checkpoint: mimic's own (`card.NET_BUILDERS`
+names them without importing torch, for `card.net_config`'s check)."""
+if tuple(NETS) != NET_BUILDERS:
+    raise ImportError(f"mimic.models.card.NET_BUILDERS {NET_BUILDERS} must name the builders of NETS {tuple(NETS)}")
 MAX_PARAMETERS = 100_000_000  # resnet50 has 25 M: a file asking for more is refused before anything is allocated
-
-
-def net_config(net: Any, where: str = "model.net", error: type[UserError] = UserError) -> dict[str, Any]:
-    """``net`` checked: ``_target_`` is a key of `NETS`, every argument plain data."""
-    if not isinstance(net, Mapping):
-        raise error(f"{where} must be a mapping whose _target_ names a net builder, got {type(net).__name__}")
-    args = dict(net)
-    target = args.pop("_target_", None)
-    if not isinstance(target, str) or target not in NETS:
-        raise error(
-            f"{where}._target_ is {target!r}; only mimic's own net builders are built: {', '.join(NETS)}. "
-            f"Nothing else is imported or called."
-        )
-    return {"_target_": target, **plain(args, where, error)}
 
 
 def build_net(

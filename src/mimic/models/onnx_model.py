@@ -35,7 +35,7 @@ import onnxruntime as ort
 from onnx import numpy_helper
 
 from mimic.errors import UserError, said
-from mimic.models.card import CheckpointError, ModelCard, not_finite, plain
+from mimic.models.card import CheckpointError, ModelCard, check_finite, plain
 from mimic.version import __version__
 
 FORMAT = 1
@@ -113,10 +113,10 @@ def finite_initializers(path: Path) -> None:
     floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16}
     for tensor in model.graph.initializer:
         if tensor.data_type in floats:
-            values = numpy_helper.to_array(tensor).astype(np.float32)
-            finite = np.isfinite(values)
-            if not finite.all():
-                raise not_finite(f"{path}: initializer {tensor.name}", int(values.size - finite.sum()), values.size)
+            values = numpy_helper.to_array(tensor)
+            if not np.issubdtype(values.dtype, np.floating):  # bfloat16 (ml_dtypes): no numpy float kind
+                values = values.astype(np.float32)
+            check_finite(values, f"{path}: initializer {tensor.name}")
 
 
 class OnnxModel:

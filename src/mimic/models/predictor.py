@@ -25,6 +25,7 @@ import numpy as np
 from mimic.errors import UserError
 from mimic.models.bundled import resolve_ckpt
 from mimic.models.card import ModelCard
+from mimic.models.ckpt_reader import read_checkpoint_card
 from mimic.models.onnx_model import OnnxModel, check_baked_settings, is_onnx, read_onnx_card
 from mimic.preprocessing import crop_face, preprocess_array
 
@@ -168,10 +169,6 @@ def open_model(
 
 
 def read_model_card(path: str | os.PathLike) -> ModelCard:
-    """The checked card of a checkpoint or an exported ONNX file, without running it (an ONNX file's card is read
-    without importing torch)."""
-    if is_onnx(path):
-        return read_onnx_card(path)
-    from mimic.models.checkpoint import read_card  # start-up: imports torch, which an ONNX model does not need
-
-    return read_card(path)[0]
+    """The checked card of a checkpoint or an exported ONNX file, without running it and without importing torch (a
+    checkpoint's is the card `mimic.models.checkpoint.read_card` gives, or its error)."""
+    return read_onnx_card(path) if is_onnx(path) else read_checkpoint_card(path)
