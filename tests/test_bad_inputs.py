@@ -628,6 +628,7 @@ def test_a_path_through_a_file_is_a_clear_error(tiny_checkpoint, video, tmp_path
     assert file.read_text() == "mine"
 
 
+@pytest.mark.slow  # realtime.py in a process of its own; in-process: test_an_existing_log_is_kept...
 def test_realtime_py_keeps_an_existing_log(tiny_checkpoint, video, tmp_path):
     mine = tmp_path / "faces.csv"
     mine.write_bytes(b"kept\n")
@@ -639,6 +640,7 @@ def test_realtime_py_keeps_an_existing_log(tiny_checkpoint, video, tmp_path):
     assert mine.read_bytes() == b"kept\n" and rows(tmp_path / "faces-1.csv")
 
 
+@pytest.mark.slow  # realtime.py in a process of its own; in-process: test_a_path_through_a_file...
 def test_realtime_py_log_path_through_a_file(tiny_checkpoint, video, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     bad = tmp_path / "notes.txt" / "faces.csv"
@@ -647,6 +649,7 @@ def test_realtime_py_log_path_through_a_file(tiny_checkpoint, video, tmp_path):
     assert f"error: log.path={bad}: {tmp_path / 'notes.txt'} is a file, not a folder" in proc.stderr
 
 
+@pytest.mark.slow  # realtime.py in a process of its own
 @pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="macOS and Windows always have a display")
 def test_realtime_py_without_a_display_runs_headless(tiny_checkpoint, video, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
@@ -956,7 +959,12 @@ def _faces(root, names=("happy", "sad"), per_class=2) -> None:
     ("command", "args", "expected"),
     [
         ("scripts/evaluate.py", ["ckpt={ckpt}", "data=folder"], ["data.path"]),
-        ("train.py", ["data=folder", "data.path={faces}", "logger=none"], ["test_only", "evaluate"]),
+        pytest.param(
+            "train.py",
+            ["data=folder", "data.path={faces}", "logger=none"],
+            ["test_only", "evaluate"],
+            marks=pytest.mark.slow,  # a training run in a process of its own
+        ),
     ],
 )
 def test_commands(command, args, expected, tiny_checkpoint, tmp_path):
@@ -1058,7 +1066,9 @@ time.sleep(1.5)  # albumentations' update check runs on a thread
 """
 
 
-@pytest.mark.parametrize("code", ["import albumentations", "import mimic.data.datamodule"])
+@pytest.mark.parametrize(
+    "code", ["import albumentations", pytest.param("import mimic.data.datamodule", marks=pytest.mark.slow)]
+)
 def test_importing_mimic_makes_no_network_call(tmp_path, code):
     """Plain albumentations asks PyPI for its latest version on import (the probe catches it); through mimic it must
     not."""
@@ -1491,32 +1501,36 @@ def test_a_run_needs_two_classes(tmp_path):
 @pytest.mark.slow
 def test_the_real_commands_refuse_interpolation_in_a_model_file(clean, clean_onnx, tmp_path):
     """realtime.py, scripts/evaluate.py and scripts/export.py, each in its own process, on .ckpt and .onnx files
-    whose class names would run code or read the environment: exit 2, one error line naming the file, nothing run."""
+    whose class names would run code or read the environment (each payload once per command; the in-process tests
+    cover every payload, place and command): exit 2, one error line naming the file, nothing run."""
     images = tmp_path / "images"
     images.mkdir()
     cv2.imwrite(str(images / "0.png"), np.full((120, 160, 3), 90, np.uint8))
     procs = {}
-    for kind in (".ckpt", ".onnx"):
-        for payload, text in INTERPOLATIONS.items():
+    commands = [
+        lambda path: ["realtime.py", f"ckpt={path}", "display=false", f"source={images}"],
+        lambda path: ["scripts/evaluate.py", f"ckpt={path}", "data=synthetic"],
+        lambda path: ["scripts/export.py", f"ckpt={path}", f"out={tmp_path / 'out.onnx'}"],
+    ]
+    payloads = list(INTERPOLATIONS.items())
+    for k, kind in enumerate((".ckpt", ".onnx")):
+        for c, command in enumerate(commands):  # each payload reaches each command once, in one file kind or the other
+            payload, text = payloads[(c + k) % len(payloads)]
             where = tmp_path / f"{payload}{kind}"
             place = "class_names[0]"
             path = (
                 _text_ckpt(clean, place, text, where) if kind == ".ckpt" else _text_onnx(clean_onnx, place, text, where)
             )
-            for argv in (
-                ["realtime.py", f"ckpt={path}", "display=false", f"source={images}"],
-                ["scripts/evaluate.py", f"ckpt={path}", "data=synthetic"],
-                ["scripts/export.py", f"ckpt={path}", f"out={tmp_path / 'out.onnx'}"],
-            ):
-                run_dir = f"hydra.run.dir={tmp_path / 'runs' / f'{payload}{kind}{argv[0]}'}"
-                procs[(path, argv[0])] = subprocess.Popen(
-                    [sys.executable, str(REPO / argv[0]), *argv[1:], *([run_dir] if "export" not in argv[0] else [])],
-                    cwd=tmp_path,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                    env={**os.environ, PAYLOAD_ENV: "the user's secret"},
-                )
+            argv = command(path)
+            run_dir = f"hydra.run.dir={tmp_path / 'runs' / f'{payload}{kind}{c}'}"
+            procs[(path, argv[0])] = subprocess.Popen(
+                [sys.executable, str(REPO / argv[0]), *argv[1:], *([run_dir] if "export" not in argv[0] else [])],
+                cwd=tmp_path,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env={**os.environ, PAYLOAD_ENV: "the user's secret"},
+            )
     for (path, command), proc in procs.items():
         _, err = proc.communicate(timeout=300)
         assert proc.returncode == 2 and f"error: {path}" in err and "Traceback" not in err, (command, err[-2000:])

@@ -231,6 +231,7 @@ def test_make_video_refuses_an_unknown_layout(tmp_path):
         vm.make_video(tmp_path / "x.avi", vm.synthetic_patches(1), frames=2, layout="three")
 
 
+@pytest.mark.slow  # the whole benchmark on a video
 def test_the_benchmark_prints_its_figures_on_a_video(tmp_path, patches, capsys):
     """The whole script on a short two-face clip with the bundled model: stages, frames/s, flicker, and the
     simulated changes of expression at the video's frame rate and at half of it."""

@@ -288,6 +288,7 @@ def fer_frames(shared_data):
     return bench, with_faces, empty
 
 
+@pytest.mark.slow  # hundreds of full scans
 def test_second_looks_find_faces_the_scan_scores_low_and_no_false_ones(fer_frames):
     """FER2013's faces, enlarged (so blurred), often score under score_threshold in a scan; looked at again, enlarged
     to 200 px, most score above it. The face-free frames' weak boxes do not."""

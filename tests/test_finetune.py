@@ -17,7 +17,8 @@ from test_folders import write_fer2013_csv
 
 from mimic.data.synthetic import write_class_folders
 from mimic.finetune import AtomicCheckpointIO, configure_finetune, load_matching, prepare_finetune, resolve_checkpoint
-from mimic.jobs import MODEL_FILE, run_job, snapshot
+from mimic.job_data import snapshot
+from mimic.jobs import MODEL_FILE, run_job
 from mimic.models.card import CheckpointError
 from mimic.models.checkpoint import read_card, read_checkpoint
 from mimic.models.classifier import EmotionClassifier

@@ -45,6 +45,9 @@ def test_capture_finetune_report_and_switch_in_the_page(server, browser, tmp_pat
     driver.get(server)
     wait_for(driver, "window.mimicStats && mimicStats.lastDrawn && mimicStats.lastDrawn.faces.length", 90, "face")
     wait_for(driver, "document.querySelectorAll('#p-class option').length > 1", 20, "the class picker")
+    picker = "({value: document.getElementById('p-class').value, box: !document.getElementById('p-new-class').hidden})"
+    first = driver.execute_script("return mimic.classes[0]")
+    assert driver.execute_script(f"return {picker}") == {"value": first, "box": False}  # no photos: the model's first
 
     # a burst of photos of one of the model's classes, with its countdown
     Select(driver.find_element("id", "p-class")).select_by_value("happy")
@@ -79,7 +82,7 @@ def test_capture_finetune_report_and_switch_in_the_page(server, browser, tmp_pat
     assert not (webcam / "1_tongue_out" / name).exists()
 
     # a one-epoch fine-tune: progress, then the report
-    assert "on disk" in driver.find_element("id", "p-fer2013-note").text
+    assert driver.find_element("id", "p-fer2013-note").text.startswith("on disk")
     epochs = driver.find_element("id", "p-epochs")
     epochs.clear()
     epochs.send_keys("1")
@@ -96,6 +99,8 @@ def test_capture_finetune_report_and_switch_in_the_page(server, browser, tmp_pat
     driver.refresh()
     wait_for(driver, "document.getElementById('personalise').dataset.job === 'done'", 30, "the job after a reload")
     wait_for(driver, "document.querySelectorAll('#p-report .p-matrix').length === 2", 10, "the report after a reload")
+    wait_for(driver, "document.querySelector('.p-count')", 10, "the photos after a reload")
+    assert first != "happy" and driver.execute_script(f"return {picker}") == {"value": "happy", "box": False}
 
     # one click: the live view answers with the new model
     wait_for(driver, "window.mimicStats && mimicStats.lastResult", 60, "live answers after the reload")

@@ -240,6 +240,7 @@ def assert_user_error(proc: subprocess.CompletedProcess, *fragments: str) -> Non
         assert fragment in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow  # realtime.py in a process of its own, per case
 @pytest.mark.parametrize(
     "case, message",
     [("junk", "is not a mimic checkpoint"), ("missing", "checkpoint not found")],
@@ -251,11 +252,13 @@ def test_bad_checkpoint_is_a_clear_error(tmp_path, case, message):
     assert_user_error(realtime(*ckpt, "display=false", tmp_path=tmp_path), message)
 
 
+@pytest.mark.slow  # realtime.py in a process of its own
 def test_missing_camera_is_a_clear_error(tiny_checkpoint, tmp_path):
     proc = realtime(f"ckpt={tiny_checkpoint}", "source=9", "camera.probe=4", "display=false", tmp_path=tmp_path)
     assert_user_error(proc, "could not open camera 9", "indices tried: 9, then 0-3", "--list-cameras")
 
 
+@pytest.mark.slow  # realtime.py in a process of its own
 def test_missing_yunet_model_is_a_clear_error(tiny_checkpoint, tmp_path):
     proc = realtime(
         f"ckpt={tiny_checkpoint}",

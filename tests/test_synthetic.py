@@ -147,6 +147,7 @@ def _hog(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.stack([hog.compute(img).ravel() for img in images]))
 
 
+@pytest.mark.slow  # fits a classifier on a few thousand faces
 def test_classes_are_learnable():
     """A linear classifier on HOG features, trained with torch in about a second, separates held-out faces."""
     torch.manual_seed(0)

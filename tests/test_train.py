@@ -82,6 +82,7 @@ def test_evaluate_reproduces_the_training_runs_test(trained, tmp_path):
     assert (tmp_path / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
 
 
+@pytest.mark.slow  # a second training run
 def test_same_seed_same_run_bit_for_bit(trained, tmp_path):
     """DESIGN.md contract 7 on one machine. Across CPUs or thread counts it need not hold (README, "How much runs
     vary"): the kernels sum in another order, and over many steps the last bits grow into other weights."""

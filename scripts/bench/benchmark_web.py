@@ -16,8 +16,10 @@ this machine's cores, as a browser and the server on a laptop do.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
+import multiprocessing
 import socket
 import subprocess
 import sys
@@ -28,10 +30,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from mimic.args import Key, integers, parse
+from mimic.args import Key, boolean, integers, parse
 from mimic.cli import user_errors
+from mimic.data.synthetic import draw_scene
 
 REPO = Path(__file__).resolve().parents[2]
 KEYS = {
@@ -39,6 +43,8 @@ KEYS = {
     "in_flight": Key(integers, [1, 2], "frames kept in flight, a run for each"),
     "repeats": Key(int, 2, "runs of each case; the best is reported"),
     "faces_dir": Key(Path, REPO.parent / "shared" / "data" / "faces", "portraits for the video (else synthetic faces)"),
+    "cases": Key(boolean, True, "run the one-client cases"),
+    "load": Key(float, 60.0, "seconds of the four-client load (two paced, one at the pixel limit, a flood); 0: none"),
 }
 
 
@@ -116,6 +122,95 @@ def run_case(port: int, frames: list[bytes], in_flight: int, expected_faces: int
     }
 
 
+def big_frame(pixels: int) -> bytes:
+    """A JPEG of a square scene with one synthetic face at the pixel limit (``ui.max_pixels``: 2048x2048)."""
+    side = int(pixels**0.5)
+    frame = draw_scene([("happy", (side // 3, side // 4, side // 3, side // 3))], side, side)
+    return cv2.imencode(".jpg", frame, [cv2.IMWRITE_JPEG_QUALITY, 80])[1].tobytes()
+
+
+def _client(url: str, kind: str, frames: list[bytes], seconds: float, out: multiprocessing.Queue) -> None:
+    """One client of `four_clients`, for ``seconds``: ``paced`` (15 frames/s, one in flight, as the page), ``big``
+    (frames at the pixel limit, the next as soon as one is answered) or ``flood`` (frames as fast as the socket takes
+    them, a reader thread counting the answers). Puts its figures on ``out``: round trips of processed frames,
+    answers, skipped, errors."""
+    try:
+        out.put(_talk(url, kind, frames, seconds))
+    except Exception as e:  # a client that fails is reported, not waited for
+        out.put(dict(kind=kind, sent=0, answers=0, skipped=0, errors=[f"client failed: {e!r}"], trips=[]))
+
+
+def _talk(url: str, kind: str, frames: list[bytes], seconds: float) -> dict:
+    trips, answers, skipped, errors = [], 0, 0, []
+    with connect(url, max_size=None, open_timeout=30) as ws:
+        json.loads(ws.recv())  # hello
+        end, n = time.perf_counter() + seconds, 0
+        if kind == "flood":
+            got = []
+
+            def read() -> None:
+                with contextlib.suppress(ConnectionClosed):
+                    while len(got) < n or time.perf_counter() < end:
+                        got.append(json.loads(ws.recv()))
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            while time.perf_counter() < end:
+                ws.send(frames[n % len(frames)])
+                n += 1
+            reader.join(60)
+            answers, skipped = len(got), sum(bool(a.get("skipped")) for a in got)
+            errors = [a["error"] for a in got if "error" in a]
+        else:
+            period = 1 / 15 if kind == "paced" else 0.0
+            while (now := time.perf_counter()) < end:
+                ws.send(frames[n % len(frames)])
+                answer = json.loads(ws.recv())
+                trips.append(time.perf_counter() - now)
+                answers += 1
+                if "error" in answer:
+                    errors.append(answer["error"])
+                n += 1
+                time.sleep(max(0.0, now + period - time.perf_counter()))
+    return dict(kind=kind, sent=n, answers=answers, skipped=skipped, errors=errors, trips=trips)
+
+
+def four_clients(port: int, frames: list[bytes], big: bytes, seconds: float = 60.0) -> list[dict]:
+    """The hostile load of issue 24 on the server at ``port``: two paced clients (15 frames/s), one sending frames
+    at the pixel limit and one flooding, at once for ``seconds``, each in its own process as browsers are; each
+    client's figures (`_client`), in that order."""
+    url = f"ws://127.0.0.1:{port}/ws/live"
+    plan = [("paced", frames), ("paced", frames), ("big", [big]), ("flood", frames)]
+    context = multiprocessing.get_context("fork")  # the clients need nothing re-imported
+    out = context.Queue()
+    procs = [context.Process(target=_client, args=(url, kind, f, seconds, out)) for kind, f in plan]
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=seconds + 120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    order = ["paced", "big", "flood"]
+    return sorted(results, key=lambda r: order.index(r["kind"]))
+
+
+def rss_mb(pid: int) -> float:
+    """The resident memory of process ``pid`` (Linux), in MB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def print_load(results: list[dict], pid: int) -> None:
+    print(f"four clients at once; server memory after: {rss_mb(pid):.0f} MB")
+    print(f"{'client':>6} {'sent':>6} {'answers':>8} {'skipped':>8} {'errors':>6} {'rtt median':>11} {'rtt p99':>8}")
+    for r in results:
+        trips = np.array(r["trips"]) * 1000 if r["trips"] else None
+        median = f"{np.median(trips):8.1f} ms" if trips is not None else f"{'-':>11}"
+        p99 = f"{np.percentile(trips, 99):5.1f} ms" if trips is not None else f"{'-':>8}"
+        print(f"{r['kind']:>6} {r['sent']:>6} {r['answers']:>8} {r['skipped']:>8} {len(r['errors']):>6} {median} {p99}")
+
+
 def main(argv: list[str] | None = None) -> None:
     with user_errors():
         args = parse(argv, KEYS, __doc__, extra="", extra_help="any src/mimic/conf/realtime.yaml override")
@@ -127,6 +222,10 @@ def main(argv: list[str] | None = None) -> None:
         }
         proc, port = start_server(overrides, folder)
         try:
+            if args.load:
+                print_load(four_clients(port, videos[1], big_frame(4194304), args.load), proc.pid)
+            if not args.cases:
+                return
             print(f"{'faces':>5} {'in flight':>9} {'frames/s':>9} {'skipped':>8} {'rtt median':>11} {'rtt p90':>8} "
                   f"{'server':>7} {'found':>6}")  # fmt: skip
             for faces, frames in videos.items():

@@ -13,6 +13,7 @@ makes one from its config in conf/detector/.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,6 +52,16 @@ def for_photos(detector: FaceDetector) -> FaceDetector:
     if getattr(detector, "full_every", 1) != 1:
         detector.full_every = 1
     return detector
+
+
+def for_stream(detector: FaceDetector) -> FaceDetector:
+    """A detector for another stream of frames that shares ``detector``'s model (a net is loaded once, however many
+    streams): a copy that knows nothing of the frames before. The copies must run on one thread, as the web server's
+    connections do: a model is not thread-safe."""
+    twin = copy.copy(detector)
+    if isinstance(twin, FullEvery):
+        twin._calls, twin._last = 0, []
+    return twin
 
 
 def largest_face(detections: Sequence[Detection]) -> Detection | None:

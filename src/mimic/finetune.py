@@ -253,7 +253,8 @@ def score(
 def job_config(cfg: DictConfig, job: dict[str, Any], job_dir: Path, progress: Path) -> DictConfig:
     """The composed ``+finetune=webcam`` config ``cfg`` made the web page's job ``job`` (its ``job.json``, in
     ``job_dir``; `mimic.jobs`), its progress written to ``progress``: every value set as data, none parsed as override
-    text."""
+    text. A job without validation photos (``captured``) and without FER2013 validates nothing and keeps its last
+    epoch, uncalibrated."""
     with open_dict(cfg):
         cfg.finetune.ckpt = str(job["base"])
         cfg.finetune.fer2013 = bool(job["fer2013"])
@@ -272,6 +273,13 @@ def job_config(cfg: DictConfig, job: dict[str, Any], job_dir: Path, progress: Pa
         else:
             cfg.callbacks.freeze = None
         cfg.test = False
+        if not job["fer2013"] and not any(n.get("val") for n in job.get("captured", {}).values()):
+            # no photo to validate on (`mimic.job_data.VAL_FROM`): no validation, the last epoch is kept as it is
+            cfg.trainer.limit_val_batches = 0
+            cfg.callbacks.early_stopping = None
+            cfg.callbacks.model_checkpoint.monitor = None
+            cfg.callbacks.model_checkpoint.filename = "last-epoch{epoch:03d}"
+            cfg.calibrate = False
         if job.get("seed") is not None:
             cfg.seed = int(job["seed"])
     check_settings(cfg, "train")

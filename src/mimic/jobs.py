@@ -8,24 +8,27 @@ in the same second):
 - ``job.json`` (the server): ``base`` (the model file it starts from) and ``base_id``, ``classes``, ``captured``
   (``{class: {split: photos}}``), ``epochs``, ``freeze``, ``fer2013`` (merged or not), ``fer2013_path``, ``created``,
   then the process's ``pid``.
-- ``data/{train,val,test}/<class>/`` (the server, `snapshot`): the photos the job trains, validates and reports on.
+- ``data/{train,val,test}/<class>/`` (the server, `mimic.job_data.snapshot`): the photos the job trains, validates
+  and reports on.
 - ``log.txt`` (the job): its output.
 - ``progress.json`` (the job, `mimic.callbacks.progress`): phase, epoch, step and the per-epoch history.
 - ``.run/`` (the job): the training run.
 - ``personalised.ckpt`` (the job, `MODEL_FILE`): the new model, copied once the run has ended well.
 - ``result.json`` (the job): ``state`` ``done`` with ``model``, ``report`` and ``finished``, or ``failed`` with
   ``error``. The report holds the base and the new model's accuracy and confusion matrix on the held-out photos
-  (``data/test``) and, when FER2013 is on disk, on its test split restricted to the run's classes.
-- ``cancelled.json`` (the server): the job was cancelled; its process group got SIGTERM.
+  (``data/test``) and, when FER2013 is on disk, on its test split restricted to the run's classes; which epoch was
+  ``kept``; and a ``note`` when it rests on single photos (`mimic.job_data.photo_note`).
+- ``cancelled.json`` (the server): the job was cancelled, whatever else its files say; its process group got SIGTERM,
+  and once the process has ended its model file is removed (it may have written one after the cancel).
 
-A restarted server finds its jobs again, running or finished; one job runs at a time. The server imports this module,
-so it imports no torch: the training side is loaded by `run_job`, in the job's own process.
+The model picker offers a job's model only when the job is done (`ended_well`). A job folder is the root's own: a
+symlink is no job. A restarted server finds its jobs again, running or finished; one job runs at a time. The server
+imports this module, so it imports no torch: the training side is loaded by `run_job`, in the job's own process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -42,14 +45,14 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from omegaconf import OmegaConf
 
-from mimic.data.class_folders import list_files
+from mimic.data.class_folders import stays_in
 from mimic.data.fer2013 import found as fer2013_found
 from mimic.data.fer2013 import locate as locate_fer2013
 from mimic.errors import UserError
 from mimic.io import atomic_write, cached, sha256_file, write_json
+from mimic.job_data import HELD_OUT, MIN_PHOTOS, photo_note, snapshot, unique_photos
 from mimic.labels import FER2013_CLASSES
 
 log = logging.getLogger(__name__)
@@ -57,8 +60,6 @@ log = logging.getLogger(__name__)
 PROGRESS = "progress.json"
 MODEL_FILE = "personalised.ckpt"  # a job's new model, in its folder; the run itself goes to the hidden .run/
 JOB_ID = re.compile(r"^\d{8}-\d{6}(-\d+)?$")
-HELD_OUT, VAL = 0.25, 0.15  # of each class's photos: held out for the report, and for validation
-MIN_PHOTOS = 4  # a class with photos needs this many: one held out, one to validate, two to train on
 MAX_EPOCHS = 100
 KILL_AFTER_S = 20.0  # a cancelled job that has not ended this long after SIGTERM gets SIGKILL
 
@@ -67,8 +68,16 @@ class JobConflict(Exception):
     """What the jobs' state forbids now: a second job while one runs, cancelling one that has ended."""
 
 
+def jobs_root(cfg: Any) -> Path:
+    """The folder of the web page's jobs, for a composed realtime config: ``<ui.models_dir or paths.log_dir>/
+    personalise``."""
+    return Path(str(cfg.ui.get("models_dir") or cfg.paths.log_dir)).expanduser() / "personalise"
+
+
 def read_json(path: Path) -> dict[str, Any]:
-    """A job file's JSON object; {} when the file is missing, cut short or not an object."""
+    """A job file's JSON object; {} when the file is missing, a symlink, cut short or not an object."""
+    if not stays_in(path.parent, path):
+        return {}
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -91,27 +100,9 @@ def process_runs(pid: int, job_dir: Path) -> bool:
     return str(job_dir).encode() in cmdline
 
 
-def snapshot(folders: dict[str, Path], out: Path, classes: list[str], seed: int = 0) -> dict[str, dict[str, int]]:
-    """Copy the photos of ``classes`` into ``out/{train,val,test}/<class>/``: per class a seeded draw of `HELD_OUT`
-    of them (at least one) for the report, `VAL` (at least one) for validation, the rest to train on. Exact duplicates
-    are copied once. Returns {class: {split: count}}."""
-    counts = {}
-    for i, name in enumerate(classes):
-        unique: dict[str, Path] = {}
-        for path in list_files(folders[name])[0]:
-            unique.setdefault(hashlib.sha1(path.read_bytes()).hexdigest(), path)
-        photos = sorted(unique.values())
-        order = np.random.default_rng([seed, i]).permutation(len(photos))
-        n_test = max(1, round(HELD_OUT * len(photos)))
-        n_val = max(1, round(VAL * len(photos)))
-        parts = {"test": order[:n_test], "val": order[n_test : n_test + n_val], "train": order[n_test + n_val :]}
-        for split, idx in parts.items():
-            folder = out / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for k in idx:
-                shutil.copy2(photos[k], folder / photos[k].name)
-        counts[name] = {split: len(idx) for split, idx in parts.items()}
-    return counts
+def ended_well(job_dir: Path) -> bool:
+    """Whether the job of ``job_dir`` is done: its result says so and it was not cancelled."""
+    return not (job_dir / "cancelled.json").is_file() and read_json(job_dir / "result.json").get("state") == "done"
 
 
 # ---- the server's side ---------------------------------------------------------------------------------------------
@@ -124,8 +115,9 @@ class Jobs:
         recipe = OmegaConf.load(str(files("mimic.conf") / "finetune" / "webcam.yaml"))
         self.default_epochs = int(recipe.trainer.max_epochs)
         self.default_freeze = list(recipe.callbacks.freeze.patterns)
-        self._lock = threading.Lock()  # starting a job
+        self._lock = threading.Lock()  # starting or cancelling a job
         self._procs: dict[str, subprocess.Popen] = {}
+        self._logged: set[Path] = set()  # the symlinked job folders the log has named
 
     def options(self, classes: Sequence[str], parts: list[str]) -> dict[str, Any]:
         """What a job of a model with ``classes`` and freezable ``parts`` may set, and whether FER2013 is on disk."""
@@ -133,7 +125,7 @@ class Jobs:
             "classes": list(classes),
             "epochs": {"default": self.default_epochs, "min": 1, "max": MAX_EPOCHS},
             "freeze": {"choices": parts, "default": [m for m in self.default_freeze if m in parts]},
-            "fer2013": {"found": fer2013_found(self.fer2013), "path": str(self.fer2013)},
+            "fer2013": {"found": fer2013_found(self.fer2013), "path": self.fer2013.name},  # a name: no server paths
             "min_photos": MIN_PHOTOS,
             "held_out": HELD_OUT,
         }
@@ -163,14 +155,14 @@ class Jobs:
                 raise UserError(f"freeze: {unknown} are not parts of this model; choose from {parts}")
             found = fer2013_found(self.fer2013)
             if fer2013 and not found:
-                raise UserError(f"FER2013 is not on disk at {self.fer2013}: fine-tune with fer2013 off")
+                raise UserError("FER2013 is not on disk (ui.personalise.fer2013): fine-tune with fer2013 off")
             merge = found if fer2013 is None else fer2013
-            counts = {name: len(list_files(folder)[0]) for name, folder in photos.items()}
+            counts = {name: len(unique_photos(folder)) for name, folder in photos.items()}
             captured = [c for c, n in counts.items() if n]
             few = [f"{c} ({counts[c]})" for c in captured if counts[c] < MIN_PHOTOS]
             if not captured or few:
                 raise UserError(
-                    f"every class you photograph needs at least {MIN_PHOTOS} photos"
+                    f"every class you photograph needs at least {MIN_PHOTOS} different photos"
                     + (f"; these have fewer: {', '.join(few)}" if few else ": take some first")
                 )
             classes = list(classes) + [c for c in captured if c not in classes]
@@ -221,12 +213,20 @@ class Jobs:
         """Every job folder's id, newest first."""
         if not self.root.is_dir():
             return []
-        found = [p.name for p in self.root.iterdir() if JOB_ID.fullmatch(p.name) and (p / "job.json").is_file()]
-        return sorted(found, reverse=True)
+        return sorted((p.name for p in self.root.iterdir() if self.exists(p.name)), reverse=True)
 
     def exists(self, job_id: str) -> bool:
-        """Whether ``job_id`` names a job folder (anything else a client sends is no job)."""
-        return bool(JOB_ID.fullmatch(job_id)) and (self.root / job_id / "job.json").is_file()
+        """Whether ``job_id`` names a job folder (anything else a client sends is no job): the root's own folder, not
+        a symlink (logged once), with a job.json."""
+        folder = self.root / job_id
+        if not JOB_ID.fullmatch(job_id) or not (folder / "job.json").is_file():
+            return False
+        if stays_in(self.root, folder):
+            return True
+        if folder not in self._logged:
+            log.warning("fine-tuning jobs: %s is a symlink, not a job folder of %s: left alone", job_id, self.root)
+            self._logged.add(folder)
+        return False
 
     def _alive(self, job_dir: Path, job: dict[str, Any]) -> bool:
         proc = self._procs.get(job_dir.name)
@@ -239,15 +239,15 @@ class Jobs:
         """(state, job.json, result.json or {})."""
         job = read_json(job_dir / "job.json")
         result = read_json(job_dir / "result.json")
+        if (job_dir / "cancelled.json").is_file():  # first: the process may have finished after the cancel
+            return "cancelled", job, result
         if result.get("state") in ("done", "failed"):
             return result["state"], job, result
-        if (job_dir / "cancelled.json").is_file():
-            return "cancelled", job, result
         if self._alive(job_dir, job):
             return "running", job, result
         if "pid" not in job and time.time() - job.get("created", 0) < 30:
             return "running", job, result  # being started
-        error = f"the job's process ended without a result; its log: {job_dir / 'log.txt'}"
+        error = f"the job's process ended without a result; its log: personalise/{job_dir.name}/log.txt"
         return "failed", job, {"error": error}
 
     def status(self, job_id: str) -> dict[str, Any]:
@@ -276,7 +276,8 @@ class Jobs:
             "phases": progress.get("phases", []),  # [[phase, time it began]]
         }
         if state == "done":
-            out["model"] = result.get("model")
+            model = job_dir / MODEL_FILE
+            out["model"] = str(model) if model.is_file() and stays_in(job_dir, model) else None
             out["report"] = result.get("report")
             out["epoch"] = len(history) or out["epoch"]
             out["seconds"] = round(result.get("finished", 0) - job.get("created", 0), 1)
@@ -288,31 +289,35 @@ class Jobs:
         """Cancel running job ``job_id`` (SIGTERM to its process group, SIGKILL `KILL_AFTER_S` later); its `status`.
         `JobConflict` when it has ended."""
         job_dir = self.root / job_id
-        state, job, _ = self._state(job_dir)
-        if state != "running":
-            raise JobConflict(f"fine-tuning job {job_id} has ended ({state}): nothing to cancel")
-        write_json(job_dir / "cancelled.json", {"cancelled": time.time()})
-        pid = job.get("pid")
-        if isinstance(pid, int) and self._alive(job_dir, job):
-            with contextlib.suppress(ProcessLookupError, PermissionError):  # it has ended meanwhile
-                os.killpg(pid, signal.SIGTERM)
-            threading.Thread(target=self._reap, args=(job_dir, pid), daemon=True).start()
+        with self._lock:  # a job being started has its process (and pid) once `start` lets go
+            state, job, _ = self._state(job_dir)
+            if state != "running":
+                raise JobConflict(f"fine-tuning job {job_id} has ended ({state}): nothing to cancel")
+            write_json(job_dir / "cancelled.json", {"cancelled": time.time()})
+            pid = job.get("pid")
+            if isinstance(pid, int) and self._alive(job_dir, job):
+                with contextlib.suppress(ProcessLookupError, PermissionError):  # it has ended meanwhile
+                    os.killpg(pid, signal.SIGTERM)
+        threading.Thread(target=self._reap, args=(job_dir, pid), daemon=True).start()
         return self.status(job_id)
 
-    def _reap(self, job_dir: Path, pid: int) -> None:
-        """Wait for a cancelled job's process to end (SIGKILL after `KILL_AFTER_S`), then remove any temporary file
-        a killed write left behind."""
+    def _reap(self, job_dir: Path, pid: Any) -> None:
+        """Wait for a cancelled job's process ``pid`` to end (SIGKILL after `KILL_AFTER_S`), then remove the model
+        file it may have written after the cancel and any temporary file a killed write left behind."""
         proc = self._procs.get(job_dir.name)
+
+        def runs() -> bool:
+            return (proc.poll() is None) if proc else isinstance(pid, int) and process_runs(pid, job_dir)
+
         deadline = time.monotonic() + KILL_AFTER_S
-        while time.monotonic() < deadline:
-            if (proc.poll() is not None) if proc else not process_runs(pid, job_dir):
-                break
+        while runs() and time.monotonic() < deadline:
             time.sleep(0.2)
-        else:
+        if runs():
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
             if proc:
                 proc.wait()
+        (job_dir / MODEL_FILE).unlink(missing_ok=True)
         for part in job_dir.rglob(".*.part"):
             part.unlink(missing_ok=True)
 
@@ -336,7 +341,11 @@ def run_job(job_dir: str | Path) -> dict[str, Any]:
     set_phase(progress, "evaluating")
     classes = list(job["classes"])
     images, labels = held_out_photos(job_dir / "data", classes, OmegaConf.to_container(cfg.model.preprocess))
-    report: dict[str, Any] = {"classes": classes, "before": {}, "after": {}}
+    monitor = cfg.callbacks.model_checkpoint.monitor
+    kept = f"the epoch of the best {monitor}" if monitor else "the last epoch (no photos to validate on)"
+    report: dict[str, Any] = {"classes": classes, "before": {}, "after": {}, "kept": kept}
+    if note := photo_note(job.get("captured", {})):
+        report["note"] = note
     for when, ckpt in (("before", job["base"]), ("after", model)):
         report[when]["held_out"] = score(ckpt, images, labels, classes)
     fer, fer_classes = job["fer2013_path"], [c for c in classes if c in FER2013_CLASSES]
@@ -372,7 +381,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(2)
     except Exception as e:
         traceback.print_exc()
-        error = f"the fine-tuning job failed ({type(e).__name__}: {e}); its log: {job_dir / 'log.txt'}"
+        error = f"the fine-tuning job failed ({type(e).__name__}: {e}); its log: personalise/{job_dir.name}/log.txt"
         write_json(job_dir / "result.json", {"state": "failed", "error": error})
         sys.exit(1)
 

@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from mimic.data.class_folders import NOT_CLASSES, is_class_dir, scan_class_folders, write_image_atomic
+from mimic.data.class_folders import (
+    NOT_CLASSES,
+    is_class_dir,
+    linked_classes,
+    scan_class_folders,
+    stays_in,
+    write_image_atomic,
+)
 from mimic.errors import UserError
 from mimic.faces import FaceDetector, largest_face
 from mimic.io import free_path
@@ -25,19 +32,31 @@ CROP_SIZE = 128  # eye-framed crops are saved this large (or the model's size if
 _NUMBER = re.compile(r"^(\d+)")
 
 
-def class_folder(root: Path, label: str) -> Path:
+def class_folder(root: Path, label: str, links: bool = True) -> Path:
     """The folder of class ``label`` under ``root``: the existing one with that class name, else a new
-    ``<next index>_<label>/`` (a plain ``<label>/`` when ``root`` already uses plain folders)."""
+    ``<next index>_<label>/`` (a plain ``<label>/`` when ``root`` already uses plain folders). ``links`` False: a
+    symlinked folder is no class folder; a `UserError` when one names the class or the new folder's name is taken.
+    """
     name = canonical(check_class_name(label, "label"))
     if name in NOT_CLASSES:
         raise UserError(f"label: {label!r} is not a class name: it names the folder of photos not sorted yet")
-    if root.is_dir() and any(is_class_dir(p) for p in root.iterdir()):
-        folders = scan_class_folders(root)
+    if not links and (link := linked_classes(root).get(name)):
+        raise UserError(
+            f"{root.name}/{link.name} is a symlink, not a class folder of {root.name}: remove it or save your photos "
+            "under another class"
+        )
+    folder = root / f"0_{name}"
+    if root.is_dir() and any(is_class_dir(p, links) for p in root.iterdir()):
+        folders = scan_class_folders(root, links=links)
         for f in folders:
             if f.name == name:
                 return f.path
-        return root / (name if folders[0].index is None else f"{len(folders)}_{name}")
-    return root / f"0_{name}"
+        folder = root / (name if folders[0].index is None else f"{len(folders)}_{name}")
+    if not links and (folder.exists() or folder.is_symlink()) and not (folder.is_dir() and stays_in(root, folder)):
+        raise UserError(
+            f"{root.name}/{folder.name} is a link or a file, not a class folder of {root.name}: remove or rename it"
+        )
+    return folder
 
 
 def next_number(folder: Path) -> int:

@@ -2,7 +2,8 @@
 ``root/<name>/`` folders, found, named and ordered by `scan_class_folders`, and the photos in them read and written
 (`read_image`, `write_image_atomic`). The data source (`mimic.data.folders`), the capture script and the web page's
 captures all go through here. A folder's name is its class, under the one class-name rule (`mimic.labels`); folders
-named ``unsorted`` (photos waiting for review) or starting with ``.`` or ``_`` are not classes.
+named ``unsorted`` (photos waiting for review) or starting with ``.`` or ``_`` are not classes. The web server's
+captures take ``links=False``: a symlinked folder or file (one that resolves anywhere but its own place) is not theirs.
 """
 
 from __future__ import annotations
@@ -35,27 +36,47 @@ class ClassFolder:
     path: Path
 
 
-def is_class_dir(path: Path) -> bool:
-    return path.is_dir() and not path.name.startswith((".", "_")) and path.name.lower() not in NOT_CLASSES
+def stays_in(folder: Path, path: Path) -> bool:
+    """Whether ``path``, resolved, is ``folder``'s own entry of its name: not a symlink (to a folder or a file) nor a
+    name that leads anywhere else."""
+    return path.resolve() == folder.resolve() / path.name
 
 
-def list_files(folder: Path) -> tuple[list[Path], list[Path]]:
+def is_class_dir(path: Path, links: bool = True) -> bool:
+    """Whether ``path`` is a class folder by its name; ``links`` False: not when it is a symlink (`stays_in`)."""
+    named = path.is_dir() and not path.name.startswith((".", "_")) and path.name.lower() not in NOT_CLASSES
+    return named and (links or stays_in(path.parent, path))
+
+
+def linked_classes(root: Path) -> dict[str, Path]:
+    """{class name: folder} of the symlinked folders of ``root`` that would be class folders by their names (none
+    when ``root`` is no folder); the names are canonical but not checked."""
+    if not root.is_dir():
+        return {}
+    linked = [p for p in root.iterdir() if is_class_dir(p) and not stays_in(root, p)]
+    return {canonical(m.group(2) if (m := _INDEXED.match(p.name)) else p.name): p for p in sorted(linked)}
+
+
+def list_files(folder: Path, links: bool = True) -> tuple[list[Path], list[Path]]:
     """``(images, others)``: the files of ``folder`` in name order, split by suffix (`mimic.io.IMAGE_SUFFIXES`), and
-    the folders in it. Hidden and partly written ``.*`` files are in neither."""
+    the folders in it. Hidden and partly written ``.*`` files are in neither; ``links`` False: symlinked images are
+    others."""
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     images = [p for p in entries if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not links:
+        images = [p for p in images if stays_in(folder, p)]
     return images, [p for p in entries if p not in images]
 
 
-def scan_class_folders(root: Path | str, classes: Sequence[str] | None = None) -> list[ClassFolder]:
-    """The class folders of ``root`` in class order, validated.
+def scan_class_folders(root: Path | str, classes: Sequence[str] | None = None, links: bool = True) -> list[ClassFolder]:
+    """The class folders of ``root`` in class order, validated; ``links`` False: a symlinked folder is none.
 
     ``<index>_<name>/`` folders must use the indices 0..n-1 once each and distinct names; a conflict is a `DataError`
     naming the folders. Plain ``<name>/`` folders are ordered as in ``classes`` (names it lacks go last,
     alphabetically). Mixing both kinds is an error.
     """
     root = Path(root)
-    dirs = sorted(p for p in root.iterdir() if is_class_dir(p))
+    dirs = sorted(p for p in root.iterdir() if is_class_dir(p, links))
     if not dirs:
         raise DataError(
             f"{root}: no class folders found. Make one folder per class, e.g. {root}/0_happy/, "

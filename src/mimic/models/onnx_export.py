@@ -47,8 +47,14 @@ def export(
 
     spec = card.preprocess
     example = torch.zeros(2, spec.channels, spec.size, spec.size)
-    quiet = logging.getLogger("torch.onnx")  # the exporter warns that torchvision's ops are not installed
-    level, quiet.level = quiet.level, logging.ERROR
+    # torch.onnx warns that torchvision's ops are not installed; onnxscript and onnx_ir log ~30 INFO lines of their
+    # passes, which would bury a server's address: quiet unless asked (hydra.verbose=true or =[onnxscript,onnx_ir])
+    quiet = {"torch.onnx": logging.ERROR, "onnxscript": logging.WARNING, "onnx_ir": logging.WARNING}
+    loggers = {logging.getLogger(name): level for name, level in quiet.items()}
+    levels = {logger: logger.level for logger in loggers}
+    for logger, level in loggers.items():
+        if logger.getEffectiveLevel() > logging.DEBUG:
+            logger.setLevel(level)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecations: nothing a user can do
@@ -63,7 +69,8 @@ def export(
                 verbose=False,
             )
     finally:
-        quiet.level = level
+        for logger, level in levels.items():
+            logger.setLevel(level)
     model = program.model_proto
     batch = model.graph.input[0].type.tensor_type.shape.dim[0]
     if not batch.dim_param:  # the exporter falls back to the example's batch size when the net's code pins it

@@ -145,9 +145,12 @@ class Pipeline:
         t: float,
         detections: list[Detection] | None = None,
         inputs: np.ndarray | None = None,
+        scale: float = 1.0,
     ) -> FrameResult:
         """Process one BGR frame at media time ``t`` (seconds); ``detections``: its faces, found elsewhere, and
-        ``inputs``: the net's input for them (`Predictor.inputs`), made elsewhere (a reader thread)."""
+        ``inputs``: the net's input for them (`Predictor.inputs`), made elsewhere (a reader thread). ``scale``: the
+        frame is the one sent shrunk by this (the web server's large frames): boxes and landmarks are given, and
+        logged, in the pixels of the frame sent."""
         timer = time.perf_counter
         seconds, t0 = {}, timer()
         if detections is None:
@@ -173,9 +176,12 @@ class Pipeline:
             raw, label = int(np.argmax(p)), self.class_names[shown]
             fired = self.reactions.update(track.id, label, t) if self.reactions is not None else None
             raw_label, conf = self.class_names[raw], float(smoothed[shown])
-            marks = getattr(detection, "landmarks", None)
+            box, marks = track.box, getattr(detection, "landmarks", None)
+            if scale != 1.0:
+                box = tuple(round(v / scale) for v in box)
+                marks = [(x / scale, y / scale) for x, y in marks] if marks else marks
             faces.append(
-                Face(track.id, track.box, track.score, marks, p, raw_label, float(p[raw]), smoothed, label, conf, fired)
+                Face(track.id, box, track.score, marks, p, raw_label, float(p[raw]), smoothed, label, conf, fired)
             )
         timestamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
         result = FrameResult(self.frames, t, timestamp, round(time.monotonic() - self.t_start, 4), faces, seconds)

@@ -1,10 +1,12 @@
 """The models a client of the web page may choose (`Catalog`): the run's ``ckpt=``, the bundled model and every model
-file under ``ui.models_dir``, each named by an id (a hash of its path: a client never names a path), with its card
+file under ``ui.models_dir`` (not through a symlink that leads out of it; under the fine-tuning jobs' folder only the
+models of jobs that are done), each named by an id (a hash of its path: a client never names a path), with its card
 read once, its predictor loaded once, and its net's parts for fine-tuning.
 
-Everything that loads a model takes `Catalog.loading`, one lock: reading a checkpoint imports torch the first time,
-and two threads importing torch (or onnxruntime) at once break now and then. A server whose models are all ONNX files
-never imports torch.
+Everything that loads a model takes `Catalog.loading`, one lock: loading a checkpoint's weights imports torch the
+first time, and two threads importing torch (or onnxruntime) at once break now and then. Reading a model's card
+imports neither (`mimic.models.predictor.read_model_card`), so a server whose models are all ONNX files never imports
+torch, listing the bundled checkpoint included.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from omegaconf import DictConfig
 
 import mimic
 from mimic.errors import UserError
+from mimic.jobs import MODEL_FILE, ended_well, jobs_root
 from mimic.models.bundled import bundled_path, resolve_ckpt
 from mimic.models.card import ModelCard
 from mimic.models.onnx_model import is_onnx
@@ -101,6 +104,7 @@ class Catalog:
         self.cfg = cfg
         root = cfg.ui.get("models_dir")
         self.root = Path(str(root)).expanduser() if root else None
+        self.jobs = jobs_root(cfg)  # the fine-tuning jobs' folder: under it, only done jobs' models are on offer
         self._cards: dict[Path, tuple[tuple[int, int], ModelEntry | None]] = {}
         self._predictors: OrderedDict[tuple[str, tuple[int, int]], Predictor] = OrderedDict()
         self._scan_lock = threading.Lock()
@@ -109,7 +113,7 @@ class Catalog:
         self.entries: dict[str, ModelEntry] = {self.default.id: self.default}
 
     def _card(self, path: Path) -> ModelCard:
-        with self.loading:  # a checkpoint's card imports torch: one thread at a time
+        with self.loading:  # an ONNX file's card opens an onnxruntime session: one at a time
             return read_model_card(path)
 
     def entry(self, path: Path, strict: bool = False) -> ModelEntry | None:
@@ -155,12 +159,25 @@ class Catalog:
         for folder, dirs, files in os.walk(self.root):  # symlinked folders are not followed
             depth = len(Path(folder).relative_to(self.root).parts)
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and depth < SCAN_DEPTH)
-            found += [Path(folder, f) for f in sorted(files) if f.lower().endswith(MODEL_SUFFIXES)]
+            found += [
+                p for f in sorted(files) if f.lower().endswith(MODEL_SUFFIXES) and self._offered(p := Path(folder, f))
+            ]
             if len(found) >= SCAN_FILES:
                 log.warning("model picker: more than %d model files under %s; listing the first", SCAN_FILES, self.root)
                 break
         stamps = {p: p.stat().st_mtime if p.exists() else 0 for p in found[:SCAN_FILES]}
         return sorted(stamps, key=stamps.get, reverse=True)  # the newest (a fresh fine-tune) first
+
+    def _offered(self, path: Path) -> bool:
+        """Whether the model file ``path`` found under ui.models_dir is on offer: not when it is a symlink out of it
+        (logged), and under the jobs' folder only ``<job>/`` `MODEL_FILE` of a job that is done (`ended_well`)."""
+        if not path.resolve().is_relative_to(self.root.resolve()):
+            log.info("model picker: skipping %s (a symlink out of ui.models_dir)", path)
+            return False
+        if not path.is_relative_to(self.jobs):
+            return True
+        where = path.relative_to(self.jobs).parts
+        return len(where) == 2 and where[1] == MODEL_FILE and ended_well(self.jobs / where[0])
 
     def scan(self) -> list[ModelEntry]:
         """Every model on offer now: the default first, the bundled model, then the newest files first."""

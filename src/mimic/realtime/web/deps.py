@@ -14,7 +14,7 @@ from fastapi import Depends, HTTPException, WebSocketException, status
 from fastapi.requests import HTTPConnection
 from omegaconf import DictConfig, OmegaConf
 
-from mimic.jobs import Jobs
+from mimic.jobs import Jobs, jobs_root
 from mimic.realtime.web.captures import Captures
 from mimic.realtime.web.catalog import Catalog
 from mimic.realtime.web.sessions import Sessions
@@ -41,9 +41,9 @@ class WebState:
         catalog = Catalog(cfg)
         ui, personalise = cfg.ui, cfg.ui.personalise
         detector = OmegaConf.to_container(cfg.detector, resolve=True)
-        captures = Captures(Path(str(personalise.captures)).expanduser(), detector, int(ui.max_frame_bytes))
-        jobs_root = Path(str(ui.models_dir or cfg.paths.log_dir)).expanduser() / "personalise"
-        jobs = Jobs(jobs_root, Path(str(personalise.fer2013)).expanduser())
+        limits = {"max_bytes": int(ui.max_frame_bytes), "max_pixels": int(ui.max_pixels), "max_side": int(ui.max_side)}
+        captures = Captures(Path(str(personalise.captures)).expanduser(), detector, **limits)
+        jobs = Jobs(jobs_root(cfg), Path(str(personalise.fer2013)).expanduser())
         return cls(cfg, token, catalog, Sessions(cfg, catalog), captures, jobs)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import secrets
 import signal
 import socket
@@ -15,12 +16,16 @@ import threading
 import webbrowser
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
+import yaml
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from mimic.errors import UserError
+from mimic.io import atomic_write
 from mimic.realtime.web.main import create_app
 
 log = logging.getLogger(__name__)
@@ -90,6 +95,40 @@ def listening(cfg: DictConfig) -> Listening:
     return Listening(host, port, token, cert, key)
 
 
+REDACTED = "<redacted>"
+
+
+def _redacted(value: Any, token: str) -> Any:
+    """``value`` (YAML data) with ``token`` replaced wherever it is a value or an override's (``ui.token=...``)."""
+    if isinstance(value, dict):
+        return {k: _redacted(v, token) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, token) for v in value]
+    if isinstance(value, str):
+        if value == token:
+            return REDACTED
+        quoted = "|".join(re.escape(q + token + q) for q in ("", "'", '"'))
+        return re.sub(rf"(token=)(?:{quoted})(?=,|$)", rf"\g<1>{REDACTED}", value)
+    return value
+
+
+def redact_run_files(token: str) -> None:
+    """Take ``ui.token`` out of the files Hydra saved in the run's folder (``.hydra/config.yaml``, ``hydra.yaml``,
+    ``overrides.yaml``): a secret is never left on disk. Nothing to do outside a Hydra run."""
+    try:
+        hydra = HydraConfig.get()
+    except ValueError:
+        return
+    if hydra.output_subdir is None:
+        return
+    folder = Path(hydra.runtime.output_dir) / str(hydra.output_subdir)
+    for name in ("config.yaml", "hydra.yaml", "overrides.yaml"):
+        path = folder / name
+        if path.is_file():
+            text = yaml.safe_dump(_redacted(yaml.safe_load(path.read_text()), token), sort_keys=False)
+            atomic_write(path, lambda tmp, text=text: tmp.write_text(text))
+
+
 def _bind(host: str, port: int) -> socket.socket:
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
@@ -114,8 +153,11 @@ def serve(cfg: DictConfig) -> None:
     where = listening(cfg)
     app = create_app(cfg, where.token)  # a model or setting that does not work stops the start, not the first page
     sessions = app.state.web.sessions
-    if where.token is None:  # loopback without a token: refuse other Host names (DNS rebinding)
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=["localhost", "127.0.0.1", "[::1]"])
+    if _loopback(where.host):  # refuse other Host names: a page elsewhere reaching it by a DNS name (rebinding)
+        hosts = {"localhost", "127.0.0.1", "[::1]", f"[{where.host}]" if ":" in where.host else where.host}
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted(hosts))
+    if cfg.ui.get("token") is not None:
+        redact_run_files(str(cfg.ui.token))
     sock = _bind(where.host, where.port)
     config = uvicorn.Config(
         app,

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-import struct
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,10 +25,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from fastapi import WebSocket, WebSocketDisconnect
+from fastapi import HTTPException, WebSocket, WebSocketDisconnect
 from omegaconf import DictConfig, OmegaConf
 
+from mimic.detectors import load_detector
 from mimic.errors import UserError
+from mimic.faces import for_stream
 from mimic.io import new_file
 from mimic.models.predictor import Predictor
 from mimic.realtime import overlay
@@ -38,44 +39,9 @@ from mimic.realtime.pipeline import Pipeline, run_dir
 from mimic.realtime.result import FrameResult
 from mimic.realtime.sources import open_source
 from mimic.realtime.web.catalog import Catalog, ModelEntry
-from mimic.realtime.web.errors import error_answer
-
-MAX_PIXELS = 4096 * 4096  # a frame's header may not ask for more (a small file can decode to a huge image)
-
-
-# ---- the frame protocol --------------------------------------------------------------------------------------------
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG's or a JPEG's header; None for anything else."""
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and len(data) >= 24:
-        return struct.unpack(">II", data[16:24])
-    if data[:2] != b"\xff\xd8":
-        return None
-    i = 2
-    while i + 9 <= len(data) and data[i] == 0xFF:
-        marker = data[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-        elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
-            i += 2
-        elif 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame: precision, height, width
-            height, width = struct.unpack(">HH", data[i + 5 : i + 9])
-            return width, height
-        else:
-            i += 2 + struct.unpack(">H", data[i + 2 : i + 4])[0]
-    return None
-
-
-def decode(data: bytes) -> np.ndarray:
-    """A JPEG or PNG frame -> BGR image; `ValueError` saying why not. The header's size is checked first."""
-    size = image_size(data)
-    if size is None:
-        raise ValueError("not a JPEG or PNG image")
-    if size[0] * size[1] > MAX_PIXELS:
-        raise ValueError(f"a {size[0]}x{size[1]} image is larger than the {MAX_PIXELS} pixels a frame may have")
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError("the image does not decode (damaged or cut short?)")
-    return image
+from mimic.realtime.web.errors import error_answer, parse_json
+from mimic.realtime.web.frames import decode
+from mimic.realtime.web.inbox import Command, Frame, Inbox, Reply
 
 
 def answer(n: int, result: FrameResult, names: list[str], model: str, shape: tuple[int, ...], ms: float) -> dict:
@@ -85,60 +51,19 @@ def answer(n: int, result: FrameResult, names: list[str], model: str, shape: tup
     return {"frame": n, "faces": faces, "server_ms": round(ms, 2), **size, "model": model}
 
 
-@dataclass
-class Frame:
-    n: int
-    data: bytes
-    time: float  # seconds since the connection opened, when it arrived: the reactions' clock
-
-
-@dataclass
-class Command:
-    text: str
-
-
-@dataclass
-class Reply:
-    message: dict
-
-
-class Inbox:
-    """What a connection received and has not answered yet, in arrival order; `take` empties it."""
-
-    def __init__(self) -> None:
-        self.items: list[Frame | Command | Reply] = []
-        self.ready = asyncio.Event()
-        self.closed = False
-
-    def put(self, item: Frame | Command | Reply) -> None:
-        self.items.append(item)
-        self.ready.set()
-
-    def close(self) -> None:
-        self.closed = True
-        self.ready.set()
-
-    async def take(self) -> list[Frame | Command | Reply]:
-        """Everything waiting, once there is something; [] once the client is gone."""
-        await self.ready.wait()
-        items, self.items = self.items, []
-        if not self.closed:
-            self.ready.clear()
-        return items
-
-
 # ---- connections ---------------------------------------------------------------------------------------------------
 @dataclass
 class LogFile:
     csv: CsvLog  # the connection's log
     connection: int
-    model: str
+    model: str  # the id of the model it started with (each row names the model that made it)
     started: str
+    live: bool = True  # False once the connection closed or moved on to a model with other classes
 
     def to_json(self) -> dict[str, Any]:
         path = self.csv.path
         return {"name": path.name, "connection": self.connection, "rows": self.csv.rows, "model": self.model,
-                "started": self.started}  # fmt: skip
+                "started": self.started, "live": self.live}  # fmt: skip
 
 
 @dataclass
@@ -146,13 +71,22 @@ class Connection:
     id: int
     entry: ModelEntry | None = None
     pipeline: Pipeline | None = None
+    log: LogFile | None = None
     inbox: Inbox = field(default_factory=Inbox)
     t0: float = field(default_factory=time.monotonic)
 
 
 class Sessions:
     """The live connections, their logs and the reactions' files; ``default`` is the model new connections start
-    with, ``worker`` the one thread all frames are processed on."""
+    with, ``worker`` the one thread all frames are processed on.
+
+    Fair time: a connection has at most one frame on the worker or waiting for it (its answering loop awaits each),
+    and the worker takes them in arrival order, so the connections are served in turn and one client's frame waits
+    for at most one frame of each other client. A frame is decoded within ``ui.max_pixels`` and shrunk to
+    ``ui.max_side`` first (`frames.decode`). At most ``ui.max_connections`` are open at once. Every connection shares
+    the one detector's model (`mimic.faces.for_stream`) and the catalog's predictors, so a connection's memory is its
+    tracker and log, given back when it closes. Logs: one CSV file per connection (another only when it switches to
+    a model with other classes); the newest ``ui.max_logs`` are listed, the files of older ones stay on disk."""
 
     def __init__(self, cfg: DictConfig, catalog: Catalog) -> None:
         self.cfg, self.ui, self.catalog = cfg, cfg.ui, catalog
@@ -170,6 +104,7 @@ class Sessions:
             self.log_dir, self.log_stem = path or run_dir(), "faces-web"
         else:
             self.log_dir, self.log_stem = path.parent, path.stem
+        self.detector = load_detector(cfg.detector)
         # a model that cannot load stops the start, not the first page; and so do bad pipeline settings
         self.pipeline(catalog.predictor(self.default)).close()
 
@@ -180,33 +115,62 @@ class Sessions:
     def pipeline(self, predictor: Predictor, log_path: Path | None = None, model: str = "") -> Pipeline:
         """A connection's pipeline (reactions timed only: the page shows and plays them), the reactions' files noted
         for the /api/reactions endpoints."""
-        pipeline = Pipeline.from_config(self.cfg, predictor, None, log_path, model, players=False)
+        detector = for_stream(self.detector)
+        pipeline = Pipeline.from_config(self.cfg, predictor, detector, log_path, model, players=False)
         if pipeline.reactions is not None:
             for name in pipeline.class_names:
                 self.assets[name] = (pipeline.reactions.images.get(name), pipeline.reactions.sounds.get(name))
         return pipeline
 
     def use(self, conn: Connection, entry: ModelEntry) -> dict:
-        """Give ``conn`` a new pipeline (and a new CSV log) for ``entry``'s model; on the worker. The model's
-        predictor must be loaded already (`Catalog.predictor`, off the worker)."""
+        """Give ``conn`` a new pipeline for ``entry``'s model, logging to the connection's CSV log (a new one when
+        the model's classes differ: a file has one header); on the worker. The model's predictor must be loaded
+        already (`Catalog.predictor`, off the worker)."""
         predictor = self.catalog.predictor(entry)
+        same = conn.pipeline is not None and conn.pipeline.class_names == list(predictor.class_names)
+        keep = conn.log if same else None
         path = None
-        if self.cfg.log.enabled:
+        if self.cfg.log.enabled and keep is None:
             path = new_file(self.log_dir / f"{self.log_stem}-{conn.id}.csv", "log.path", "faces.csv")
         pipeline = self.pipeline(predictor, path, entry.name)
-        csv = pipeline.log
-        if csv is not None:
+        if keep is not None:
+            pipeline.log, keep.csv.model = keep.csv, entry.name
+            conn.pipeline.log = None  # the file goes on with the new pipeline
+        elif pipeline.log is not None:
             started = datetime.now().astimezone().isoformat(timespec="seconds")
-            self.logs[csv.path.name] = LogFile(csv, conn.id, entry.id, started)
+            self.finish_log(conn)
+            conn.log = LogFile(pipeline.log, conn.id, entry.id, started)
+            self.logs[pipeline.log.path.name] = conn.log
+            self.prune_logs()
         self.close_pipeline(conn)
         conn.pipeline, conn.entry = pipeline, entry
-        return {"model": entry.to_json(), "classes": list(predictor.class_names), "log": csv.path.name if csv else None}
+        name = conn.log.csv.path.name if conn.log is not None else None
+        return {"model": entry.to_json(), "classes": list(predictor.class_names), "log": name}
 
-    @staticmethod
-    def close_pipeline(conn: Connection) -> None:
+    def close_pipeline(self, conn: Connection) -> None:
         if conn.pipeline is not None:
             conn.pipeline.close()
             conn.pipeline = None
+
+    def finish_log(self, conn: Connection) -> None:
+        if conn.log is not None:
+            conn.log.live = False
+            conn.log = None
+
+    def prune_logs(self) -> None:
+        """Stop listing the oldest finished logs beyond ``ui.max_logs`` (their files stay on disk)."""
+        over = len(self.logs) - int(self.ui.max_logs)
+        for name in [name for name, entry in self.logs.items() if not entry.live][: max(0, over)]:
+            del self.logs[name]
+
+    def delete_log(self, name: str) -> dict:
+        """Delete a listed, finished log's file: `KeyError` for a name not listed, 409 for a live one."""
+        entry = self.logs[name]
+        if entry.live:
+            raise HTTPException(409, f"log {name} is still being written: close its connection first")
+        entry.csv.path.unlink(missing_ok=True)
+        del self.logs[name]
+        return {"deleted": name}
 
     async def switch(self, conn: Connection, entry: ModelEntry) -> dict:
         await asyncio.to_thread(self.catalog.predictor, entry)  # a slow load keeps the worker free for the others
@@ -222,17 +186,34 @@ class Sessions:
         return {"model": entry.to_json(), "classes": entry.classes}
 
     async def open(self) -> tuple[Connection, dict]:
+        """A new connection with the default model; 503 when ``ui.max_connections`` are open."""
+        limit = int(self.ui.max_connections)
+        if len(self.connections) >= limit:
+            raise HTTPException(
+                503, f"the server has {limit} connections open (ui.max_connections): close a page and try again"
+            )
         conn = Connection(next(self.ids))
-        hello = await self.switch(conn, self.default)
-        self.connections[conn.id] = conn
+        self.connections[conn.id] = conn  # counted from now: connections opened at once cannot pass the limit
+        try:
+            hello = await self.switch(conn, self.default)
+        except BaseException:
+            self.connections.pop(conn.id, None)
+            raise
         return conn, {"hello": {"connection": conn.id, **hello}}
 
     async def close(self, conn: Connection) -> None:
+        """Close a connection's pipeline and finish its log, on the worker: shielded, so that it happens even when
+        the task closing it is cancelled."""
         self.connections.pop(conn.id, None)
         try:
-            await self.run(self.close_pipeline, conn)
+            await asyncio.shield(self.run(self.end, conn))
         except RuntimeError:  # the worker has stopped (the server is shutting down)
-            self.close_pipeline(conn)
+            self.end(conn)
+
+    def end(self, conn: Connection) -> None:
+        self.close_pipeline(conn)
+        self.finish_log(conn)
+        self.prune_logs()
 
     async def shutdown(self) -> None:
         """Close every connection's pipeline and stop the worker."""
@@ -241,26 +222,29 @@ class Sessions:
         self.worker.shutdown(wait=True)
 
     @staticmethod
-    def step(conn: Connection, image: np.ndarray, t: float, n: int, t0: float) -> tuple[FrameResult, dict]:
-        """Frame ``n`` through the connection's pipeline: the result and the answer (``t0``: when work on it began)."""
+    def step(conn: Connection, image: np.ndarray, t: float, n: int, t0: float, scale: float = 1.0) -> tuple:
+        """Frame ``n`` through the connection's pipeline: the result and the answer (``t0``: when work on it began;
+        ``scale``: the image is the frame sent, shrunk by this)."""
         pipeline = conn.pipeline
-        result = pipeline.step(image, t)
+        result = pipeline.step(image, t, scale=scale)
         ms = (time.perf_counter() - t0) * 1000
-        return result, answer(n, result, pipeline.class_names, conn.entry.id, image.shape, ms)
+        shape = image.shape if scale == 1.0 else (round(image.shape[0] / scale), round(image.shape[1] / scale))
+        return result, answer(n, result, pipeline.class_names, conn.entry.id, shape, ms)
 
     def process(self, conn: Connection, frame: Frame) -> dict:
         """Decode and process a frame the client sent; on the worker."""
         t0 = time.perf_counter()
         try:
-            image = decode(frame.data)
+            sent = decode(frame.data, int(self.ui.max_pixels), int(self.ui.max_side))
         except ValueError as e:
             return {"frame": frame.n, "error": str(e)}
-        return self.step(conn, image, frame.time, frame.n, t0)[1]
+        frame.data = b""
+        return self.step(conn, sent.image, frame.time, frame.n, t0, sent.scale)[1]
 
     async def command(self, conn: Connection, text: str) -> dict:
         """A text message: ``{"model": id}`` switches the connection's model."""
         try:
-            message = json.loads(text)
+            message = parse_json(text)
         except ValueError:
             message = None
         if not isinstance(message, dict) or "model" not in message:
@@ -301,7 +285,11 @@ class Sessions:
         """Put what the client sends into the connection's inbox until it goes; frames are numbered from 0."""
         limit, n = int(self.ui.max_frame_bytes), 0
         try:
-            while (message := await ws.receive())["type"] != "websocket.disconnect":
+            while True:
+                await conn.inbox.room()
+                message = await ws.receive()
+                if message["type"] == "websocket.disconnect":
+                    break
                 data = message.get("bytes")
                 if data is None:
                     conn.inbox.put(Command(message.get("text") or ""))
@@ -318,13 +306,12 @@ class Sessions:
     async def answer_frames(self, ws: WebSocket, conn: Connection) -> None:
         """Answer everything in the inbox, in order: the newest frame processed, the older ones skipped."""
         while items := await conn.inbox.take():
-            newest = next((i for i in reversed(items) if isinstance(i, Frame)), None)
             for item in items:
                 if isinstance(item, Reply):
                     reply = item.message
                 elif isinstance(item, Command):
                     reply = await self.command(conn, item.text)
-                elif item is newest:
+                elif isinstance(item, Frame):
                     reply = await self.run(self.process, conn, item)
                 else:
                     reply = {"frame": item.n, "skipped": True}
@@ -351,8 +338,7 @@ class Sessions:
                 jpeg, reply = await self.run(self.annotate, conn, image, source.time, n)
                 await ws.send_bytes(jpeg)
                 await ws.send_text(json.dumps(reply))
-                items, conn.inbox.items = conn.inbox.items, []
-                for item in items:  # model switches sent meanwhile
+                for item in conn.inbox.drain():  # model switches sent meanwhile
                     if isinstance(item, Command):
                         await ws.send_text(json.dumps(await self.command(conn, item.text)))
                 if period:

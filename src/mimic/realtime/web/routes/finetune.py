@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from mimic.errors import UserError
 from mimic.jobs import MAX_EPOCHS, JobConflict
 from mimic.realtime.web.deps import State, WebState
+from mimic.realtime.web.errors import parse_json
 
 router = APIRouter()
 
@@ -66,9 +67,9 @@ def options(state: State, model: str | None = None) -> dict:
 @router.post("/api/finetune")
 async def start_job(request: Request, state: State) -> dict:
     try:
-        body = await request.json()
-    except ValueError:
-        raise UserError('send the settings as a JSON object, e.g. {"epochs": 6}') from None
+        body = parse_json(await request.body())
+    except ValueError as e:
+        raise UserError(f'send the settings as a JSON object, e.g. {{"epochs": 6}} ({e})') from None
     return await run_in_threadpool(start, settings_of(body), state)
 
 

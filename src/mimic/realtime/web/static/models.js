@@ -40,18 +40,25 @@ export function setModel(entry, classes) {
   notifyModels();
 }
 
+// A model's line in the picker, each thing said once: "bundled · 70.0%", "run/best.ckpt · 64.2%" (the accuracy where
+// the server knows it). The option's title has the whole name and where the file is.
+export function modelLabel(m) {
+  const acc = m.accuracy == null ? '' : ` · ${(m.accuracy * 100).toFixed(1)}%`;
+  return `${m.kind === 'bundled' ? 'bundled' : m.name}${acc}`;
+}
+
 function fillModelPicker() {
   const picker = $('model-picker');
   const models = (state.models || []).slice();
   if (state.model && !models.some((m) => m.id === state.model.id)) models.unshift(state.model);
   if (!models.length) return;
   picker.replaceChildren(...models.map((m) => {
-    const acc = m.accuracy == null ? '' : ` · ${(m.accuracy * 100).toFixed(1)}%`;
-    const option = new Option(`${m.name}${acc}${m.kind === 'bundled' ? ' (bundled)' : ''}`, m.id);
-    option.title = m.path_hint || '';
+    const option = new Option(modelLabel(m), m.id);
+    option.title = [m.name, m.path_hint].filter(Boolean).join(': ');
     return option;
   }));
   picker.value = state.model?.id ?? '';
+  picker.title = picker.selectedOptions[0]?.title || '';
   picker.disabled = !state.models;
 }
 

@@ -48,12 +48,23 @@ export function setClasses(classes) {
 
 export const valueOf = (face, name) => face.smoothed?.[name] ?? face.probs?.[name] ?? 0;
 
+// Why the shown label is not the top bar, or '': the label smoothing keeps a label until another class leads it by
+// the server's smoothing.margin (GET /api/info) in the smoothed probabilities the bars show.
+export function heldNote(face, classes, margin) {
+  if (!face || !classes.includes(face.label)) return '';
+  const shown = valueOf(face, face.label);
+  if (!classes.some((name) => valueOf(face, name) > shown)) return '';
+  const lead = typeof margin === 'number' ? `by ${Math.round(margin * 100)} points` : 'by the smoothing margin';
+  return `held until another class leads ${lead}`;
+}
+
 export function showFace(face) {
   $('face-id').textContent = face ? `#${face.id}` : '';
   $('face-conf').textContent = face ? `${Math.round(face.confidence * 100)}%` : '';
   const label = $('face-label');
   label.textContent = face ? face.label : 'no face';
   label.style.color = face ? rgb(classColor(face.label)) : '';
+  $('face-note').textContent = heldNote(face, state.classes, state.info?.smoothing?.margin);
   for (const { name, row, bar, pct } of barEls) {
     const v = face ? valueOf(face, name) : 0;
     bar.style.width = `${(v * 100).toFixed(1)}%`;

@@ -13,7 +13,7 @@ const SHOT_KEY = 'p'; // takes one photo now (outside text fields)
 const NEW = '__new__';
 let root = null; // the panel's element
 
-const state = { captures: [], modelClasses: [], options: null, job: null, poll: 0, burst: null };
+const state = { captures: [], modelClasses: [], options: null, job: null, poll: 0, burst: null, picked: false };
 
 const message = (text, kind = 'info') => {
   const el = $('p-message');
@@ -21,6 +21,8 @@ const message = (text, kind = 'info') => {
   el.dataset.kind = kind;
 };
 const pct = (v) => (v == null ? '–' : `${(100 * v).toFixed(1)}%`);
+// The captures folder as "webcam/": its last part only, so no server path ever reaches the page.
+const folderName = (folder) => (folder ? `${String(folder).split(/[\\/]/).filter(Boolean).pop()}/` : '');
 const esc = (s) => String(s).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 // ---- the class picker ----
@@ -30,6 +32,8 @@ function chosenClass() {
   return picked === NEW ? $('p-new-class').value.trim().toLowerCase() : picked;
 }
 
+// The model's classes, then the other classes with photos, then "new class…". Until the person picks one, the
+// picker stands on the first class with photos, else the model's first class.
 function fillClasses() {
   const select = $('p-class');
   const previous = select.value;
@@ -37,7 +41,8 @@ function fillClasses() {
   for (const c of state.captures) if (!names.includes(c.name)) names.push(c.name);
   select.innerHTML = names.map((n) => `<option value="${esc(n)}">${esc(n)}</option>`).join('')
     + `<option value="${NEW}">new class…</option>`;
-  if (previous && [...select.options].some((o) => o.value === previous)) select.value = previous;
+  const start = state.captures.find((c) => c.count > 0)?.name ?? names[0] ?? NEW;
+  select.value = state.picked && [...select.options].some((o) => o.value === previous) ? previous : start;
   $('p-new-class').hidden = select.value !== NEW;
 }
 
@@ -47,7 +52,7 @@ async function loadCaptures() {
   try {
     const r = await apiJson('api/captures');
     state.captures = r.classes;
-    $('p-folder').textContent = r.folder;
+    $('p-folder').textContent = folderName(r.folder);
     drawCaptures();
     fillClasses();
   } catch (e) {
@@ -165,7 +170,8 @@ function showMerge() {
   const o = state.options;
   if (!o) return;
   $('p-fer2013-note').textContent = !o.fer2013.found
-    ? `FER2013 is not on disk (${o.fer2013.path}): your photos alone, the classes you did not photograph may be forgotten`
+    ? 'FER2013 is not on disk (ui.personalise.fer2013): your photos alone, the classes you did not photograph may be '
+      + 'forgotten'
     : $('p-fer2013').checked ? 'on disk: the other classes keep learning from it'
       : 'off: your photos alone, the classes you did not photograph may be forgotten';
 }
@@ -200,6 +206,17 @@ async function poll() {
   }
 }
 
+// What a job is doing, for its status line: "training, epoch 4 of 6" while the fourth epoch runs, counted from the
+// finished epochs (``history``; progress.json's ``epoch`` still names the last finished one until its next write),
+// "calibrating, 6 of 6 epochs done" after them, or the job's state.
+export function jobStage(job) {
+  if (job.state !== 'running') return job.state;
+  const epochs = job.epochs || 0;
+  const done = Math.max(job.history?.length || 0, job.epoch || 0);
+  if (job.phase === 'training') return `training, epoch ${Math.min(done + 1, epochs)} of ${epochs}`;
+  return done ? `${job.phase}, ${Math.min(done, epochs)} of ${epochs} epochs done` : job.phase;
+}
+
 function show(job) {
   state.job = job;
   const running = job.state === 'running';
@@ -207,9 +224,7 @@ function show(job) {
   $('p-cancel').hidden = !running;
   $('p-progress').hidden = false;
   root.dataset.job = job.state;
-  const epochs = job.epochs || 0;
-  const where = running ? `${job.phase}, epoch ${Math.min(job.epoch + 1, epochs)} of ${epochs}` : job.state;
-  $('p-state').textContent = `job ${job.id}: ${where}${job.error ? ` (${job.error})` : ''}`;
+  $('p-state').textContent = `job ${job.id}: ${jobStage(job)}${job.error ? ` (${job.error})` : ''}`;
   $('p-bar').value = job.steps ? job.step / job.steps : job.state === 'done' ? 1 : 0;
   $('p-epochs-table').tBodies[0].innerHTML = job.history.map((h) => `<tr><td>${h.epoch}</td>
     <td>${h.loss == null ? '–' : h.loss.toFixed(3)}</td><td>${pct(h.acc)}</td></tr>`).join('');
@@ -254,6 +269,8 @@ function drawReport(job) {
     : '<p class="dim">FER2013 is not on disk: forgetting of the other classes is not measured.</p>';
   box.innerHTML = `<h3>Did it help?</h3>
     <p>Your ${after.n} held-out photos: ${pct(before.accuracy)} → <b>${pct(after.accuracy)}</b></p>
+    ${report.note ? `<p class="p-note">${esc(report.note)}</p>` : ''}
+    ${report.kept ? `<p class="dim">Kept: ${esc(report.kept)}.</p>` : ''}
     <div class="p-matrices">${matrix('before', before, classes, rows, cols)}
       ${matrix('after', after, classes, rows, cols)}</div>
     ${fer}
@@ -286,7 +303,8 @@ export function startPersonalise(element) {
   root = element;
   root.classList.add('panel');
   root.innerHTML = `
-    <div class="panel-head"><h2>Teach it your face</h2><span class="dim" id="p-folder"></span></div>
+    <div class="panel-head"><h2>Teach it your face</h2>
+      <span class="dim p-folder" id="p-folder" title="the server's photo folder (ui.personalise.captures)"></span></div>
     <div class="p-row">
       <label>Class <select id="p-class"></select></label>
       <input id="p-new-class" placeholder="new class name" maxlength="32" hidden>
@@ -323,6 +341,7 @@ export function startPersonalise(element) {
   `;
 
   $('p-class').addEventListener('change', () => {
+    state.picked = true;
     $('p-new-class').hidden = $('p-class').value !== NEW;
     if ($('p-class').value === NEW) $('p-new-class').focus();
   });

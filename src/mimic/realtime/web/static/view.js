@@ -9,24 +9,59 @@ const CHART_S = 10;
 const view = $('view');
 const viewCtx = view.getContext('2d');
 
-function drawFace(ctx, face, selected) {
-  const [x, y, w, h] = face.box;
-  const color = rgb(classColor(face.label));
+const overlaps = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+
+// Where each face's label goes in a frame of ``width`` x ``height``; ``items`` are {box: [x, y, w, h], w, h, gap}
+// (the label's size and its distance from the box). A label sits above its box, else below it, else inside its top
+// edge, whichever is the first to fit in the frame and not cover a label placed before it; when none is free it slides
+// up or down past the labels in its way to the nearest free spot in the frame, and failing that stays where it would
+// have been. It never leaves the frame. Returns [{x, y, w, h}] in the items' order.
+export function placeLabels(items, width, height) {
+  const placed = [];
+  const free = (r) => !placed.some((p) => overlaps(r, p));
+  const fits = (r) => r.y >= 0 && r.y + r.h <= height;
+  for (const { box: [bx, by, bw, bh], w, h, gap } of items) {
+    const at = (y) => ({ x: Math.max(0, Math.min(bx - gap / 2, width - w)), y, w, h });
+    const spots = [by - gap - h, by + bh + gap, by + gap].map(at).filter(fits);
+    const first = spots[0] || at(Math.max(0, Math.min(by + gap, height - h)));
+    const slide = (down) => { // past each label in the way until free; null at the frame's edge
+      for (let r = first; ;) {
+        const hit = placed.find((p) => overlaps(r, p));
+        if (!hit) return r;
+        r = at(down ? hit.y + hit.h : hit.y - h);
+        if (!fits(r)) return null;
+      }
+    };
+    const nearest = () => [slide(true), slide(false)].filter(Boolean)
+      .sort((a, b) => Math.abs(a.y - first.y) - Math.abs(b.y - first.y))[0];
+    placed.push(spots.find(free) || nearest() || first);
+  }
+  return placed;
+}
+
+// Every face's box, then every label where placeLabels puts it (so no box is drawn over a label).
+function drawFaces(ctx, faces) {
   const lw = Math.max(3, Math.round(view.width / 213));
-  ctx.lineWidth = selected ? lw + 2 : lw;
-  ctx.strokeStyle = color;
-  ctx.strokeRect(x, y, w, h);
   const size = Math.max(14, Math.round(view.width / 40));
   ctx.font = `600 ${size}px system-ui, sans-serif`;
-  const text = `#${face.id} ${face.label} ${Math.round(face.confidence * 100)}%`;
-  const tw = ctx.measureText(text).width + size * 0.6;
   const th = Math.round(size * 1.35);
-  let ty = y - lw - th;
-  if (ty < 0) ty = y + lw; // no room above: inside the box, below its edge
-  ctx.fillStyle = 'rgba(10, 12, 16, 0.72)';
-  ctx.fillRect(x - lw / 2, ty, tw, th);
-  ctx.fillStyle = color;
-  ctx.fillText(text, x - lw / 2 + size * 0.3, ty + th * 0.75);
+  const texts = faces.map((f) => `#${f.id} ${f.label} ${Math.round(f.confidence * 100)}%`);
+  const spots = placeLabels(faces.map((f, i) => ({
+    box: f.box, w: ctx.measureText(texts[i]).width + size * 0.6, h: th, gap: lw,
+  })), view.width, view.height);
+  const selected = (f) => f.id === state.selected && faces.length > 1;
+  faces.forEach((f) => {
+    ctx.lineWidth = selected(f) ? lw + 2 : lw;
+    ctx.strokeStyle = rgb(classColor(f.label));
+    ctx.strokeRect(...f.box);
+  });
+  faces.forEach((f, i) => {
+    const { x, y, w, h } = spots[i];
+    ctx.fillStyle = 'rgba(10, 12, 16, 0.72)';
+    ctx.fillRect(x, y, w, h);
+    ctx.fillStyle = rgb(classColor(f.label));
+    ctx.fillText(texts[i], x + size * 0.3, y + h * 0.75);
+  });
 }
 
 export function drawFrame(image, result, annotated) {
@@ -35,16 +70,15 @@ export function drawFrame(image, result, annotated) {
     view.height = image.height;
   }
   viewCtx.drawImage(image, 0, 0);
-  for (const face of result.faces) {
-    if (!annotated) drawFace(viewCtx, face, face.id === state.selected && result.faces.length > 1);
-    else if (face.id === state.selected && result.faces.length > 1) { // the server drew the boxes: mark the choice
-      const [x, y, w, h] = face.box;
-      viewCtx.setLineDash([8, 6]);
-      viewCtx.lineWidth = 2;
-      viewCtx.strokeStyle = '#fff';
-      viewCtx.strokeRect(x - 6, y - 6, w + 12, h + 12);
-      viewCtx.setLineDash([]);
-    }
+  if (!annotated) drawFaces(viewCtx, result.faces);
+  const chosen = annotated && result.faces.length > 1 && result.faces.find((f) => f.id === state.selected);
+  if (chosen) { // the server drew the boxes: mark the choice
+    const [x, y, w, h] = chosen.box;
+    viewCtx.setLineDash([8, 6]);
+    viewCtx.lineWidth = 2;
+    viewCtx.strokeStyle = '#fff';
+    viewCtx.strokeRect(x - 6, y - 6, w + 12, h + 12);
+    viewCtx.setLineDash([]);
   }
   stats.drawn += 1;
   stats.lastDrawn = result;
