@@ -255,3 +255,65 @@ def test_the_folder_loader_frames_photos_as_the_model_does(shared_data, tmp_path
     (crop,) = source.load()["train"].images
     face = max(load_detector("yunet").detect(photo), key=lambda d: d.area)
     assert np.array_equal(crop, crop_face(photo, face, EYES)) and crop.shape == (48, 48, 3)
+
+
+# ---- photometric normalisation (issue 25) ---------------------------------------------------------------------------
+def _face(seed: int = 0) -> np.ndarray:
+    """A smooth, face-sized uint8 pattern with the spread of a FER2013 face (mean ~129, std ~50)."""
+    noise = np.random.default_rng(seed).normal(0, 1, (48, 48))
+    smooth = cv2.GaussianBlur(noise, (0, 0), 4)
+    return np.clip(129 + 50 * smooth / smooth.std(), 0, 255).astype(np.uint8)
+
+
+def test_photometric_none_is_todays_path_and_old_specs_read_as_none():
+    face = _face()
+    assert PreprocessSpec().photometric == "none"
+    old = {k: v for k, v in PreprocessSpec().to_dict().items() if k != "photometric"}  # a checkpoint before it
+    assert PreprocessSpec.from_dict(old).photometric == "none"
+    x = preprocess([face], PreprocessSpec()).numpy()
+    assert np.allclose(x, (face.astype(np.float32) / 255 - 0.5) / 0.5, atol=1e-6)
+    with pytest.raises(UserError, match="preprocess.photometric must be one of none, standardise, clahe, got 'hdr'"):
+        PreprocessSpec(photometric="hdr")
+
+
+def test_standardise_gives_a_dim_face_the_input_of_the_same_face_in_daylight():
+    spec = PreprocessSpec(photometric="standardise")
+    face = _face()
+    dim = np.clip(np.rint(face * 0.3), 0, 255).astype(np.uint8)  # a dim room: mean grey ~39
+    x, x_dim = preprocess([face, dim], spec).numpy()
+    assert abs(float(x.mean())) < 1e-5 and abs(float(x.std()) - 1) < 1e-4
+    assert np.abs(x - x_dim).max() < 0.12  # only the rounding of the dimmed copy differs
+    plain = preprocess([face, dim], PreprocessSpec()).numpy()
+    assert np.abs(plain[0] - plain[1]).mean() > 0.5  # without it the net sees two different faces
+    flat = preprocess([np.full((48, 48), 200, np.uint8)], spec).numpy()
+    assert np.isfinite(flat).all() and np.abs(flat).max() == 0  # a flat crop is not blown up
+    rgb = preprocess([cv2.cvtColor(face, cv2.COLOR_GRAY2BGR)], PreprocessSpec(channels=3, photometric="standardise"))
+    assert rgb.shape == (1, 3, 48, 48) and np.allclose(rgb[0, 0].numpy(), x, atol=1e-5)
+
+
+def test_clahe_brings_a_dim_faces_contrast_back():
+    spec = PreprocessSpec(photometric="clahe")
+    face = _face()
+    dim = np.clip(np.rint(face * 0.3), 0, 255).astype(np.uint8)
+    x, x_dim = preprocess([face, dim], spec).numpy()
+    plain = preprocess([face, dim], PreprocessSpec()).numpy()
+    assert float(x_dim.std()) > 1.5 * float(plain[1].std())  # the dim face's spread is stretched
+    assert np.corrcoef(x.ravel(), x_dim.ravel())[0, 1] > 0.9  # into the same face
+    rgb = preprocess([cv2.cvtColor(dim, cv2.COLOR_GRAY2BGR)], PreprocessSpec(channels=3, photometric="clahe"))
+    assert rgb.shape == (1, 3, 48, 48) and float(rgb.std()) > 1.5 * float(plain[1].std())
+
+
+def test_photometric_travels_in_the_checkpoint_and_its_onnx_export(tiny_checkpoint, tmp_path):
+    from mimic.models.onnx_export import export
+    from mimic.models.predictor import open_model
+
+    ckpt = torch.load(tiny_checkpoint, weights_only=True)
+    ckpt["hyper_parameters"]["preprocess"]["photometric"] = "standardise"
+    torch.save(ckpt, tmp_path / "std.ckpt")
+    export(tmp_path / "std.ckpt", tmp_path / "std.onnx")
+    dim = np.clip(np.rint(_face(1) * 0.25), 0, 255).astype(np.uint8)
+    by_torch = open_model(tmp_path / "std.ckpt", backend="torch")
+    by_onnx = open_model(tmp_path / "std.onnx")
+    assert by_torch.spec.photometric == by_onnx.spec.photometric == "standardise"
+    assert np.allclose(by_torch.predict_crops([dim]), by_onnx.predict_crops([dim]), atol=1e-5)
+    assert not np.allclose(by_torch.predict_crops([dim]), open_model(tiny_checkpoint).predict_crops([dim]), atol=1e-3)

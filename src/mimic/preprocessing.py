@@ -20,6 +20,14 @@ eye midpoint x 0.4977 (0.063, 0.500), y 0.3874 (0.069, 0.403); eye distance 0.34
 0.7533 (0.063, 0.751); eye-line tilt 0.21 degrees (1.9, 0.02): FER2013's faces are level, so the crop levels the eyes.
 Haar's box: crop side 1.0475 box widths (0.154, 1.021), crop centre minus box centre x 0.0001 (0.060, 0.000),
 y 0.0070 (0.056, 0.000) box widths. In 48x48 pixels the eyes sit at (15.5, 18.5) and (32.3, 18.7) on average.
+
+Photometric normalisation (``PreprocessSpec.photometric``), in `normalise`, after any training augmentation: ``"none"``
+(what every checkpoint before it was trained with) maps pixels through the spec's mean and std; ``"standardise"``
+gives each face zero mean and unit standard deviation over its own pixels (a face in a dim room, mean grey ~39 with a
+spread of ~20, reaches the net as a face in daylight does), its spread floored at `MIN_SPREAD` grey levels so a flat
+crop is not blown up into noise; ``"clahe"`` equalises each face's histogram locally (OpenCV's CLAHE, `CLAHE_CLIP`,
+`CLAHE_TILES`; RGB on its luminance) before the mean and std. It travels in the spec, so a checkpoint and its ONNX
+export (in the ``preprocess`` metadata: the graph's input is `normalise`'s output) are read the same way everywhere.
 """
 
 from __future__ import annotations
@@ -38,6 +46,9 @@ if TYPE_CHECKING:
     import torch
 
 FRAMINGS = ("box", "eyes")
+PHOTOMETRIC = ("none", "standardise", "clahe")
+MIN_SPREAD = 4.0  # grey levels: "standardise" divides by a face's standard deviation, or by this when it is smaller
+CLAHE_CLIP, CLAHE_TILES = 2.0, 4  # "clahe": the contrast limit and the tiles a side (12x12 pixels each at 48x48)
 EYE_X, EYE_Y, EYE_DISTANCE, MOUTH_Y = 0.4977, 0.3874, 0.3496, 0.7533  # measured: see the module docstring
 BOX_SCALE, BOX_X, BOX_Y = 1.0475, 0.0001, 0.0070
 
@@ -56,8 +67,9 @@ class PreprocessSpec:
     every side. eye_x, eye_y ("eyes"): where the midpoint of the eyes lands, eye_distance: the distance between the
     eyes, mouth_y: the height of the mouth's centre, all as fractions of the crop's side (x from the left, y from the
     top). box_scale, box_x, box_y ("eyes", a box without landmarks): the crop's side in box widths and its centre
-    minus the box's centre, in box widths. Every field is a number or a name, checked here: the spec also comes out
-    of checkpoint files.
+    minus the box's centre, in box widths. photometric: "none", "standardise" or "clahe" (see the module docstring;
+    "none", the default, is what a checkpoint that names none was trained with). Every field is a number or a name,
+    checked here: the spec also comes out of checkpoint files.
     """
 
     size: int = 48
@@ -73,6 +85,7 @@ class PreprocessSpec:
     box_scale: float = BOX_SCALE
     box_x: float = BOX_X
     box_y: float = BOX_Y
+    photometric: str = "none"
 
     def __post_init__(self) -> None:
         for name in ("size", "channels"):
@@ -85,6 +98,10 @@ class PreprocessSpec:
             raise PreprocessError(f"preprocess.size must be 8 to 1024 pixels, got {self.size}")
         if self.framing not in FRAMINGS:
             raise PreprocessError(f"preprocess.framing must be one of {', '.join(FRAMINGS)}, got {self.framing!r}")
+        if self.photometric not in PHOTOMETRIC:
+            raise PreprocessError(
+                f"preprocess.photometric must be one of {', '.join(PHOTOMETRIC)}, got {self.photometric!r}"
+            )
         for name, low, high in _RANGES:
             value = getattr(self, name)
             if not _is_number(value) or not low <= value <= high:
@@ -248,10 +265,30 @@ def to_model_image(crop: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
 
 
 def normalise(img: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """uint8 (H, W, C) or a batch (N, H, W, C) of the spec's size -> normalised float32 (C, H, W) / (N, C, H, W)."""
+    """uint8 (H, W, C) or a batch (N, H, W, C) of the spec's size -> normalised float32 (C, H, W) / (N, C, H, W),
+    through the spec's photometric normalisation."""
+    if spec.photometric == "standardise":
+        x = img.astype(np.float32)
+        axes = (-3, -2, -1)  # each face over all its pixels and channels
+        spread = np.maximum(x.std(axis=axes, keepdims=True), np.float32(MIN_SPREAD))
+        return np.ascontiguousarray(np.moveaxis((x - x.mean(axis=axes, keepdims=True)) / spread, -1, -3))
+    if spec.photometric == "clahe":
+        img = _clahe(img)
     mean = np.asarray(spec.mean, np.float32) * np.float32(255.0)
     std = np.asarray(spec.std, np.float32) * np.float32(255.0)
     return np.ascontiguousarray(np.moveaxis((img.astype(np.float32) - mean) / std, -1, -3))
+
+
+def _clahe(img: np.ndarray) -> np.ndarray:
+    """CLAHE on each uint8 (H, W, C) face of ``img`` (one or a batch): gray directly, RGB on its luminance (Lab)."""
+    if img.ndim == 4:
+        return np.stack([_clahe(face) for face in img])
+    clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=(CLAHE_TILES, CLAHE_TILES))
+    if img.shape[2] == 1:
+        return clahe.apply(np.ascontiguousarray(img[:, :, 0]))[:, :, None]
+    lab = cv2.cvtColor(img, cv2.COLOR_RGB2LAB)
+    lab[:, :, 0] = clahe.apply(np.ascontiguousarray(lab[:, :, 0]))
+    return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
 
 
 def preprocess_array(crops: np.ndarray | Sequence[np.ndarray], spec: PreprocessSpec) -> np.ndarray:

@@ -202,6 +202,7 @@ TRAIN: Table = {
     "model.preprocess.size": (whole(8), "48"),
     "model.preprocess.crop_margin": (number("[0, inf)"), "0.1"),
     "model.preprocess.framing": (one_of("box", "eyes"), "eyes"),
+    "model.preprocess.photometric": (one_of("none", "standardise", "clahe"), "standardise"),
     "finetune.ckpt": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/<best>.ckpt"),
     "finetune.head_init": (one_of("reset", "by_name"), "by_name"),
     "finetune.fer2013": (BOOL | one_of("auto"), "false"),

@@ -1,0 +1,137 @@
+"""How a model carries over to the faces a real camera sees (issue 25): FER2013's PrivateTest as given, dimmed as a dim
+room dims it, shrunk as a face across a room, and CK+48 (posed faces of another source); then the full path's gap and
+the classify cost from the two benchmarks that measure them. Every figure is seeded.
+
+    python scripts/bench/robustness.py [ckpt=<file.ckpt|file.onnx>] [data.path=../shared/data/fer2013/fer2013.csv.gz]
+                                       [ckplus=../shared/data/ckplus48] [seed=0] [faces=0] [full_path=1000]
+                                       [cost=true]
+
+No ``ckpt``: the bundled model. Rows, each through the model's own inference (`mimic.models.predictor.open_model`:
+its flip TTA and temperature, one thread):
+
+- ``as given``: PrivateTest's 48x48 crops (``faces``: a seeded sample of that many; 0: all 3,589).
+- ``dim x0.3, noise 3``: each pixel x 0.3 plus Gaussian noise of sigma 3, clipped and rounded to uint8 (mean grey ~39
+  instead of ~129); ``dim x0.2 + 5, noise 4`` likewise.
+- ``shrunk to 20 px``: down to 20x20 (area) and back up (linear): a face across a room.
+- ``CK+48``: the 927 faces of the six FER2013 classes it has (contempt left out), accuracy, balanced accuracy and each
+  class's recall. A measuring set only: never train on it or choose by it.
+- ``full path``: `benchmark_faces.py` on ``full_path`` PrivateTest faces pasted into frames (its "difference" rows:
+  detect, frame, classify against the same faces' direct crops); 0 skips it. A checkpoint or an ONNX file.
+- ``cost``: `benchmark_classify.py`'s ms per face, float and int8 on onnxruntime (a checkpoint only: it exports it).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from mimic.args import Key, boolean, parse
+from mimic.cli import user_errors
+from mimic.data.fer2013 import FER2013Source
+from mimic.errors import UserError
+from mimic.models.bundled import resolve_ckpt
+from mimic.models.onnx_model import is_onnx
+from mimic.models.predictor import open_model
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO.parent / "shared" / "data"
+KEYS = {
+    "ckpt": Key(str, None, "the model file (default: the bundled model)"),
+    "data.path": Key(Path, DATA / "fer2013" / "fer2013.csv.gz", "FER2013 (.csv, .csv.gz, .tar.gz or its folder)"),
+    "ckplus": Key(Path, DATA / "ckplus48", "CK+48's class folders (anger, disgust, ...)"),
+    "seed": Key(int, 0, "the seed of the noise and of any sample"),
+    "faces": Key(int, 0, "PrivateTest faces (a seeded sample); 0: all"),
+    "full_path": Key(int, 1000, "PrivateTest faces benchmark_faces.py pastes for the full path; 0: none"),
+    "cost": Key(boolean, True, "run benchmark_classify.py for the classify cost (a checkpoint only)"),
+}
+DIMMED = {"dim x0.3, noise 3": (0.3, 0.0, 3.0), "dim x0.2 + 5, noise 4": (0.2, 5.0, 4.0)}
+SHRUNK = 20
+CKPLUS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "sadness": "sad",
+          "surprise": "surprise"}  # fmt: skip
+
+
+def dimmed(faces: np.ndarray, gain: float, offset: float, sigma: float, seed: int) -> np.ndarray:
+    """``faces`` (uint8) x ``gain`` + ``offset`` plus Gaussian noise of ``sigma``, clipped and rounded to uint8."""
+    noise = np.random.default_rng(seed).normal(0.0, sigma, faces.shape)
+    return np.clip(np.rint(faces.astype(np.float64) * gain + offset + noise), 0, 255).astype(np.uint8)
+
+
+def shrunk(faces: np.ndarray, side: int) -> np.ndarray:
+    """Each face down to ``side`` pixels (area) and back to its size (linear)."""
+    h, w = faces.shape[1:3]
+    small = [cv2.resize(f, (side, side), interpolation=cv2.INTER_AREA) for f in faces]
+    return np.stack([cv2.resize(s, (w, h), interpolation=cv2.INTER_LINEAR) for s in small])
+
+
+def predicted(model, faces: np.ndarray) -> np.ndarray:
+    return np.concatenate([model.predict_crops(list(faces[i : i + 256])).argmax(1) for i in range(0, len(faces), 256)])
+
+
+def ckplus(folder: Path, class_names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """CK+48's faces of the classes both it and the model have, their labels (the model's indices) and those classes."""
+    if not folder.is_dir():
+        raise UserError(f"ckplus={folder}: no such folder (CK+48's class folders: anger, disgust, ...)")
+    faces, labels, classes = [], [], []
+    for theirs, ours in CKPLUS.items():
+        files = sorted((folder / theirs).glob("*.png"))
+        if ours not in class_names or not files:
+            continue
+        classes.append(ours)
+        for file in files:
+            face = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+            if face is None:
+                raise UserError(f"{file}: not an image OpenCV can read")
+            faces.append(face)
+            labels.append(class_names.index(ours))
+    return np.stack(faces), np.asarray(labels), classes
+
+
+def row(name: str, labels: np.ndarray, guess: np.ndarray, names: list[str], base: float | None = None) -> float:
+    acc = 100 * float(np.mean(guess == labels))
+    recalls = {names[c]: 100 * float(np.mean(guess[labels == c] == c)) for c in np.unique(labels)}
+    versus = f"{acc - base:+6.1f}" if base is not None else f"{'':>6}"
+    balanced = float(np.mean(list(recalls.values())))
+    per_class = " ".join(f"{k[:3]} {v:3.0f}" for k, v in recalls.items())
+    print(f"{name:<24}{len(labels):>6}{acc:>8.1f}{versus}{balanced:>10.1f}   {per_class}")
+    return acc
+
+
+def main(argv: list[str] | None = None) -> None:
+    with user_errors():
+        args = parse(argv, KEYS, __doc__)
+        path = resolve_ckpt(args.ckpt)
+        model = open_model(path, threads=1)
+        test = FER2013Source(args.data_path).load()["test"]
+        ck_faces, ck_labels, ck_classes = ckplus(args.ckplus, list(model.class_names))
+    names = list(model.class_names)
+    faces, labels = np.asarray(test.images), np.asarray(test.labels)
+    if args.faces:
+        pick = np.sort(np.random.default_rng(args.seed).permutation(len(labels))[: args.faces])
+        faces, labels = faces[pick], labels[pick]
+    size = path.stat().st_size / 1e6
+    print(f"{path} ({size:.2f} MB): {model.backend}, flip TTA {model.tta_flip}, seed {args.seed}")
+    print(f"{'faces':<24}{'n':>6}{'acc %':>8}{'vs':>6}{'balanced':>10}   recall % per class")
+    base = row("PrivateTest as given", labels, predicted(model, faces), names)
+    for k, (name, (gain, offset, sigma)) in enumerate(DIMMED.items()):
+        row(name, labels, predicted(model, dimmed(faces, gain, offset, sigma, args.seed + k)), names, base)
+    row(f"shrunk to {SHRUNK} px", labels, predicted(model, shrunk(faces, SHRUNK)), names, base)
+    row(f"CK+48, {len(ck_classes)} classes", ck_labels, predicted(model, ck_faces), names)
+    sys.stdout.flush()
+    bench = REPO / "scripts" / "bench"
+    if args.full_path:
+        print("\nfull path against direct crops (benchmark_faces.py; its 'difference' column):", flush=True)
+        settings = [f"faces={args.full_path}", "empty=0", "webcam=0", "clips=0", f"seed={args.seed}"]
+        subprocess.run([sys.executable, bench / "benchmark_faces.py", f"data={args.data_path}", f"ckpt={path}",
+                        *settings], check=False)  # fmt: skip
+    if args.cost and not is_onnx(path):
+        print("\nclassify cost (benchmark_classify.py; ms per face):", flush=True)
+        subprocess.run([sys.executable, bench / "benchmark_classify.py", f"ckpt={path}",
+                        f"data.path={args.data_path}", "repeats=200"], check=False)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

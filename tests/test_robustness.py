@@ -1,0 +1,42 @@
+"""scripts/bench/robustness.py (issue 25): the dimmed and shrunk copies of faces are what its rows say, seeded; and on
+the real data it prints every row for a model file."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+from conftest import load_script
+
+bench = load_script("bench/robustness")
+
+
+def test_dimming_is_gain_offset_and_seeded_noise_clipped_to_uint8():
+    faces = np.full((4, 48, 48), 129, np.uint8)
+    assert (bench.dimmed(faces, 0.3, 0.0, 0.0, seed=0) == 39).all()  # round(129 x 0.3) = 39: a dim room's grey
+    noisy = bench.dimmed(faces, 0.3, 0.0, 3.0, seed=1)
+    assert noisy.dtype == np.uint8 and abs(float(noisy.mean()) - 38.7) < 0.3 and 2.5 < float(noisy.std()) < 3.5
+    assert (noisy == bench.dimmed(faces, 0.3, 0.0, 3.0, seed=1)).all()
+    assert not (noisy == bench.dimmed(faces, 0.3, 0.0, 3.0, seed=2)).all()
+    dark = bench.dimmed(np.zeros((1, 8, 8), np.uint8), 0.2, 5.0, 40.0, seed=0)
+    assert dark.min() == 0 and dark.max() <= 255  # clipped, not wrapped
+
+
+def test_shrinking_to_20_px_keeps_the_size_and_loses_the_detail():
+    checker = (np.indices((48, 48)).sum(0) % 2 * 255).astype(np.uint8)[None]
+    face = cv2.GaussianBlur(np.random.default_rng(0).integers(0, 256, (1, 48, 48)).astype(np.uint8)[0], (0, 0), 3)
+    out = bench.shrunk(np.concatenate([checker, face[None]]), 20)
+    assert out.shape == (2, 48, 48) and out.dtype == np.uint8
+    assert out[0].std() < 10  # 1-px detail is gone
+    assert np.abs(out[1].astype(int) - face).mean() < 6  # a smooth face survives
+
+
+@pytest.mark.slow  # reads FER2013 and CK+48
+def test_the_benchmark_prints_every_row_for_a_model(shared_data, capsys):
+    bench.main([f"data.path={shared_data / 'fer2013' / 'fer2013.csv.gz'}", f"ckplus={shared_data / 'ckplus48'}",
+                "faces=100", "full_path=0", "cost=false"])  # fmt: skip
+    out = capsys.readouterr().out
+    for name in ("PrivateTest as given", "dim x0.3, noise 3", "dim x0.2 + 5, noise 4", "shrunk to 20 px"):
+        assert f"{name}" in out and "   100 " in out.split(name)[1].split("\n")[0]
+    ck = out.split("CK+48, 6 classes")[1].split("\n")[0]
+    assert "   927 " in ck and "ang" in ck and "sur" in ck
