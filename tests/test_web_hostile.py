@@ -188,6 +188,28 @@ def test_a_log_deleted_from_disk_answers_404(client):
         assert response.status_code == 404 and "no longer on disk" in response.json()["error"]
 
 
+# ------------------------------------------------------------------------------------------------------ 6. secrets
+def test_the_token_is_redacted_wherever_hydra_saves_it_and_nothing_else_is():
+    from mimic.realtime.web.server import REDACTED, _redacted
+
+    saved = {
+        "ui": {"token": 12345678, "name": "web", "host": "127.0.0.1"},  # a number stays a number in config.yaml
+        "task": ["ui=web", "ui.token=12345678", "+ui.token='12345678'"],
+        "override_dirname": "ui.token=12345678,ui=web",
+        "note": "123456789",
+    }
+    assert _redacted(saved, "12345678") == {
+        "ui": {"token": REDACTED, "name": "web", "host": "127.0.0.1"},
+        "task": ["ui=web", f"ui.token={REDACTED}", f"+ui.token={REDACTED}"],
+        "override_dirname": f"ui.token={REDACTED},ui=web",
+        "note": "123456789",
+    }
+    assert _redacted({"ui": {"name": "web", "token": "web"}, "o": ["ui=web", "ui.token=web"]}, "web") == {
+        "ui": {"name": "web", "token": REDACTED},
+        "o": ["ui=web", f"ui.token={REDACTED}"],
+    }  # a short token: only where it is the token's value
+
+
 # ------------------------------------------------------------------------------------------------------ 7. openapi
 def test_the_api_schema_needs_the_token(tmp_path, tiny_checkpoint):
     with TestClient(create_app(web_cfg(tmp_path, tiny_checkpoint), token="s3cret-token")) as client:

@@ -99,14 +99,13 @@ REDACTED = "<redacted>"
 
 
 def _redacted(value: Any, token: str) -> Any:
-    """``value`` (YAML data) with ``token`` replaced wherever it is a value or an override's (``ui.token=...``)."""
+    """``value`` (YAML data) with ``token`` replaced where it is the value of a ``token`` key or of an override
+    (``ui.token=...``, in Hydra's override lists and ``override_dirname``)."""
     if isinstance(value, dict):
-        return {k: _redacted(v, token) for k, v in value.items()}
+        return {k: REDACTED if k == "token" and str(v) == token else _redacted(v, token) for k, v in value.items()}
     if isinstance(value, list):
         return [_redacted(v, token) for v in value]
     if isinstance(value, str):
-        if value == token:
-            return REDACTED
         quoted = "|".join(re.escape(q + token + q) for q in ("", "'", '"'))
         return re.sub(rf"(token=)(?:{quoted})(?=,|$)", rf"\g<1>{REDACTED}", value)
     return value
