@@ -43,7 +43,9 @@ def render_samples(
     cols: int = 8,
     scale: int = 2,
 ) -> np.ndarray:
-    """Grid of input crops (de-normalised) captioned 'pred p' in green when right, red when wrong. RGB uint8."""
+    """Grid of input crops (de-normalised through the spec's mean and std: a ``photometric: standardise`` face shows
+    as the net sees it, at mid grey with its own spread) captioned 'pred p' in green when right, red when wrong. RGB
+    uint8."""
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1) * 255
     std = torch.tensor(spec.std).view(1, -1, 1, 1) * 255
     imgs = (x.float() * std + mean).clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
