@@ -26,7 +26,9 @@ import pytest
 from conftest import REPO, load_script
 from fastapi.testclient import TestClient
 from test_personalise import face_frames, make_app, post_photo, wait
+from test_realtime_app import patches  # noqa: F401  (the fixture test_web_browser's camera needs)
 from test_web_api import CLASSES, free_port, jpeg, rows_of, web_cfg
+from test_web_browser import browser, camera, model_file, server, wait_for  # noqa: F401  (fixtures)
 
 from mimic.data.synthetic import draw_scene
 from mimic.job_data import snapshot
@@ -517,6 +519,110 @@ def test_a_job_from_two_photos_per_class_without_fer2013_runs_to_done(client, tm
     assert done["model"]["id"] in {m["id"] for m in client.get("/api/models").json()["models"]}
 
 
+# ------------------------------------------------------------------------------------------------------ 11. the page
+def with_module(driver, name: str, function: str):
+    """``function`` (a JS function of a module) called with the page's own ES module ``static/<name>`` (the instance
+    the page runs: the same URL); its value."""
+    return driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"import(new URL('static/{name}', location.href).href).then((m) => done(({function})(m)),"
+        " (e) => done({error: String(e)}));"
+    )
+
+
+@pytest.mark.slow  # a real server and Chromium (test_web_browser.py's fixtures)
+def test_the_page_says_each_thing_once_and_in_its_place(server, browser, tmp_path):  # noqa: F811
+    """What a first visit shows: the class picker on a real class, the personalise heading on one line with the
+    captures folder's name and no server path anywhere, the model picker's short lines shown whole, labels inside the
+    frame and off each other, the running epoch, and why the face panel's label is not the top bar."""
+    driver = browser
+    driver.get(server)
+    wait_for(driver, "window.mimicStats && mimicStats.lastDrawn && mimicStats.lastDrawn.faces.length", 90, "face")
+    wait_for(driver, "document.getElementById('p-fer2013-note').textContent", 20, "the fine-tuning options")
+    wait_for(driver, "document.getElementById('p-folder').textContent", 20, "the photos")
+
+    # the class picker starts on the model's first class (no photos yet), not on "new class…"
+    picker = driver.execute_script(
+        "return {value: document.getElementById('p-class').value, classes: mimic.classes,"
+        " box: !document.getElementById('p-new-class').hidden}"
+    )
+    assert picker["value"] == picker["classes"][0] and not picker["box"], picker
+
+    # the heading on one line, with the captures folder's name; no server path on the page
+    head = driver.execute_script(
+        "const h = document.querySelector('#personalise .panel-head h2'), head = h.parentElement;"
+        "return {h: h.getBoundingClientRect().height, head: head.getBoundingClientRect().height,"
+        " line: parseFloat(getComputedStyle(h).lineHeight), folder: document.getElementById('p-folder').textContent,"
+        " html: document.documentElement.outerHTML, text: document.body.innerText}"
+    )
+    assert head["h"] < 1.5 * head["line"] and head["head"] < 1.5 * head["line"] + 4, head
+    assert head["folder"] == "webcam/"
+    for path in (str(tmp_path), str(REPO)):
+        assert path not in head["html"] and path not in head["text"]
+    assert "ui.personalise.fer2013" in driver.find_element("id", "p-fer2013-note").text
+
+    # the model picker: each thing once ("bundled · 70.0%"), its longest line shown whole
+    models = {m["id"]: m for m in driver.execute_script("return mimic.models")}
+    options = driver.execute_script(
+        "const s = document.getElementById('model-picker'), style = getComputedStyle(s);"
+        "const ctx = document.createElement('canvas').getContext('2d'); ctx.font = style.font;"
+        "return {options: [...s.options].map((o) => [o.value, o.text]), room: s.clientWidth"
+        " - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) - 16,"
+        " widest: Math.max(...[...s.options].map((o) => ctx.measureText(o.text).width))}"
+    )
+    for model_id, text in options["options"]:
+        m = models[model_id]
+        accuracy = "" if m["accuracy"] is None else f" · {m['accuracy'] * 100:.1f}%"
+        assert text == ("bundled" if m["kind"] == "bundled" else m["name"]) + accuracy, text
+        assert "(bundled)" not in text
+    assert options["widest"] <= options["room"], options
+
+    # labels: inside the frame, off the labels placed before them (above the box, else below, else inside its top)
+    placed = with_module(
+        driver,
+        "view.js",
+        "(m) => m.placeLabels([[100, 100, 80, 80], [110, 105, 80, 80], [120, 110, 80, 80], [600, 2, 40, 40],"
+        " [-20, 470, 60, 20], [0, 0, 640, 480], [0, 0, 640, 480]].map((box) => ({box, w: 120, h: 24, gap: 4})),"
+        " 640, 480)",
+    )
+    rects = [(r["x"], r["y"], r["w"], r["h"]) for r in placed]
+    assert rects[:4] == [(98, 72, 120, 24), (108, 189, 120, 24), (118, 114, 120, 24), (520, 46, 120, 24)]
+    for i, (x, y, w, h) in enumerate(rects):
+        assert 0 <= x <= 640 - w and 0 <= y <= 480 - h, rects[i]
+        for x2, y2, w2, h2 in rects[:i]:
+            assert x + w <= x2 or x2 + w2 <= x or y + h <= y2 or y2 + h2 <= y, (rects[i], (x2, y2, w2, h2))
+
+    # a job's status line: the epoch that runs, not the last one finished
+    stages = with_module(
+        driver,
+        "personalise.js",
+        "(m) => [[0, 0, 'training'], [3, 3, 'training'], [3, 4, 'training'], [6, 6, 'calibrating']]"
+        ".map(([epoch, done, phase]) => m.jobStage({state: 'running', phase, epoch, epochs: 6,"
+        " history: Array(done).fill({})})).concat(m.jobStage({state: 'done', epoch: 6, epochs: 6, history: []}))",
+    )
+    assert stages == [
+        "training, epoch 1 of 6",
+        "training, epoch 4 of 6",
+        "training, epoch 5 of 6",
+        "calibrating, 6 of 6 epochs done",
+        "done",
+    ]
+
+    # the face panel says why its label is not the top bar: the smoothing margin of GET /api/info
+    margin = driver.execute_script("return mimic.apiJson('api/info').then((i) => i.smoothing.margin)")
+    notes = with_module(
+        driver,
+        "panels.js",
+        "(m) => { const c = mimic.classes, face = (top) => ({id: 99, label: c[0], confidence: 0.4, probs: {},"
+        " smoothed: Object.fromEntries(c.map((n, i) => [n, i === 0 ? 0.4 : i === 1 ? top : 0.2 / (c.length - 2)]))});"
+        " const note = () => document.getElementById('face-note').textContent;"
+        " m.showFace(face(0.45)); const held = note(); m.showFace(face(0.3)); return [held, note()]; }",
+    )
+    assert notes == [f"held until another class leads by {round(margin * 100)} points", ""], notes
+    problems = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not problems, problems
+
+
 # ------------------------------------------------------------------------------------------------------ real server
 class Server:
     """``python realtime.py ui=web`` in a subprocess: its printed address and its output lines."""
@@ -555,11 +661,11 @@ def test_a_loopback_host_serves_its_printed_address_and_its_token_stays_off_disk
     """host=127.0.0.2 (loopback: its Host name is accepted, others still refused) with a given token: the printed
     address loads the page and the API, and the token is not in any file of the run folder."""
     token = "my-secret-token-4711"
-    server = Server(tmp_path, tiny_checkpoint, f"ui.token={token}", host="127.0.0.2")
+    live = Server(tmp_path, tiny_checkpoint, f"ui.token={token}", host="127.0.0.2")
     try:
-        base = server.url.split("?")[0]
-        assert base.startswith("http://127.0.0.2:") and server.url == f"{base}?token={token}"
-        page = urllib.request.urlopen(server.url, timeout=30)
+        base = live.url.split("?")[0]
+        assert base.startswith("http://127.0.0.2:") and live.url == f"{base}?token={token}"
+        page = urllib.request.urlopen(live.url, timeout=30)
         assert page.status == 200 and b"<html" in page.read().lower()
         info = urllib.request.urlopen(f"{base}api/info?token={token}", timeout=30)
         assert json.load(info)["classes"] == CLASSES
@@ -571,7 +677,7 @@ def test_a_loopback_host_serves_its_printed_address_and_its_token_stays_off_disk
             urllib.request.urlopen(request, timeout=30)
         assert refused.value.code == 400
     finally:
-        server.stop()
+        live.stop()
     saved = list((tmp_path / "run").rglob("*"))
     assert any(p.name == "overrides.yaml" for p in saved)
     for path in saved:
@@ -587,11 +693,11 @@ def test_closed_connections_give_their_memory_back(tmp_path, tiny_checkpoint):
     ~200 MB, most of it never given back), leave the server's memory within 100 MB of where the first left it."""
     from websockets.sync.client import connect
 
-    server = Server(tmp_path, tiny_checkpoint)
+    live = Server(tmp_path, tiny_checkpoint)
     frame = jpeg()
 
     def connection(stack: contextlib.ExitStack) -> None:
-        ws = stack.enter_context(connect(f"ws://127.0.0.1:{server.port}/ws/live", open_timeout=30))
+        ws = stack.enter_context(connect(f"ws://127.0.0.1:{live.port}/ws/live", open_timeout=30))
         json.loads(ws.recv(timeout=30))
         ws.send(frame)
         assert "faces" in json.loads(ws.recv(timeout=30))
@@ -599,7 +705,7 @@ def test_closed_connections_give_their_memory_back(tmp_path, tiny_checkpoint):
     try:
         with contextlib.ExitStack() as stack:
             connection(stack)
-        warm = rss_mb(server.proc.pid)
+        warm = rss_mb(live.proc.pid)
         for _ in range(100):
             with contextlib.ExitStack() as stack:
                 connection(stack)
@@ -608,23 +714,23 @@ def test_closed_connections_give_their_memory_back(tmp_path, tiny_checkpoint):
                 for _ in range(15):
                     connection(stack)
         time.sleep(1)
-        assert rss_mb(server.proc.pid) < warm + 100
+        assert rss_mb(live.proc.pid) < warm + 100
     finally:
-        out = server.stop()
+        out = live.stop()
     assert "error in a request" not in out and "Traceback" not in out
 
 
 @pytest.mark.slow  # two minutes of four clients against the real server
 def test_soak_four_clients_at_once(tmp_path, tiny_checkpoint):
     bench = load_script("bench/benchmark_web")
-    server = Server(tmp_path, tiny_checkpoint)
+    live = Server(tmp_path, tiny_checkpoint)
     try:
-        start = rss_mb(server.proc.pid)
+        start = rss_mb(live.proc.pid)
         frames = [jpeg(), jpeg(2)]
-        results = bench.four_clients(server.port, frames, bench.big_frame(2048 * 2048), seconds=60)
-        end = rss_mb(server.proc.pid)
+        results = bench.four_clients(live.port, frames, bench.big_frame(2048 * 2048), seconds=60)
+        end = rss_mb(live.proc.pid)
     finally:
-        out = server.stop()
+        out = live.stop()
     for r in results:
         assert r["sent"] > 0 and r["answers"] == r["sent"] and not r["errors"], r["kind"]
     paced = [r for r in results if r["kind"] == "paced"]
