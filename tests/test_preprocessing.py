@@ -176,6 +176,8 @@ def test_framing_travels_in_the_checkpoint(tiny_checkpoint, tmp_path):
         ("eye_distance", 3, "preprocess.eye_distance must be a number from 0.01 to 1.0, got 3"),
         ("box_scale", float("nan"), "preprocess.box_scale must be a number"),
         ("mouth_y", 0.2, "preprocess.mouth_y (0.2) must be larger than eye_y"),
+        ("photometric", "${oc.env:HOME}", "preprocess.photometric must be one of none, standardise, clahe"),
+        ("photometric", {"_target_": "os.system"}, "preprocess.photometric must be one of none, standardise, clahe"),
     ],
 )
 def test_a_bad_framing_value_is_a_clear_error(key, value, message, tiny_checkpoint, tmp_path):

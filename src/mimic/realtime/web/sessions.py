@@ -40,7 +40,7 @@ from mimic.realtime.result import FrameResult
 from mimic.realtime.sources import open_source
 from mimic.realtime.web.catalog import Catalog, ModelEntry
 from mimic.realtime.web.errors import error_answer, parse_json
-from mimic.realtime.web.frames import decode
+from mimic.realtime.web.frames import Decoded, decode
 from mimic.realtime.web.inbox import Command, Frame, Inbox, Reply
 
 
@@ -222,13 +222,13 @@ class Sessions:
         self.worker.shutdown(wait=True)
 
     @staticmethod
-    def step(conn: Connection, image: np.ndarray, t: float, n: int, t0: float, scale: float = 1.0) -> tuple:
+    def step(conn: Connection, image: np.ndarray, t: float, n: int, t0: float, sent: Decoded | None = None) -> tuple:
         """Frame ``n`` through the connection's pipeline: the result and the answer (``t0``: when work on it began;
-        ``scale``: the image is the frame sent, shrunk by this)."""
+        ``sent``: the frame as the client sent it, of which ``image`` may be a shrunk copy)."""
         pipeline = conn.pipeline
-        result = pipeline.step(image, t, scale=scale)
+        result = pipeline.step(image, t, scale=sent.scale if sent else 1.0)
         ms = (time.perf_counter() - t0) * 1000
-        shape = image.shape if scale == 1.0 else (round(image.shape[0] / scale), round(image.shape[1] / scale))
+        shape = (sent.height, sent.width) if sent else image.shape
         return result, answer(n, result, pipeline.class_names, conn.entry.id, shape, ms)
 
     def process(self, conn: Connection, frame: Frame) -> dict:
@@ -239,7 +239,7 @@ class Sessions:
         except ValueError as e:
             return {"frame": frame.n, "error": str(e)}
         frame.data = b""
-        return self.step(conn, sent.image, frame.time, frame.n, t0, sent.scale)[1]
+        return self.step(conn, sent.image, frame.time, frame.n, t0, sent)[1]
 
     async def command(self, conn: Connection, text: str) -> dict:
         """A text message: ``{"model": id}`` switches the connection's model."""
