@@ -121,3 +121,45 @@ def test_no_training_images_is_an_error_only_when_fitting():
     assert list(dm.ids("test")) == list("abcd")
     with pytest.raises(DataError, match="no training images"):
         dm.setup("fit")
+
+
+def test_soft_targets_follow_the_class_mapping_and_reach_the_loss():
+    """A source's soft targets (FER+ votes) are remapped onto the run's classes by name and renormalised; a source
+    without them gets one-hot rows; only training batches carry them (fifth), and the training loss is the
+    cross-entropy against them, not against the hard labels."""
+    from mimic.models.classifier import EmotionClassifier
+
+    labels = np.arange(70) % 7
+    fer = ArraySource("fer2013", FER2013_CLASSES, labels)
+    votes = np.full((70, 7), 0.1, np.float32)
+    votes[np.arange(70), labels] = 0.4  # each row: 0.4 on its label, 0.1 on each other class
+    votes[3] = np.eye(7)[0]  # a happy face the crowd called angry, a class this run lacks: it stays happy, one-hot
+    fer.splits["train"].targets = votes
+    web = ArraySource("webcam", ["neutral", "happy", "sad"], np.arange(30) % 3, with_val=False, start=100)
+    classes = ["happy", "sad", "neutral"]
+    dm = EmotionDataModule({"fer2013": fer, "webcam": web}, classes, val_fraction=0.2, seed=1, batch_size=256)
+    dm.setup("fit")
+    data = dm.data["train"]
+    from_fer = data["sources"] == 0
+    # a FER2013 happy row: 0.4 happy, 0.1 sad, 0.1 neutral of the 0.6 left -> 2/3, 1/6, 1/6
+    happy = from_fer & (data["labels"] == 0)
+    rows = data["targets"][happy]
+    assert rows.tolist().count([1, 0, 0]) == 1  # the one the crowd called angry
+    np.testing.assert_allclose(rows[rows[:, 0] < 1], np.tile([2 / 3, 1 / 6, 1 / 6], (len(rows) - 1, 1)), atol=1e-6)
+    np.testing.assert_array_equal(data["targets"][~from_fer], np.eye(3, dtype=np.float32)[data["labels"][~from_fer]])
+    x, y, src, index, target = next(iter(dm.train_dataloader()))
+    assert target.shape == (len(y), 3) and target.dtype == torch.float32
+    assert len(next(iter(dm.val_dataloader()))) == 4
+    model = EmotionClassifier(
+        net={"_target_": "mimic.models.small_cnn.small_cnn", "widths": [4, 8, 8], "hidden": 8},
+        class_names=classes,
+        label_smoothing=0.0,
+    )
+    seen, loss_of = [], model.loss
+    model.loss = lambda logits, t: seen.append(t) or loss_of(logits, t)
+    model.training_step((x, y, src, index, target), 0)
+    assert seen[0] is target
+    logits = torch.randn(len(y), 3, generator=torch.Generator().manual_seed(0))
+    want = -(target * torch.log_softmax(logits, 1)).sum(1).mean()
+    assert float(loss_of(logits, target)) == pytest.approx(float(want), rel=1e-5)
+    assert float(loss_of(logits, target)) != pytest.approx(float(loss_of(logits, y)), rel=1e-2)

@@ -335,6 +335,46 @@ def test_ferplus_row_count_and_order_mismatch(tmp_path: Path) -> None:
         FER2013Source(f, labels="fer+")
 
 
+def test_ferplus_votes_as_soft_training_targets(tmp_path: Path) -> None:
+    """ferplus_votes=w: the training split's targets are (1-w) one-hot(FER2013 label) + w FER+'s votes over the 7
+    classes (contempt, unknown, NF left out); FER+'s non-faces leave training; val and test keep FER2013's labels."""
+    rows = make_rows(len(FERPLUS_CASES) * 3)
+    rows = [(e, px, "Training") if i < len(FERPLUS_CASES) else (e, px, u) for i, (e, px, u) in enumerate(rows)]
+    f = write(tmp_path / "fer2013.csv", rows)
+    write_ferplus(tmp_path / "fer2013new.csv", [u for *_, u in rows], FERPLUS_CASES * 3)
+    plain = FER2013Source(f, cache_dir=tmp_path / "c").load()
+    src = FER2013Source(f, cache_dir=tmp_path / "c", ferplus_votes=0.75)
+    assert src.class_names == FER2013_CLASSES
+    splits = src.load()
+    for split in ("val", "test"):
+        assert splits[split].targets is None and splits[split].labels.tolist() == plain[split].labels.tolist()
+    train = splits["train"]
+    # the first 9 rows are Training, one per case: e.png (NF wins alone) and the nameless row leave; i.png (NF 4 of
+    # 10, not alone the largest? it is: 4 > 3) leaves too
+    kept = [i for i, (name, votes, _) in enumerate(FERPLUS_CASES) if name and not (votes[9] > max(votes[:9]))]
+    kept += [i for i in range(len(FERPLUS_CASES), len(rows)) if rows[i][2] == "Training"]
+    assert train.labels.tolist() == [rows[i][0] for i in kept]
+    assert train.meta["dropped"] == {"not_a_face": len(FERPLUS_CASES) - 6}
+    order = [FERPLUS_CLASSES.index(c) for c in FER2013_CLASSES]  # FER+ file columns for angry ... neutral
+    for row, target in zip(kept, train.targets, strict=True):
+        votes = np.array(FERPLUS_CASES[row % len(FERPLUS_CASES)][1], float)[order]
+        onehot = np.eye(7)[rows[row][0]]
+        crowd = votes / votes.sum() if votes.sum() else onehot
+        np.testing.assert_allclose(target, 0.25 * onehot + 0.75 * crowd, atol=1e-6)
+        assert target.dtype == np.float32 and abs(target.sum() - 1) < 1e-5
+    # b.png: 1 neutral and 9 contempt votes: the crowd's part is all neutral
+    b = kept.index(1)
+    assert train.targets[b][FER2013_CLASSES.index("neutral")] == pytest.approx(0.75 + 0.25 * (rows[1][0] == 6))
+
+
+@pytest.mark.parametrize("votes", [-0.1, 1.5, "half", True])
+def test_ferplus_votes_out_of_range(tmp_path: Path, votes) -> None:
+    with pytest.raises(DataError, match="ferplus_votes"):
+        FER2013Source(tmp_path / "x.csv", ferplus_votes=votes)
+    with pytest.raises(DataError, match="labels=ferplus"):
+        FER2013Source(tmp_path / "x.csv", labels="ferplus", ferplus_votes=0.5)
+
+
 # ----------------------------------------------------------------------------------------------------- real data
 
 

@@ -40,3 +40,14 @@ def test_the_benchmark_prints_every_row_for_a_model(shared_data, capsys):
         assert f"{name}" in out and "   100 " in out.split(name)[1].split("\n")[0]
     ck = out.split("CK+48, 6 classes")[1].split("\n")[0]
     assert "   927 " in ck and "ang" in ck and "sur" in ck
+    plus = out.split("FER+ majority labels")[1].split("\n")[0]  # all of PrivateTest that FER+ gives a 7-class label
+    assert 3000 < int(plus.split()[0]) < 3589
+
+
+@pytest.mark.slow  # reads FER2013
+def test_choosing_on_publictest_leaves_ck_plus_out(shared_data, tmp_path, capsys):
+    bench.main([f"data.path={shared_data / 'fer2013' / 'fer2013.csv.gz'}", f"ckplus={tmp_path / 'none'}",
+                f"ferplus={tmp_path / 'none.csv'}", "split=val", "faces=50", "full_path=0"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert "PublicTest as given" in out and "shrunk to 20 px" in out
+    assert "CK+48" not in out and "FER+" not in out and "classify cost" not in out

@@ -2,7 +2,7 @@
 
     python scripts/bench/benchmark_faces.py [data=../shared/data/fer2013/fer2013.csv.gz] [faces=1000] [empty=1500]
                                             [webcam=300] [clips=30] [seed=0]
-                                            [ckpt=<file.ckpt> [spec.<field>=<value> ...]]
+                                            [ckpt=<file.ckpt> [spec.<field>=<value> ...]] [split=test]
 
 Frames (640x480, seeded, made on the fly):
 - face frames: a PrivateTest face (``faces`` of them, sampled) enlarged to 15-60% of the frame's height and pasted at
@@ -35,7 +35,8 @@ shrinking), a fresh detector per clip: the old default, the default as the live 
 
 With ``ckpt=``: the full path (detect, `mimic.preprocessing.crop_face`, classify with
 `mimic.models.predictor.Predictor`) on the face frames, for Haar and YuNet as in src/mimic/conf/detector/yunet.yaml,
-against the same faces' 48x48 crops given directly (`Predictor.predict_crops`); a missed face counts as wrong. The
+against the same faces' 48x48 crops given directly (``split=val``: PublicTest's faces in place of PrivateTest's, to
+choose a recipe by) (`Predictor.predict_crops`); a missed face counts as wrong. The
 ``square`` rows give the pasted face's own square cut from the frame (no detector, no framing; tilted faces stay
 tilted): the part of the gap that enlarging, pasting, noise and resizing back cost before any detector is involved.
 The ``scaled`` rows (eye framing) frame YuNet's found faces with their landmarks' centre and tilt but the pasted
@@ -58,6 +59,7 @@ from mimic.args import Key, parse
 from mimic.cli import user_errors
 from mimic.data.fer2013 import FER2013Source
 from mimic.detectors import load_detector
+from mimic.errors import UserError
 from mimic.faces import Detection, FaceDetector
 
 REPO = Path(__file__).resolve().parents[2]
@@ -198,13 +200,15 @@ def dark_frame(rng: np.random.Generator) -> np.ndarray:
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
 
+SPLIT_NAMES = {"test": "PrivateTest", "val": "PublicTest"}
 KEYS = {
     "data": Key(str, str(REPO.parent / "shared" / "data" / "fer2013" / "fer2013.csv.gz"), "FER2013"),
-    "faces": Key(int, 1000, "PrivateTest faces pasted, upright and tilted"),
+    "faces": Key(int, 1000, "PrivateTest (split=val: PublicTest) faces pasted, upright and tilted"),
     "empty": Key(int, 1500, "face-free frames of each kind"),
     "webcam": Key(int, 300, "faces pasted at webcam size"),
     "clips": Key(int, 30, "video clips"),
     "seed": Key(int, 0, "seed of the faces, frames and clips"),
+    "split": Key(str, "test", "the faces pasted: test (PrivateTest) or val (PublicTest, to choose by)"),
     "ckpt": Key(str, None, "also measure the full path's accuracy with this model"),
 }
 
@@ -295,8 +299,10 @@ def main(argv: list[str] | None = None) -> None:
     with user_errors():
         args = parse(argv, KEYS, __doc__, extra="spec.", extra_help="spec.<field>=<value>")
         spec_overrides = {k.removeprefix("spec."): yaml.safe_load(v) for k, v in (w.split("=", 1) for w in args.extra)}
+        if args.split not in SPLIT_NAMES:
+            raise UserError(f"split={args.split}: choose test (PrivateTest) or val (PublicTest)")
         splits = FER2013Source(args.data).load()
-    test, tiles = splits["test"], np.asarray(splits["train"].images)
+    test, tiles = splits[args.split], np.asarray(splits["train"].images)
     rng = np.random.default_rng(args.seed)
     pick = rng.choice(len(test.labels), size=min(args.faces, len(test.labels)), replace=False)
     faces, labels = np.asarray(test.images)[pick], test.labels[pick]
@@ -365,8 +371,9 @@ def main(argv: list[str] | None = None) -> None:
             run(kind, _finish(background(tiles, r), r) if kind == "textured" else dark_frame(r))
 
     print(
-        f"\n{len(faces)} PrivateTest faces (seed {args.seed}, {100 * can_find.mean():.1f}% findable) pasted upright "
-        f"and tilted up to ±20° at 15-60% of the frame's height, the first {n_webcam} also at 30-80% (webcam); "
+        f"\n{len(faces)} {SPLIT_NAMES[args.split]} faces (seed {args.seed}, {100 * can_find.mean():.1f}% findable) "
+        f"pasted upright and tilted up to ±20° at 15-60% of the frame's height, the first {n_webcam} also at 30-80% "
+        f"(webcam); "
         f"{args.empty} face-free frames of each kind; 640x480; every frame a full scan; OpenCV threads "
         f"{cv2.getNumThreads()}; {time.monotonic() - start:.0f} s"
     )

@@ -4,19 +4,25 @@ the classify cost from the two benchmarks that measure them. Every figure is see
 
     python scripts/bench/robustness.py [ckpt=<file.ckpt|file.onnx>] [data.path=../shared/data/fer2013/fer2013.csv.gz]
                                        [ckplus=../shared/data/ckplus48] [seed=0] [faces=0] [full_path=1000]
-                                       [cost=true]
+                                       [cost=true] [split=test] [ferplus=../shared/data/ferplus/fer2013new.csv]
 
 No ``ckpt``: the bundled model. Rows, each through the model's own inference (`mimic.models.predictor.open_model`:
 its flip TTA and temperature, one thread):
 
-- ``as given``: PrivateTest's 48x48 crops (``faces``: a seeded sample of that many; 0: all 3,589).
+- ``as given``: PrivateTest's 48x48 crops (``faces``: a seeded sample of that many; 0: all 3,589). ``split=val``:
+  PublicTest's instead (here and in the full path), for choosing between models (recipes, levers, epochs); CK+48 and
+  the cost are then left out, so that nothing is chosen by CK+48.
+- ``FER+ majority``: the same faces scored against FER+'s crowd labels (plurality of ten votes; the faces whose
+  plurality is contempt, unknown, not a face or a tie left out), so a change of training labels shows; skipped when
+  ``ferplus`` is not there.
 - ``dim x0.3, noise 3``: each pixel x 0.3 plus Gaussian noise of sigma 3, clipped and rounded to uint8 (mean grey ~39
   instead of ~129); ``dim x0.2 + 5, noise 4`` likewise.
 - ``shrunk to 20 px``: down to 20x20 (area) and back up (linear): a face across a room.
 - ``CK+48``: the 927 faces of the six FER2013 classes it has (contempt left out), accuracy, balanced accuracy and each
   class's recall. A measuring set only: never train on it or choose by it.
-- ``full path``: `benchmark_faces.py` on ``full_path`` PrivateTest faces pasted into frames (its "difference" rows:
-  detect, frame, classify against the same faces' direct crops); 0 skips it. A checkpoint or an ONNX file.
+- ``full path``: `benchmark_faces.py` on ``full_path`` PrivateTest (or PublicTest) faces pasted into frames (its
+  "difference" rows: detect, frame, classify against the same faces' direct crops); 0 skips it. A checkpoint or an
+  ONNX file.
 - ``cost``: `benchmark_classify.py`'s ms per face, float and int8 on onnxruntime (a checkpoint only: it exports it).
 """
 
@@ -33,6 +39,7 @@ from mimic.args import Key, boolean, parse
 from mimic.cli import user_errors
 from mimic.data.fer2013 import FER2013Source
 from mimic.errors import UserError
+from mimic.labels import FERPLUS_CLASSES, remap
 from mimic.models.bundled import resolve_ckpt
 from mimic.models.onnx_model import is_onnx
 from mimic.models.predictor import open_model
@@ -47,7 +54,10 @@ KEYS = {
     "faces": Key(int, 0, "PrivateTest faces (a seeded sample); 0: all"),
     "full_path": Key(int, 1000, "PrivateTest faces benchmark_faces.py pastes for the full path; 0: none"),
     "cost": Key(boolean, True, "run benchmark_classify.py for the classify cost (a checkpoint only)"),
+    "split": Key(str, "test", "test (PrivateTest: the outcome) or val (PublicTest: to choose by)"),
+    "ferplus": Key(Path, DATA / "ferplus" / "fer2013new.csv", "FER+'s fer2013new.csv, for the FER+ majority row"),
 }
+SPLITS = {"test": "PrivateTest", "val": "PublicTest"}
 DIMMED = {"dim x0.3, noise 3": (0.3, 0.0, 3.0), "dim x0.2 + 5, noise 4": (0.2, 5.0, 4.0)}
 SHRUNK = 20
 CKPLUS = {"anger": "angry", "disgust": "disgust", "fear": "fear", "happy": "happy", "sadness": "sad",
@@ -90,6 +100,14 @@ def ckplus(folder: Path, class_names: list[str]) -> tuple[np.ndarray, np.ndarray
     return np.stack(faces), np.asarray(labels), classes
 
 
+def majority(args, class_names) -> tuple[np.ndarray, np.ndarray]:
+    """The split's faces that FER+'s plurality gives one of the model's classes, and those labels (its indices)."""
+    data = FER2013Source(args.data_path, labels="ferplus", ferplus_path=args.ferplus).load()[args.split]
+    labels = remap(data.labels, FERPLUS_CLASSES, class_names)
+    keep = labels >= 0
+    return np.asarray(data.images)[keep], labels[keep]
+
+
 def row(name: str, labels: np.ndarray, guess: np.ndarray, names: list[str], base: float | None = None) -> float:
     acc = 100 * float(np.mean(guess == labels))
     recalls = {names[c]: 100 * float(np.mean(guess[labels == c] == c)) for c in np.unique(labels)}
@@ -103,10 +121,15 @@ def row(name: str, labels: np.ndarray, guess: np.ndarray, names: list[str], base
 def main(argv: list[str] | None = None) -> None:
     with user_errors():
         args = parse(argv, KEYS, __doc__)
+        if args.split not in SPLITS:
+            raise UserError(f"split={args.split}: choose test (PrivateTest) or val (PublicTest)")
+        choosing = args.split == "val"
         path = resolve_ckpt(args.ckpt)
         model = open_model(path, threads=1)
-        test = FER2013Source(args.data_path).load()["test"]
-        ck_faces, ck_labels, ck_classes = ckplus(args.ckplus, list(model.class_names))
+        test = FER2013Source(args.data_path).load()[args.split]
+        plus = majority(args, model.class_names) if args.ferplus.is_file() else None
+        if not choosing:
+            ck_faces, ck_labels, ck_classes = ckplus(args.ckplus, list(model.class_names))
     names = list(model.class_names)
     faces, labels = np.asarray(test.images), np.asarray(test.labels)
     if args.faces:
@@ -115,19 +138,23 @@ def main(argv: list[str] | None = None) -> None:
     size = path.stat().st_size / 1e6
     print(f"{path} ({size:.2f} MB): {model.backend}, flip TTA {model.tta_flip}, seed {args.seed}")
     print(f"{'faces':<24}{'n':>6}{'acc %':>8}{'vs':>6}{'balanced':>10}   recall % per class")
-    base = row("PrivateTest as given", labels, predicted(model, faces), names)
+    base = row(f"{SPLITS[args.split]} as given", labels, predicted(model, faces), names)
+    if plus is not None:
+        row("  FER+ majority labels", plus[1], predicted(model, plus[0]), names)
     for k, (name, (gain, offset, sigma)) in enumerate(DIMMED.items()):
         row(name, labels, predicted(model, dimmed(faces, gain, offset, sigma, args.seed + k)), names, base)
     row(f"shrunk to {SHRUNK} px", labels, predicted(model, shrunk(faces, SHRUNK)), names, base)
-    row(f"CK+48, {len(ck_classes)} classes", ck_labels, predicted(model, ck_faces), names)
+    if not choosing:
+        row(f"CK+48, {len(ck_classes)} classes", ck_labels, predicted(model, ck_faces), names)
     sys.stdout.flush()
     bench = REPO / "scripts" / "bench"
     if args.full_path:
         print("\nfull path against direct crops (benchmark_faces.py; its 'difference' column):", flush=True)
         settings = [f"faces={args.full_path}", "empty=0", "webcam=0", "clips=0", f"seed={args.seed}"]
+        settings.append(f"split={args.split}")
         subprocess.run([sys.executable, bench / "benchmark_faces.py", f"data={args.data_path}", f"ckpt={path}",
                         *settings], check=False)  # fmt: skip
-    if args.cost and not is_onnx(path):
+    if args.cost and not is_onnx(path) and not choosing:
         print("\nclassify cost (benchmark_classify.py; ms per face):", flush=True)
         subprocess.run([sys.executable, bench / "benchmark_classify.py", f"ckpt={path}",
                         f"data.path={args.data_path}", "repeats=200"], check=False)  # fmt: skip

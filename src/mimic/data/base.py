@@ -29,17 +29,25 @@ class SplitData:
     images: uint8, either an array (N, H, W) / (N, H, W, C) or a list of N arrays of any size (gray or BGR).
     labels: int64 (N,), indices into the source's ``class_names``.
     paths: optional per-image origin (file path or "file:row") for error messages and de-duplication.
+    targets: optional float32 (N, number of the source's classes): the training target per image as a distribution
+    over the source's classes (soft labels, e.g. FER+'s votes), each row summing to 1; None: ``labels`` one-hot.
+    ``labels`` stay the hard labels that metrics and stratification use.
     """
 
     images: np.ndarray | list[np.ndarray]
     labels: np.ndarray
     paths: list[str] | None = None
     meta: dict = field(default_factory=dict)
+    targets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=np.int64)
         if len(self.images) != len(self.labels):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.targets is not None:
+            self.targets = np.asarray(self.targets, dtype=np.float32)
+            if self.targets.ndim != 2 or len(self.targets) != len(self.labels):
+                raise ValueError(f"targets of shape {self.targets.shape} for {len(self.labels)} labels")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -48,7 +56,8 @@ class SplitData:
         index = np.asarray(index, dtype=np.int64)
         images = self.images[index] if isinstance(self.images, np.ndarray) else [self.images[i] for i in index]
         paths = [self.paths[i] for i in index] if self.paths is not None else None
-        return SplitData(images, self.labels[index], paths, dict(self.meta))
+        targets = self.targets[index] if self.targets is not None else None
+        return SplitData(images, self.labels[index], paths, dict(self.meta), targets)
 
 
 class Source(Protocol):

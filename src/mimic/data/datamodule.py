@@ -33,10 +33,13 @@ log = logging.getLogger(__name__)
 
 class FaceDataset(Dataset):
     """uint8 faces already in the model's size; ``transform`` (albumentations) runs per image, normalisation per
-    batch in ``collate``."""
+    batch in ``collate``. ``targets``: soft training targets (N, classes), returned as a fifth item when given."""
 
-    def __init__(self, images: np.ndarray, labels: np.ndarray, sources: np.ndarray, transform=None) -> None:
+    def __init__(
+        self, images: np.ndarray, labels: np.ndarray, sources: np.ndarray, transform=None, targets=None
+    ) -> None:
         self.images, self.labels, self.sources, self.transform = images, labels, sources, transform
+        self.targets = targets
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -47,14 +50,18 @@ class FaceDataset(Dataset):
             img = self.transform(image=img)["image"]
             if img.ndim == 2:
                 img = img[:, :, None]
+        if self.targets is not None:
+            return img, self.labels[i], self.sources[i], i, self.targets[i]
         return img, self.labels[i], self.sources[i], i
 
 
 def collate(items: list, spec: PreprocessSpec) -> tuple[torch.Tensor, ...]:
-    """Stack uint8 images and normalise the whole batch at once (a `functools.partial` of it pickles for workers)."""
-    imgs, labels, sources, index = zip(*items)
+    """Stack uint8 images and normalise the whole batch at once (a `functools.partial` of it pickles for workers).
+    A batch is (x, labels, sources, index), and the soft targets fifth when the dataset has them."""
+    imgs, labels, sources, index, *targets = zip(*items)
     x = image_to_tensor(np.stack(imgs), spec)
-    return x, torch.as_tensor(np.array(labels)), torch.as_tensor(np.array(sources)), torch.tensor(index)
+    batch = x, torch.as_tensor(np.array(labels)), torch.as_tensor(np.array(sources)), torch.tensor(index)
+    return (*batch, torch.as_tensor(np.stack(targets[0]))) if targets else batch
 
 
 def _to_spec(images: np.ndarray | list[np.ndarray], spec: PreprocessSpec) -> np.ndarray:
@@ -171,6 +178,9 @@ class EmotionDataModule(L.LightningDataModule):
         data = {}
         for split, items in parts.items():
             items = [it for it in items if len(it["labels"])]
+            if any("targets" in it for it in items):  # soft targets from one source: the others' labels one-hot
+                eye = np.eye(len(self.classes), dtype=np.float32)
+                items = [it if "targets" in it else {**it, "targets": eye[it["labels"]]} for it in items]
             if items:
                 data[split] = {key: np.concatenate([it[key] for it in items]) for key in items[0]}
         if "test" not in data and "val" in data and self.test_split == "test":
@@ -186,12 +196,15 @@ class EmotionDataModule(L.LightningDataModule):
             msg = "%s/%s: dropped %d of %d images whose class is not in %s"
             log.log(level, msg, name, split, int((~keep).sum()), len(labels), self.classes)
             sd = sd.subset(np.flatnonzero(keep))
-        return {
+        out = {
             "images": _to_spec(sd.images, self.spec),
             "labels": labels[keep],
             "sources": np.full(int(keep.sum()), k, np.int64),
             "ids": np.array(sd.paths, object),
         }
+        if sd.targets is not None and split == "train":
+            out["targets"] = _map_targets(sd.targets, out["labels"], source.class_names, self.classes)
+        return out
 
     def batch_limits(self, trainer: Mapping[str, Any]) -> dict[str, int]:
         """The ``trainer.limit_<split>_batches`` fractions that round to no batch of this data, as one batch each
@@ -226,7 +239,9 @@ class EmotionDataModule(L.LightningDataModule):
         if split not in self._loaded():
             raise DataError(f"no {split!r} split in sources {self.source_names}")
         d = self.data[split]
-        return FaceDataset(d["images"], d["labels"], d["sources"], self.transform if augment else None)
+        return FaceDataset(
+            d["images"], d["labels"], d["sources"], self.transform if augment else None, d.get("targets")
+        )
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self.dataset(split, augment=train)
@@ -272,6 +287,22 @@ def datamodule_from_config(data: DictConfig, classes: Sequence[str] | None = Non
         return instantiate(cfg)
     cfg.pop("classes", None)
     return instantiate(cfg, _partial_=True)(classes=list(classes))
+
+
+def _map_targets(
+    targets: np.ndarray, labels: np.ndarray, source_classes: Sequence[str], classes: Sequence[str]
+) -> np.ndarray:
+    """Soft targets over a source's classes as targets over the run's ``classes`` (by name, ``labels`` already
+    mapped): the mass on classes the run lacks is left out and each row renormalised; a row with nothing left (all
+    its mass on such classes) is its label one-hot."""
+    src = [canonical(n) for n in source_classes]
+    out = np.zeros((len(targets), len(classes)), np.float32)
+    for j, name in enumerate(classes):
+        if canonical(name) in src:
+            out[:, j] = targets[:, src.index(canonical(name))]
+    total = out.sum(axis=1, keepdims=True)
+    onehot = np.eye(len(classes), dtype=np.float32)[labels]
+    return np.where(total > 0, out / np.maximum(total, 1e-12), onehot).astype(np.float32)
 
 
 def _with_ids(sd: SplitData, prefix: str) -> SplitData:

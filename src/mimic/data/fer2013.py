@@ -30,7 +30,7 @@ from mimic.data.fer2013_files import (
     read_folders,
     split_dir,
 )
-from mimic.data.ferplus import ferplus_splits, find_ferplus
+from mimic.data.ferplus import ferplus_splits, find_ferplus, read_votes, usage_codes, vote_targets
 from mimic.io import atomic_write
 from mimic.io import cache_dir as user_cache_dir
 from mimic.labels import FER2013_CLASSES, FERPLUS_CLASSES
@@ -47,6 +47,11 @@ class FER2013Source:
     ``path`` is ``fer2013.csv``, ``fer2013.csv.gz``, ``fer2013.tar.gz``, a directory holding one of those (or a
     ``fer2013/`` folder with it), or a directory in the image-folder layout. ``ferplus_path`` is fer2013new.csv; when
     left out it is looked for beside the CSV and in ``../ferplus/``.
+
+    ``ferplus_votes`` (0 to 1, FER2013 labels and the CSV only): the training split's targets become soft, FER+'s
+    ten votes per face beside FER2013's label, weighted so (`mimic.data.ferplus.vote_targets`: contempt, unknown and
+    NF votes left out; 1 puts the votes in place of the label), and the training faces FER+ calls not a face are
+    dropped. Validation and test keep FER2013's labels, so their figures stay comparable with every other run.
     """
 
     def __init__(
@@ -56,9 +61,21 @@ class FER2013Source:
         ferplus_path: str | Path | None = None,
         cache_dir: str | Path | None = None,
         name: str = "fer2013",
+        ferplus_votes: float = 0.0,
     ) -> None:
         if labels not in ("fer2013", "ferplus"):
             raise DataError(f"FER2013Source: labels={labels!r}; use 'fer2013' (7 classes) or 'ferplus' (8 classes).")
+        if isinstance(ferplus_votes, bool) or not isinstance(ferplus_votes, int | float) or not 0 <= ferplus_votes <= 1:
+            raise DataError(
+                f"data.sources.{name}.ferplus_votes={ferplus_votes!r}: give a number from 0 (FER2013's labels only) to "
+                f"1 (FER+'s votes in place of them)."
+            )
+        if ferplus_votes and labels == "ferplus":
+            raise DataError(
+                f"data.sources.{name}: ferplus_votes mixes FER+'s votes into FER2013's labels; with labels=ferplus the "
+                f"labels are FER+'s already. Set ferplus_votes=0 or labels=fer2013."
+            )
+        self.ferplus_votes = float(ferplus_votes)
         self.path = Path(path).expanduser()
         self.labels = labels
         self.ferplus_path = Path(ferplus_path).expanduser() if ferplus_path is not None else None
@@ -73,10 +90,10 @@ class FER2013Source:
         """Splits ``train``/``val``/``test`` (CSV) or ``train``/``test`` (image folders); parsed once, then cached."""
         kind, found = locate(self.path)
         if kind == "folders":
-            if self.labels == "ferplus":
+            if self.labels == "ferplus" or self.ferplus_votes:
                 raise DataError(
                     f"{found}: FER+ labels need the FER2013 CSV (they map onto its rows by order), not the image "
-                    f"folders; set data.path to fer2013.csv or use labels=fer2013."
+                    f"folders; set data.path to fer2013.csv, or use labels=fer2013 and ferplus_votes=0."
                 )
             files = list_folders(found)
             stats = [(str(f), *_stat(f)) for _, _, f in files]
@@ -91,7 +108,29 @@ class FER2013Source:
             paths = {s: [f"{origin}:{line}" for line in arrays[f"{s}_lines"].tolist()] for s in SPLIT_NAMES}
         meta = {"source": self.name, "origin": origin, "dropped": {}}
         # a CSV without PublicTest rows has no val split: the datamodule makes one
-        return {s: SplitData(arrays[f"{s}_images"], arrays[f"{s}_labels"], p, meta) for s, p in paths.items() if p}
+        out = {s: SplitData(arrays[f"{s}_images"], arrays[f"{s}_labels"], p, meta) for s, p in paths.items() if p}
+        if self.ferplus_votes and "train" in out:
+            out["train"] = self._with_votes(out["train"], arrays, find_ferplus(found, self.ferplus_path), origin)
+        return out
+
+    def _with_votes(self, train: SplitData, arrays: dict, path: Path, origin: str) -> SplitData:
+        votes, named = read_votes(path, usage_codes(arrays), origin)
+        index = arrays["train_index"]
+        targets, keep = vote_targets(votes[index], named[index], train.labels, self.class_names, self.ferplus_votes)
+        log.info(
+            "%s train: FER+ votes as soft targets (weight %g, %s); %d of %d rows dropped as not a face",
+            self.name,
+            self.ferplus_votes,
+            path,
+            int((~keep).sum()),
+            len(keep),
+        )
+        kept = np.flatnonzero(keep)
+        out = train.subset(kept)
+        out.targets = targets[kept]
+        out.meta["labels_from"] = f"FER2013 labels with FER+ votes (weight {self.ferplus_votes:g}) from {path}"
+        out.meta["dropped"] = {"not_a_face": int((~keep).sum())}
+        return out
 
 
 # --------------------------------------------------------------------------------------------------- finding the data

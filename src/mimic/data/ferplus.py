@@ -44,11 +44,7 @@ def ferplus_splits(arrays: dict[str, np.ndarray], path: Path, origin: str, name:
     """The splits of FER2013's parsed CSV (`mimic.data.fer2013_files.read_csv`'s ``arrays``, from ``origin``)
     relabelled by the FER+ votes in ``path``, for the source named ``name``; each split's dropped rows counted by
     reason in its meta."""
-    n_rows = sum(len(arrays[f"{s}_index"]) for s in SPLIT_NAMES)
-    usage = np.empty(n_rows, np.int8)
-    for code, split in enumerate(SPLIT_NAMES):
-        usage[arrays[f"{split}_index"]] = code
-    labels, reasons = read_ferplus(path, usage, origin)
+    labels, reasons = read_ferplus(path, usage_codes(arrays), origin)
     out = {}
     for split in SPLIT_NAMES:
         index = arrays[f"{split}_index"]
@@ -67,6 +63,14 @@ def ferplus_splits(arrays: dict[str, np.ndarray], path: Path, origin: str, name:
     return {split: data for split, data in out.items() if len(data)}
 
 
+def usage_codes(arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """Each FER2013 CSV row's split code (0 train, 1 val, 2 test), from `read_csv`'s ``arrays``."""
+    usage = np.empty(sum(len(arrays[f"{s}_index"]) for s in SPLIT_NAMES), np.int8)
+    for code, split in enumerate(SPLIT_NAMES):
+        usage[arrays[f"{split}_index"]] = code
+    return usage
+
+
 def read_ferplus(path: Path, usage: np.ndarray, fer_origin: str = "fer2013.csv") -> tuple[np.ndarray, np.ndarray]:
     """FER+ majority labels for the FER2013 rows (indices into ``FERPLUS_CLASSES``) and per row why it is dropped.
 
@@ -75,6 +79,43 @@ def read_ferplus(path: Path, usage: np.ndarray, fer_origin: str = "fer2013.csv")
     alone); the reason is "" for a kept row. ``usage`` (codes 0 train, 1 val, 2 test per FER2013 row) checks that the
     two files list the same rows in the same order.
     """
+    votes, named = read_votes(path, usage, fer_origin)
+    top = votes.max(axis=1)
+    winner = votes.argmax(axis=1)
+    n_emotions = len(FERPLUS_CLASSES)
+    reasons = np.full(len(votes), "", dtype="<U10")
+    reasons[winner == n_emotions] = "unknown"
+    reasons[winner == n_emotions + 1] = "nf"
+    reasons[(votes == top[:, None]).sum(axis=1) > 1] = "tie"
+    reasons[~named] = "not_a_face"
+    return np.where(winner < n_emotions, winner, -1), reasons
+
+
+def vote_targets(
+    votes: np.ndarray, named: np.ndarray, labels: np.ndarray, classes: tuple[str, ...], weight: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Soft training targets over ``classes`` from FER+'s votes, beside or in place of the hard ``labels``.
+
+    target = (1 - weight) * one-hot(label) + weight * (the row's votes for ``classes``, normalised). Votes for
+    classes outside ``classes`` (for FER2013's seven: contempt), "unknown" and "NF" are left out, so the target is
+    the crowd's split between the emotions the model has. A row with no vote for any of ``classes`` keeps its
+    one-hot label. Returns (targets float32 (N, len(classes)), keep): ``keep`` is False for the rows FER+ says are
+    not faces (no image name, or NF the largest count alone), which a training split should drop.
+    """
+    cols = [FERPLUS_CLASSES.index(canonical(c)) for c in classes]
+    picked = votes[:, cols].astype(np.float64)
+    total = picked.sum(axis=1, keepdims=True)
+    onehot = np.eye(len(classes))[labels]
+    crowd = np.where(total > 0, picked / np.maximum(total, 1), onehot)
+    nf = len(FERPLUS_CLASSES) + 1
+    nf_wins = (votes.argmax(axis=1) == nf) & ((votes == votes.max(axis=1, keepdims=True)).sum(axis=1) == 1)
+    return ((1 - weight) * onehot + weight * crowd).astype(np.float32), named & ~nf_wins
+
+
+def read_votes(path: Path, usage: np.ndarray, fer_origin: str = "fer2013.csv") -> tuple[np.ndarray, np.ndarray]:
+    """FER+'s votes per FER2013 row: int64 (N, 10), the columns ``FERPLUS_CLASSES`` then unknown and NF, and a bool
+    (N,): the row has an image name (FER+ leaves it empty for a row that is not a face). ``usage`` (codes 0 train,
+    1 val, 2 test per FER2013 row) checks that the two files list the same rows in the same order."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
@@ -116,12 +157,4 @@ def read_ferplus(path: Path, usage: np.ndarray, fer_origin: str = "fer2013.csv")
             f"{list(USAGES)[usage[i]]}; the files do not list the same rows in the same order "
             f"({len(mismatch)} rows differ)."
         )
-    top = votes.max(axis=1)
-    winner = votes.argmax(axis=1)
-    n_emotions = len(FERPLUS_CLASSES)
-    reasons = np.full(len(rows), "", dtype="<U10")
-    reasons[winner == n_emotions] = "unknown"
-    reasons[winner == n_emotions + 1] = "nf"
-    reasons[(votes == top[:, None]).sum(axis=1) > 1] = "tie"
-    reasons[np.array([not r[i_name].strip() for _, r in rows], dtype=bool)] = "not_a_face"
-    return np.where(winner < n_emotions, winner, -1), reasons
+    return votes, np.array([bool(r[i_name].strip()) for _, r in rows], dtype=bool)

@@ -169,6 +169,7 @@ class EmotionClassifier(L.LightningModule):
                 self.val_source_acc[name] = MulticlassAccuracy(len(self.class_names), average="micro")
 
     def loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against class indices, or against soft targets (float, one distribution per row)."""
         return F.cross_entropy(
             logits.float(), y, weight=self.class_weight, label_smoothing=self.hparams.label_smoothing
         )
@@ -176,7 +177,7 @@ class EmotionClassifier(L.LightningModule):
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
         logits = self(x)
-        loss = self.loss(logits, y)
+        loss = self.loss(logits, batch[4] if len(batch) > 4 else y)  # soft targets (FER+ votes) when the data has them
         if not torch.isfinite(loss):
             raise self._diverged(loss, batch_idx)
         acc = (logits.argmax(1) == y).float().mean()
