@@ -349,8 +349,8 @@ def test_ferplus_votes_as_soft_training_targets(tmp_path: Path) -> None:
     for split in ("val", "test"):
         assert splits[split].targets is None and splits[split].labels.tolist() == plain[split].labels.tolist()
     train = splits["train"]
-    # the first 9 rows are Training, one per case: e.png (NF wins alone) and the nameless row leave; i.png (NF 4 of
-    # 10, not alone the largest? it is: 4 > 3) leaves too
+    # the first 9 rows are Training, one per case: the nameless row leaves, and so do e.png and i.png, where NF is
+    # the largest count alone (9 of 10; 4 against 3 and 3)
     kept = [i for i, (name, votes, _) in enumerate(FERPLUS_CASES) if name and not (votes[9] > max(votes[:9]))]
     kept += [i for i in range(len(FERPLUS_CASES), len(rows)) if rows[i][2] == "Training"]
     assert train.labels.tolist() == [rows[i][0] for i in kept]
