@@ -309,13 +309,15 @@ def test_second_looks_find_faces_the_scan_scores_low_and_no_false_ones(fer_frame
 
 
 def test_the_face_benchmark_prints_the_full_path_against_direct_crops(shared_data, capsys):
-    """benchmark_faces.py end to end on a few real PrivateTest faces with the bundled model: the accuracy table has
+    """benchmark_faces.py end to end on a few real PrivateTest faces with the bundled model (``ckpt=bundled``, as
+    robustness.py and benchmark_classify.py take it): the accuracy table has
     Haar, YuNet, YuNet's framing at the pasted face's scale and the pasted square for every kind of frame, each
     against the direct crops, and the faces YuNet found by how far their crop reaches past the pasted face."""
     bench = load_script("bench/benchmark_faces")
     data = shared_data / "fer2013" / "fer2013.csv.gz"
-    bench.main([f"data={data}", "faces=6", "webcam=3", "empty=2", "clips=0", f"ckpt={bundled_path()}"])
+    bench.main([f"data={data}", "faces=6", "webcam=3", "empty=2", "clips=0", "ckpt=bundled"])
     out = capsys.readouterr().out
+    assert f"accuracy of {bundled_path()}\n" in out
     rows = re.findall(
         r"^(haar|yunet|scaled|square) +(upright|tilted|webcam) +([\d.]+) +([\d.]+) +([+-][\d.]+)", out, re.M
     )

@@ -2,7 +2,7 @@
 
     python scripts/bench/benchmark_faces.py [data=../shared/data/fer2013/fer2013.csv.gz] [faces=1000] [empty=1500]
                                             [webcam=300] [clips=30] [seed=0]
-                                            [ckpt=<file.ckpt> [spec.<field>=<value> ...]] [split=test]
+                                            [ckpt=<file.ckpt|file.onnx|bundled> [spec.<field>=<value> ...]] [split=test]
 
 Frames (640x480, seeded, made on the fly):
 - face frames: a PrivateTest face (``faces`` of them, sampled) enlarged to 15-60% of the frame's height and pasted at
@@ -209,7 +209,7 @@ KEYS = {
     "clips": Key(int, 30, "video clips"),
     "seed": Key(int, 0, "seed of the faces, frames and clips"),
     "split": Key(str, "test", "the faces pasted: test (PrivateTest) or val (PublicTest, to choose by)"),
-    "ckpt": Key(str, None, "also measure the full path's accuracy with this model"),
+    "ckpt": Key(str, None, "also measure the full path's accuracy with this model (a .ckpt, an .onnx, or bundled)"),
 }
 
 
@@ -316,13 +316,15 @@ def main(argv: list[str] | None = None) -> None:
     tallies = {"haar": Tally(), **{(mw, t): Tally() for mw in MAX_WIDTHS for t in THRESHOLDS}}
     tallies.update({name: Tally() for name in LOOKING})
 
-    predictor, spec, correct, reach = None, None, {}, {}
+    predictor, spec, model_file, correct, reach = None, None, None, {}, {}
     if args.ckpt:  # torch is imported only then: the detectors are timed without it
+        from mimic.models.bundled import resolve_ckpt
         from mimic.models.predictor import Predictor
         from mimic.preprocessing import crop_face, framing_matrix, warp
 
         with user_errors():
-            predictor = Predictor(args.ckpt, threads=1)
+            model_file = resolve_ckpt(args.ckpt)
+            predictor = Predictor(model_file, threads=1)
             spec = dataclasses.replace(predictor.spec, **spec_overrides)
 
     def timed(detector: FaceDetector, frame: np.ndarray, tally: Tally) -> list[Detection]:
@@ -399,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
         video(faces, tiles, args.seed, args.clips)
     if predictor is not None:
         direct = predictor.predict_crops(list(faces)).argmax(1) == labels
-        print(f"\naccuracy of {args.ckpt}\nfull path: detect, crop_face with {spec}, classify; a missed face is wrong")
+        print(f"\naccuracy of {model_file}\nfull path: detect, crop_face with {spec}, classify; a missed face is wrong")
         print(
             f"{'detector':<10}{'frames':<9}{'direct %':>9}{'full path %':>12}{'difference':>11}{'on found faces %':>17}"
         )
