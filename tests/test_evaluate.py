@@ -15,6 +15,7 @@ from conftest import REPO, compose
 from mimic.data.synthetic import draw_faces
 from mimic.evaluate import ece, fit_temperature, run
 from mimic.labels import FER2013_CLASSES
+from mimic.models.classifier import class_scores
 from mimic.models.figures import render_confusion
 
 SMALL = ["data=synthetic", "data.sources.synthetic.n_train=14", "data.sources.synthetic.n_val=21"]
@@ -77,7 +78,7 @@ def _face_folders(root, layout: str, per_class: int = 3) -> list:
 
 
 @pytest.mark.parametrize("layout", ["indexed", "kaggle"])
-def test_a_folder_of_class_folders_is_the_whole_test_set(tiny_checkpoint, tmp_path, layout):
+def test_a_folder_of_class_folders_is_the_whole_test_set(tiny_checkpoint, tmp_path, layout, capsys):
     files = _face_folders(tmp_path / "faces", layout)
     overrides = [
         f"ckpt={tiny_checkpoint}",
@@ -94,6 +95,21 @@ def test_a_folder_of_class_folders_is_the_whole_test_set(tiny_checkpoint, tmp_pa
         assert sum(_probabilities(r)) == pytest.approx(1.0, abs=1e-4)
     assert np.asarray(metrics["test/confusion_matrix"]).sum() == 9
     assert cv2.imread(str(tmp_path / "out" / "confusion_matrix.png")) is not None
+    # the folders hold 3 of the model's 7 classes: the other 4 have no recall and are left out of both means
+    present = ["happy", "sad", "surprise"]
+    saved = json.loads((tmp_path / "out" / "test_metrics.json").read_text())
+    assert {c for c in FER2013_CLASSES if saved[f"test/recall_{c}"] is None} == set(FER2013_CLASSES) - set(present)
+    recall = {c: np.mean([r["predicted"] == c for r in rows if r["label"] == c]) for c in present}
+    hits = {c: sum(r["predicted"] == r["label"] == c for r in rows) for c in present}
+    called = {c: sum(r["label"] == c for r in rows) + sum(r["predicted"] == c for r in rows) for c in present}
+    f1 = {c: 2 * hits[c] / max(1, called[c]) for c in present}
+    for c in present:
+        assert saved[f"test/recall_{c}"] == pytest.approx(recall[c], abs=1e-6)
+    assert saved["test/balanced_acc"] == pytest.approx(np.mean(list(recall.values())), abs=1e-6)
+    assert saved["test/f1"] == pytest.approx(np.mean(list(f1.values())), abs=1e-6)
+    out = capsys.readouterr().out
+    assert "recall angry     n/a: no test image of this class" in out
+    assert "balanced accuracy and macro-F1 are over the 3 classes with test images" in out
 
 
 def test_probabilities_are_the_live_apps(tiny_checkpoint, tmp_path):
@@ -141,6 +157,26 @@ def test_tta_flip_override(tiny_checkpoint, tmp_path):
     flipped = run(compose("evaluate", [*base, "tta_flip=true"], output_dir=tmp_path / "flipped"))
     assert stored["tta_flip"] is False and flipped["tta_flip"] is True
     assert flipped["test/nll"] != pytest.approx(stored["test/nll"], abs=1e-6)
+
+
+def test_a_class_without_images_is_left_out_of_the_means_and_a_missed_one_is_not():
+    """CK+48 has no neutral face: a model that calls some faces neutral must not be scored a neutral F1 and recall of 0.
+    A class that has faces but is never predicted keeps its F1 and recall of 0."""
+    names = ["angry", "happy", "neutral", "fear"]
+    confusion = torch.tensor(
+        [  # rows: true angry, happy, neutral (none), fear (never predicted)
+            [6, 1, 3, 0],
+            [0, 8, 2, 0],
+            [0, 0, 0, 0],
+            [2, 2, 1, 0],
+        ]
+    )
+    scores = class_scores(confusion, names, "test/")
+    assert set(scores) == {"test/recall_angry", "test/recall_happy", "test/recall_fear", "test/f1", "test/balanced_acc"}
+    assert float(scores["test/recall_angry"]) == pytest.approx(0.6) and float(scores["test/recall_fear"]) == 0
+    assert float(scores["test/balanced_acc"]) == pytest.approx((0.6 + 0.8 + 0) / 3)
+    f1_angry, f1_happy = 2 * 6 / (10 + 8), 2 * 8 / (10 + 11)  # 2TP / (row sum + column sum)
+    assert float(scores["test/f1"]) == pytest.approx((f1_angry + f1_happy + 0) / 3)
 
 
 def test_temperature_scaling_fixes_overconfidence():

@@ -3,7 +3,9 @@ training run ends with. `run` (``scripts/evaluate.py``, ``mimic-evaluate``) is L
 checkpoint or exported ONNX file (`OnnxClassifier`) on the split ``split=`` names; `report_test` is that test and what
 it writes into the run folder: ``test_metrics.json`` (the keys of a training run's), ``confusion_matrix.png`` and
 ``predictions.csv``. Temperature calibration (`fit_temperature`, `ece`) is here too: train.py fits the temperature on
-the validation split after fitting. ``data=folder data.path=DIR`` evaluates every image in DIR's class folders.
+the validation split after fitting. ``data=folder data.path=DIR`` evaluates every image in DIR's class folders. A
+class with no test image (CK+48 has no neutral face) has no recall (``null`` in the JSON, n/a in the printout) and is
+left out of balanced accuracy and macro-F1 (`mimic.models.classifier.class_scores`).
 """
 
 from __future__ import annotations
@@ -152,6 +154,7 @@ def report_test(
         "tta_flip": bool(model.hparams.tta_flip),
         "n": len(recorder.labels),
         **{k: float(v) for k, v in metrics.items()},
+        **{f"test/recall_{c}": None for c in names if f"test/recall_{c}" not in metrics},  # no test image: n/a
         "test/confusion_matrix": confusion.tolist(),
         "class_names": names,
     }
@@ -164,12 +167,16 @@ def report_test(
     write_bytes(confusion_png, png.tobytes())
     write_bytes(predictions_csv, recorder.csv(names))
     print(
-        f"{report['split']}: accuracy {report['test/acc']:.4f}, macro-F1 {report['test/f1']:.4f}, "
-        f"NLL {report['test/nll']:.4f}, ECE {report['test/ece_uncalibrated']:.4f} -> {report['test/ece']:.4f} "
+        f"{report['split']}: accuracy {report['test/acc']:.4f} (balanced {report['test/balanced_acc']:.4f}), "
+        f"macro-F1 {report['test/f1']:.4f}, NLL {report['test/nll']:.4f}, "
+        f"ECE {report['test/ece_uncalibrated']:.4f} -> {report['test/ece']:.4f} "
         f"(temperature {report['test/temperature']:.3f}), n={report['n']}"
     )
     for name in names:
-        print(f"  recall {name:<9} {report[f'test/recall_{name}']:.4f}")
+        recall = report[f"test/recall_{name}"]
+        print(f"  recall {name:<9} {'n/a: no test image of this class' if recall is None else f'{recall:.4f}'}")
+    if absent := [c for c in names if report[f"test/recall_{c}"] is None]:
+        print(f"  balanced accuracy and macro-F1 are over the {len(names) - len(absent)} classes with test images")
     for name in recorder.source_names:
         if f"test/acc_{name}" in report:
             print(f"  accuracy on {name}: {report[f'test/acc_{name}']:.4f}")

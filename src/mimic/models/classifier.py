@@ -25,8 +25,6 @@ from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassCalibrationError,
     MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassRecall,
 )
 
 from mimic.errors import UserError
@@ -67,16 +65,32 @@ def warmup_cosine(
 
 
 def split_metrics(num_classes: int, prefix: str) -> MetricCollection:
-    """The metrics of one split (``prefix``: ``val/``, ``test/``), as training and `mimic.evaluate` log them."""
+    """The metrics of one split (``prefix``: ``val/``, ``test/``) that need more than its confusion matrix (see
+    `class_scores`), as training and `mimic.evaluate` log them."""
     return MetricCollection(
         {
             "acc": MulticlassAccuracy(num_classes, average="micro"),
-            "f1": MulticlassF1Score(num_classes, average="macro"),
-            "recall": MulticlassRecall(num_classes, average="none"),
             "ece": MulticlassCalibrationError(num_classes, n_bins=15),
         },
         prefix=prefix,
     )
+
+
+def class_scores(confusion: torch.Tensor, class_names: Sequence[str], prefix: str) -> dict[str, torch.Tensor]:
+    """Macro-F1, balanced accuracy (the mean recall) and each class's recall from a confusion matrix (rows: true
+    class). A class with no image in the split has no recall: it gets no ``recall_`` key and is left out of both
+    means, so a set without, say, neutral faces is not scored as if every neutral face were missed. A class that is
+    present but never predicted counts, with F1 0."""
+    confusion = confusion.double()
+    hits, support, predicted = confusion.diag(), confusion.sum(1), confusion.sum(0)
+    present = support > 0
+    recall = hits / support.clamp_min(1)
+    f1 = 2 * hits / (support + predicted).clamp_min(1)  # 2TP / (2TP + FP + FN)
+    scores = {f"{prefix}recall_{c}": recall[k].float() for k, c in enumerate(class_names) if present[k]}
+    if present.any():
+        scores[f"{prefix}f1"] = f1[present].mean().float()
+        scores[f"{prefix}balanced_acc"] = recall[present].mean().float()
+    return scores
 
 
 class EmotionClassifier(L.LightningModule):
@@ -213,15 +227,18 @@ class EmotionClassifier(L.LightningModule):
             self._sample_batch = (x[:32].detach().cpu(), y[:32].cpu(), probs[:32].cpu())
 
     def on_validation_epoch_end(self) -> None:
+        confusion = self.val_confusion.compute()
+        scores = class_scores(confusion, self.class_names, "val/")
         values = self.val_metrics.compute()
-        recall = values.pop("val/recall")
+        if "val/f1" in scores:
+            values["val/f1"] = scores.pop("val/f1")
         self.log_dict(values, prog_bar=True)
-        self.log_dict({f"val/recall_{c}": r for c, r in zip(self.class_names, recall)})
+        self.log_dict(scores)
         for name, metric in self.val_source_acc.items():
             if metric.update_count:
                 self.log(f"val/acc_{name}", metric.compute())
             metric.reset()
-        confusion = self.val_confusion.compute().cpu().numpy()
+        confusion = confusion.cpu().numpy()
         self.val_metrics.reset(), self.val_confusion.reset()
         if self.hparams.log_images and not self.trainer.sanity_checking:
             self._log_images("val", confusion)
@@ -236,14 +253,13 @@ class EmotionClassifier(L.LightningModule):
         return logits  # evaluation.RecordPredictions keeps them: predictions.csv, test/nll, test/acc_<source>
 
     def on_test_epoch_end(self) -> None:
-        values = self.test_metrics.compute()
-        recall = values.pop("test/recall")
+        confusion = self.test_confusion.compute()
+        values = self.test_metrics.compute() | class_scores(confusion, self.class_names, "test/")
         values["test/ece_uncalibrated"] = self.test_ece_raw.compute()
         values["test/temperature"] = self.temperature.detach().clone()
         self.log_dict(values)
-        self.log_dict({f"test/recall_{c}": r for c, r in zip(self.class_names, recall)})
         self.log("hp_metric", values["test/acc"])
-        confusion = self.test_confusion.compute().cpu().numpy()
+        confusion = confusion.cpu().numpy()
         self.test_metrics.reset(), self.test_ece_raw.reset(), self.test_confusion.reset()
         if self.hparams.log_images:
             self._log_images("test", confusion)
