@@ -34,6 +34,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from mimic.args import Key, boolean, parse
 from mimic.cli import user_errors
@@ -41,6 +42,7 @@ from mimic.data.fer2013 import FER2013Source
 from mimic.errors import UserError
 from mimic.labels import FERPLUS_CLASSES, remap
 from mimic.models.bundled import resolve_ckpt
+from mimic.models.classifier import class_scores
 from mimic.models.onnx_model import is_onnx
 from mimic.models.predictor import open_model
 
@@ -110,9 +112,12 @@ def majority(args, class_names) -> tuple[np.ndarray, np.ndarray]:
 
 def row(name: str, labels: np.ndarray, guess: np.ndarray, names: list[str], base: float | None = None) -> float:
     acc = 100 * float(np.mean(guess == labels))
-    recalls = {names[c]: 100 * float(np.mean(guess[labels == c] == c)) for c in np.unique(labels)}
+    k = len(names)
+    confusion = torch.from_numpy(np.bincount(labels * k + guess, minlength=k * k).reshape(k, k))
+    scores = class_scores(confusion, names, "")  # evaluate.py's recall and balanced accuracy: absent classes left out
+    recalls = {c: 100 * float(scores[f"recall_{c}"]) for c in names if f"recall_{c}" in scores}
     versus = f"{acc - base:+6.1f}" if base is not None else f"{'':>6}"
-    balanced = float(np.mean(list(recalls.values())))
+    balanced = 100 * float(scores["balanced_acc"])
     per_class = " ".join(f"{k[:3]} {v:3.0f}" for k, v in recalls.items())
     print(f"{name:<24}{len(labels):>6}{acc:>8.1f}{versus}{balanced:>10.1f}   {per_class}")
     return acc
