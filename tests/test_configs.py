@@ -47,6 +47,26 @@ def test_hydra_group_sets_run_dirs_and_data_under_the_working_directory(tmp_path
     assert cfg.hydra.job.chdir is False
 
 
+@pytest.mark.parametrize("overrides", [[], ["hparams_search=fer2013"], ["hydra/launcher=submitit_local"]])
+def test_a_sweep_folder_resolves_before_hydras_runtime_values_exist(overrides):
+    """A sweeper reads hydra.sweep.dir before Hydra sets its runtime values (HydraConfig), so it must not lean on
+    ${hydra:...} (`python train.py -m seed=1,2` failed with "HydraConfig was not set" when it went through
+    paths.log_dir). It is outputs/ of the working folder, as paths.log_dir's default."""
+    from hydra import compose as hc
+    from hydra import initialize_config_module
+    from hydra.core.hydra_config import HydraConfig
+
+    if overrides and overrides[0].startswith("hydra/launcher"):
+        pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    elif overrides:
+        pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    with initialize_config_module("mimic.conf", version_base="1.3"):
+        cfg = hc("train", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().cfg = None  # as when a sweeper starts
+    assert str(cfg.hydra.sweep.dir).startswith("outputs/train/multiruns/")
+    assert OmegaConf.to_container(cfg.hydra.launcher, resolve=True) is not None
+
+
 @pytest.mark.parametrize("model", options("model"))
 def test_every_model_instantiates_offline(model, tmp_path):
     overrides = [f"model={model}", "data=synthetic"] + ([] if model.startswith("small_cnn") else ["model.weights=null"])

@@ -75,7 +75,7 @@ def test_evaluate_reproduces_the_training_runs_test(trained, tmp_path):
     data = ["data=synthetic", "data.sources.synthetic.n_train=7", "data.sources.synthetic.n_test=70"]
     again = evaluate(compose("evaluate", [f"ckpt={results['best_checkpoint']}", *data], output_dir=tmp_path))
     trained_keys = set(json.loads((out / "test_metrics.json").read_text()))
-    assert set(again) - {"data"} == trained_keys - {"best_checkpoint", "temperature"}
+    assert set(again) - {"data"} == trained_keys - {"best_checkpoint", "temperature", "monitor", "val/acc"}
     for key in ["test/acc", "test/f1", "test/ece", "test/ece_uncalibrated", "test/nll", "test/temperature"]:
         assert again[key] == pytest.approx(results[key], abs=1e-5), key
     assert again["test/confusion_matrix"] == results["test/confusion_matrix"]
@@ -125,14 +125,12 @@ def test_command_line_run_prints_best_checkpoint_last(tmp_path):
 
 @pytest.mark.slow
 def test_multirun_sweeps_seeds(tmp_path):
-    proc = _train_cli(
-        ["-m", *TINY_SYNTHETIC, "trainer.max_epochs=1", "seed=1,2", f"hydra.sweep.dir={tmp_path}/sweep"],
-        cwd=tmp_path,
-        timeout=400,
-    )
+    """The README's `python train.py -m ... seed=1,2` as typed: no hydra.sweep.dir, the sweep in outputs/ there."""
+    proc = _train_cli(["-m", *TINY_SYNTHETIC, "trainer.max_epochs=1", "seed=1,2"], cwd=tmp_path, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "sweep").iterdir() if p.is_dir()) == ["0", "1"]
-    assert len(list((tmp_path / "sweep").rglob("test_metrics.json"))) == 2
+    (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
+    assert sorted(p.name for p in sweep.iterdir() if p.is_dir()) == ["0", "1"]
+    assert len(list(sweep.rglob("test_metrics.json"))) == 2
 
 
 @pytest.mark.slow
