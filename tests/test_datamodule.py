@@ -163,3 +163,47 @@ def test_soft_targets_follow_the_class_mapping_and_reach_the_loss():
     want = -(target * torch.log_softmax(logits, 1)).sum(1).mean()
     assert float(loss_of(logits, target)) == pytest.approx(float(want), rel=1e-5)
     assert float(loss_of(logits, target)) != pytest.approx(float(loss_of(logits, y)), rel=1e-2)
+
+
+def test_a_teacher_model_gives_soft_targets_read_on_the_clean_faces(tmp_path):
+    """data.teacher: the teacher's probabilities on each training face as stored (before augmentation), mapped onto
+    the run's classes by name, mixed with the label by its weight; validation and test keep hard labels."""
+    import albumentations as A
+    from conftest import train_tiny_checkpoint
+
+    from mimic.models.predictor import Predictor
+
+    teacher_file = train_tiny_checkpoint(tmp_path / "teacher.ckpt", classes=["neutral", "sad", "happy"], steps=5)
+    rng = np.random.default_rng(0)
+    labels = np.arange(60) % 7
+    fer = ArraySource("fer2013", FER2013_CLASSES, labels)
+    fer.splits["train"].images = rng.integers(0, 256, (60, 48, 48), np.uint8)  # faces the teacher reads differently
+    classes = ["happy", "sad", "neutral"]
+    dark = [A.RandomBrightnessContrast(brightness_limit=(-0.9, -0.9), contrast_limit=0, p=1)]
+    dm = EmotionDataModule(
+        {"fer2013": fer}, classes, augment=dark, teacher={"ckpt": str(teacher_file), "weight": 0.25}, batch_size=256
+    )
+    dm.setup("fit")
+    data = dm.data["train"]
+    read = Predictor(teacher_file).predict_crops(list(data["images"][..., 0]))  # neutral, sad, happy
+    want = 0.75 * np.eye(3)[data["labels"]] + 0.25 * read[:, [2, 1, 0]]
+    np.testing.assert_allclose(data["targets"], want, atol=1e-5)
+    assert len(np.unique(data["targets"].round(4), axis=0)) > 3  # the teacher's reading differs between faces
+    x, y, _, index, target = next(iter(dm.train_dataloader()))
+    assert float(x.mean()) < -0.8  # the augmented faces are dark; their targets are the clean faces'
+    np.testing.assert_allclose(target.numpy(), want[index.numpy()], atol=1e-5)
+    assert len(next(iter(dm.val_dataloader()))) == 4
+
+    off = EmotionDataModule({"fer2013": fer}, classes, teacher={"ckpt": None, "weight": 0.5})
+    off.setup("fit")
+    assert "targets" not in off.data["train"]
+    for bad in (
+        {"ckpt": str(teacher_file), "weight": 0},
+        {"ckpt": str(teacher_file), "weight": 1.5},
+        {"ckpt": str(teacher_file), "wieght": 0.5},
+    ):
+        with pytest.raises(DataError, match=r"data.teacher=.*weight, from above 0 to 1"):
+            EmotionDataModule({"fer2013": fer}, classes, teacher=bad)
+    missing = EmotionDataModule({"fer2013": fer}, classes, teacher={"ckpt": str(tmp_path / "gone.ckpt")})
+    with pytest.raises(DataError, match=r"data.teacher.ckpt=.*gone.ckpt: no such model file"):
+        missing.setup("fit")

@@ -147,6 +147,8 @@ DATA: Table = {  # every data config (evaluate reads these too)
     "data.val_fraction": (FRACTION, "0.1"),
     "data.test_only": (BOOL, "true"),
     "data.sources.fer2013.ferplus_votes": (number("[0, 1]"), "0.5"),
+    "data.teacher.ckpt": (PATH | NULL, "bundled"),
+    "data.teacher.weight": (number("(0, 1]"), "0.5"),
     **under("data.sources.folder", CLASS_FOLDERS),
 }
 WEBCAM: Table = under("data.sources.webcam", {**CLASS_FOLDERS, **SPLIT_FRACTIONS})  # +finetune=webcam

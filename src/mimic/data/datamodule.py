@@ -5,12 +5,14 @@ Per split it holds one uint8 array (N, size, size, channels) plus labels, the in
 from and each image's id (its file, or "file:line" of a CSV row); batches are ``(x, y, source, index)``, ``index``
 pointing into `ids`. Per-source sampling weights keep a few hundred webcam photos from being drowned by 28,709 FER2013
 faces. ``test_split`` chooses the split ``test_dataloader`` serves (evaluation of any split), and ``test_only`` makes
-every image test data (a folder of class folders evaluated as a whole); neither needs a training split.
+every image test data (a folder of class folders evaluated as a whole); neither needs a training split. ``teacher``
+distils a trained model into the run: its predictions on the clean training faces become soft training targets.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
@@ -98,6 +100,7 @@ class EmotionDataModule(L.LightningDataModule):
         pin_memory: bool = False,
         test_split: str = "test",
         test_only: bool = False,
+        teacher: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not sources:
@@ -117,6 +120,7 @@ class EmotionDataModule(L.LightningDataModule):
         if test_split not in SPLITS:
             raise DataError(f"data.test_split={test_split!r}: choose one of {', '.join(SPLITS)}.")
         self.test_split, self.test_only = test_split, bool(test_only)
+        self.teacher = _check_teacher(teacher)
         self._check_classes()
         self.data: dict[str, dict[str, np.ndarray]] | None = None
 
@@ -183,6 +187,8 @@ class EmotionDataModule(L.LightningDataModule):
                 items = [it if "targets" in it else {**it, "targets": eye[it["labels"]]} for it in items]
             if items:
                 data[split] = {key: np.concatenate([it[key] for it in items]) for key in items[0]}
+        if self.teacher and "train" in data:
+            data["train"]["targets"] = self.teacher_targets(data["train"])
         if "test" not in data and "val" in data and self.test_split == "test":
             log.warning("no source has a test split; testing on the validation split")
             data["test"] = data["val"]
@@ -205,6 +211,36 @@ class EmotionDataModule(L.LightningDataModule):
         if sd.targets is not None and split == "train":
             out["targets"] = _map_targets(sd.targets, out["labels"], source.class_names, self.classes)
         return out
+
+    def teacher_targets(self, train: dict[str, np.ndarray]) -> np.ndarray:
+        """Distillation: ``(1 - weight) * target + weight * the teacher's probabilities``, for every training face.
+
+        The teacher (any mimic checkpoint or ONNX file, read by the safe path; flip TTA and temperature as its file
+        says) sees each face as stored, before augmentation, so a dimmed, shrunk or tilted copy learns what the
+        teacher read on the clean face. Its classes are mapped onto the run's by name (`_map_targets`); ``target``
+        is the split's soft target, or its label one-hot. Computed once, before the first epoch.
+        """
+        from mimic.models.bundled import resolve_ckpt
+        from mimic.models.predictor import Predictor
+
+        path, weight = resolve_ckpt(self.teacher["ckpt"]), float(self.teacher["weight"])
+        if not path.is_file():
+            raise DataError(f"data.teacher.ckpt={self.teacher['ckpt']}: no such model file ({path.absolute()}).")
+        teacher = Predictor(path)
+        images, labels = train["images"], train["labels"]
+        crops = images[..., 0] if images.shape[-1] == 1 else images
+        start = time.perf_counter()
+        probs = np.concatenate([teacher.predict_crops(list(crops[i : i + 1024])) for i in range(0, len(crops), 1024)])
+        log.info(
+            "teacher %s: soft targets for %d training faces (weight %g) in %.0f s",
+            path,
+            len(crops),
+            weight,
+            time.perf_counter() - start,
+        )
+        taught = _map_targets(probs, labels, teacher.class_names, self.classes)
+        hard = train.get("targets", np.eye(len(self.classes), dtype=np.float32)[labels])
+        return ((1 - weight) * hard + weight * taught).astype(np.float32)
 
     def batch_limits(self, trainer: Mapping[str, Any]) -> dict[str, int]:
         """The ``trainer.limit_<split>_batches`` fractions that round to no batch of this data, as one batch each
@@ -287,6 +323,20 @@ def datamodule_from_config(data: DictConfig, classes: Sequence[str] | None = Non
         return instantiate(cfg)
     cfg.pop("classes", None)
     return instantiate(cfg, _partial_=True)(classes=list(classes))
+
+
+def _check_teacher(teacher: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``data.teacher`` checked: None when off (no teacher, or ``ckpt`` null)."""
+    if not teacher or teacher.get("ckpt") is None:
+        return None
+    unknown = set(teacher) - {"ckpt", "weight"}
+    weight = teacher.get("weight", 0.5)
+    if unknown or isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
+        raise DataError(
+            f"data.teacher={dict(teacher)}: give ckpt (a model file, or bundled) and weight, from above 0 to 1 (the "
+            f"teacher's share of each training target), e.g. data.teacher.ckpt=bundled data.teacher.weight=0.5."
+        )
+    return {"ckpt": str(teacher["ckpt"]), "weight": float(weight)}
 
 
 def _map_targets(
