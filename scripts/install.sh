@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Create .venv and install mimic with its dev tools. Idempotent: `make` re-runs it when pyproject.toml changes.
+# Create .venv and install mimic with its dev tools, which include the scale-out extras (pyproject: dev pulls in
+# mimic[scaleout]: the Optuna sweeper, the joblib and submitit launchers, the MLflow client), so that their tests run.
+# Idempotent: `make` re-runs it when pyproject.toml changes.
 #
 # TORCH_SPEC picks the PyTorch build (default torch==2.13.0; where pip is offered a local CPU wheel of it, that wheel
 # wins, otherwise PyPI's build for your platform, CUDA on Linux). Examples: TORCH_SPEC="torch>=2.3,<3".

@@ -1,6 +1,9 @@
 """The command-line entry points (`mimic-train`, `mimic-live`, `mimic-evaluate`; `train.py`, `realtime.py` and
 `scripts/evaluate.py` in the checkout call the same functions) and what they share: user mistakes end in one clear
-message and exit code 2, never a traceback. Anything else is a bug and keeps its traceback."""
+message and exit code 2, never a traceback. Anything else is a bug and keeps its traceback.
+
+`mimic-train` returns to Hydra the validation score its best checkpoint was selected on (`objective`): the value a
+sweeper such as Optuna's (``hparams_search=``) optimises."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from mimic.errors import UserError
+from mimic.extras import check_command_line
 from mimic.settings import check_settings
 
 CONFIGS = "pkg://mimic.conf"  # the configs ship inside the package, so the commands work from any folder
@@ -42,19 +46,27 @@ def user_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-def _command(config_name: str, function: Callable[[DictConfig], str]) -> Callable[[], None]:
+def _command(
+    config_name: str, function: Callable[[DictConfig], str], returns: Callable[[Any], Any] = lambda result: result
+) -> Callable[[], None]:
     """A Hydra main: compose ``<config_name>.yaml`` from the command line, check its settings, call the function
     ``function(cfg)`` names as ``module:name`` (imported only then, for start-up time: ``--help`` and settings errors
-    come fast)."""
+    come fast) and return ``returns(its result)`` to Hydra (a sweeper reads it; a single run drops it)."""
 
     @hydra.main(config_path=CONFIGS, config_name=config_name, version_base="1.3")
     def main(cfg: DictConfig) -> Any:
         with user_errors():
             check_settings(cfg, config_name)
             module, name = function(cfg).split(":")
-            return getattr(importlib.import_module(module), name)(cfg)
+            return returns(getattr(importlib.import_module(module), name)(cfg))
 
     return main
+
+
+def objective(results: dict) -> float | None:
+    """What `mimic-train` returns: the validation score the checkpoint callback selected the best checkpoint on
+    (``val/acc``; `mimic.train.run` names it ``results["monitor"]``), never a test score; None without one."""
+    return results.get(results.get("monitor", ""))
 
 
 def _front_end(cfg: DictConfig) -> str:
@@ -62,9 +74,17 @@ def _front_end(cfg: DictConfig) -> str:
     return "mimic.realtime.web.server:serve" if cfg.get("ui") and cfg.ui.name == "web" else "mimic.realtime.window:run"
 
 
-train = _command("train", lambda cfg: "mimic.train:run")
+_train = _command("train", lambda cfg: "mimic.train:run", objective)
 evaluate = _command("evaluate", lambda cfg: "mimic.evaluate:run")
 _live = _command("realtime", _front_end)
+
+
+def train() -> None:
+    """Training. Choices on the command line that need an optional extra (``hparams_search=``, ``hydra/launcher=``,
+    ``logger=mlflow``) are checked first: Hydra fails on a missing sweeper or launcher while composing."""
+    with user_errors():
+        check_command_line(sys.argv[1:])
+    _train()
 
 
 def live() -> None:

@@ -1,6 +1,6 @@
 """Training: instantiate data, model, callbacks, loggers and trainer from the composed config; fit; calibrate the
 best checkpoint on the validation split; test it (`evaluation.report_test`: test metrics, confusion matrix and
-predictions in the run folder).
+predictions in the run folder); give each logger the run's outcome (`tracking.log_results`).
 
 ``train.py`` at the repository root is the Hydra entry point and calls ``run``.
 """
@@ -21,6 +21,7 @@ from mimic.evaluate import collect_logits, ece, fit_temperature, report_test
 from mimic.finetune import configure_finetune, prepare_finetune
 from mimic.io import atomic_write
 from mimic.models.checkpoint import check_resume
+from mimic.tracking import log_results
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,10 @@ def calibrate_checkpoint(model: L.LightningModule, ckpt_path: str, dm) -> float:
 
 
 def run(cfg: DictConfig) -> dict:
-    """Fit, calibrate and test one configuration; returns the test metrics (empty when ``test`` is off)."""
+    """Fit, calibrate and test one configuration. Returns the best checkpoint's path (``best_checkpoint``), the
+    metric the checkpoint callback selected it on (``monitor``, e.g. ``val/acc``) and its validation score under that
+    name, the fitted ``temperature`` and the test metrics (what ``test_metrics.json`` holds); empty when no checkpoint
+    was saved, and in the processes other than the first of a multi-process run."""
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
     L.seed_everything(cfg.seed, workers=True)
@@ -74,12 +78,15 @@ def run(cfg: DictConfig) -> dict:
             torch.distributed.destroy_process_group()
     if not trainer.is_global_zero:
         return {}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    selector = trainer.checkpoint_callback
+    best = selector.best_model_path if selector else ""
     if not best:
         log.warning("no checkpoint was saved (fast_dev_run or checkpointing off): nothing to calibrate or test")
         return {}
 
     results: dict = {"best_checkpoint": str(Path(best).resolve())}
+    if selector.monitor and selector.best_model_score is not None:
+        results |= {"monitor": selector.monitor, selector.monitor: float(selector.best_model_score)}
     if cfg.get("calibrate", True):
         results["temperature"] = calibrate_checkpoint(model, best, dm)
     if cfg.get("test", True):
@@ -89,5 +96,6 @@ def run(cfg: DictConfig) -> dict:
             tester = L.Trainer(accelerator=accelerator, devices=1, logger=loggers or False, enable_checkpointing=False)
         # The model already holds the best weights and the fitted temperature: test it as it is.
         results = report_test(tester, model, dm, output_dir, {"checkpoint": results["best_checkpoint"], **results})
+    log_results(loggers, results)
     print(f"Best checkpoint: {results['best_checkpoint']}")
     return results

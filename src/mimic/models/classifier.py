@@ -265,19 +265,18 @@ class EmotionClassifier(L.LightningModule):
             self._log_images("test", confusion)
 
     def _log_images(self, stage: str, confusion) -> None:
-        experiment = getattr(self.logger, "experiment", None)
-        if experiment is None or not hasattr(experiment, "add_image"):
+        """The confusion matrix (and validation samples) as images, to every logger that takes images (TensorBoard's,
+        whichever place it has in ``logger=[...]``)."""
+        writers = [lg.experiment for lg in self.loggers if hasattr(lg.experiment, "add_image")]
+        if not writers:
             return
-        experiment.add_image(
-            f"{stage}/confusion_matrix",
-            render_confusion(confusion, self.class_names),
-            self.global_step,
-            dataformats="HWC",
-        )
+        images = {f"{stage}/confusion_matrix": render_confusion(confusion, self.class_names)}
         if stage == "val" and self._sample_batch is not None:
             x, y, probs = self._sample_batch
-            grid = render_samples(x, y, probs, self.class_names, self.spec)
-            experiment.add_image("val/samples", grid, self.global_step, dataformats="HWC")
+            images["val/samples"] = render_samples(x, y, probs, self.class_names, self.spec)
+        for writer in writers:
+            for tag, image in images.items():
+                writer.add_image(tag, image, self.global_step, dataformats="HWC")
 
     # ---- optimisation ----------------------------------------------------------------------------------------
     def param_groups(self, base_lr: float) -> list[dict]:
