@@ -207,3 +207,7 @@ def test_a_teacher_model_gives_soft_targets_read_on_the_clean_faces(tmp_path):
     missing = EmotionDataModule({"fer2013": fer}, classes, teacher={"ckpt": str(tmp_path / "gone.ckpt")})
     with pytest.raises(DataError, match=r"data.teacher.ckpt=.*gone.ckpt: no such model file"):
         missing.setup("fit")
+    (tmp_path / "notes.ckpt").write_text("not a model")
+    wrong = EmotionDataModule({"fer2013": fer}, classes, teacher={"ckpt": str(tmp_path / "notes.ckpt")})
+    with pytest.raises(DataError, match=r"data.teacher.ckpt=.*notes.ckpt: .*not a mimic checkpoint"):
+        wrong.setup("fit")

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 
 from mimic.data.base import SPLITS, DataError, Source, SplitData, stratified_split
+from mimic.errors import UserError
 from mimic.labels import UnknownClassError, canonical, remap, validate_classes
 from mimic.preprocessing import PreprocessSpec, image_to_tensor, to_model_image
 
@@ -226,7 +227,10 @@ class EmotionDataModule(L.LightningDataModule):
         path, weight = resolve_ckpt(self.teacher["ckpt"]), float(self.teacher["weight"])
         if not path.is_file():
             raise DataError(f"data.teacher.ckpt={self.teacher['ckpt']}: no such model file ({path.absolute()}).")
-        teacher = Predictor(path)
+        try:
+            teacher = Predictor(path)
+        except UserError as e:
+            raise DataError(f"data.teacher.ckpt={self.teacher['ckpt']}: {e}") from e
         images, labels = train["images"], train["labels"]
         crops = images[..., 0] if images.shape[-1] == 1 else images
         start = time.perf_counter()
