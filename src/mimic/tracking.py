@@ -35,7 +35,7 @@ def mlflow_logger(
     if not tracking_uri:
         folder = Path(store).expanduser().resolve()
         folder.mkdir(parents=True, exist_ok=True)
-        import mlflow.store.tracking
+        import mlflow.store.tracking  # the optional extra: imported only when its logger is made
 
         if str(getattr(mlflow.store.tracking, "DEFAULT_TRACKING_URI", "")).startswith("sqlite"):
             require("mlflow", f"MLflow's local store ({folder / 'mlflow.db'})")
@@ -53,7 +53,7 @@ def _one_at_a_time(lock: Path) -> Iterator[None]:
     (hydra/launcher=joblib, submitit_local) starting on a new SQLite store would each create MLflow's tables, and all
     but one fail."""
     try:
-        import fcntl
+        import fcntl  # POSIX only: elsewhere, no lock
     except ImportError:
         yield
         return

@@ -221,6 +221,7 @@ class EmotionDataModule(L.LightningDataModule):
         teacher read on the clean face. Its classes are mapped onto the run's by name (`_map_targets`); ``target``
         is the split's soft target, or its label one-hot. Computed once, before the first epoch.
         """
+        # only a run with a teacher needs the inference stack (onnxruntime, the export); the rest start without it
         from mimic.models.bundled import resolve_ckpt
         from mimic.models.predictor import Predictor
 
