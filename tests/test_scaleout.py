@@ -159,8 +159,8 @@ def test_launchers_are_config_choices_with_their_settings(launcher, settings, tm
 
 
 def test_submitit_slurm_submits_the_readmes_settings_as_one_array_job(tmp_path):
-    """The README's SLURM command up to the cluster: a stand-in sbatch keeps the script submitit writes and refuses
-    it (nothing is trained here), so the #SBATCH lines show what a real cluster would get."""
+    """docs/scaleout.md's SLURM command up to the cluster: a stand-in sbatch keeps the script submitit writes and
+    refuses it (nothing is trained here), so the #SBATCH lines show what a real cluster would get."""
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     bin_ = tmp_path / "bin"
     bin_.mkdir()
