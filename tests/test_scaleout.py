@@ -391,6 +391,11 @@ def test_sweep_report_is_one_table_and_one_csv_read_as_plain_data(tmp_path, caps
     assert f"CSV: {written}" in out
 
 
+def _python_tag(marker: Path) -> str:
+    """YAML whose tag names Python code that would create ``marker``: a loader that runs tags would make it."""
+    return f'- !!python/object/apply:os.system ["touch {marker}"]\n'
+
+
 @pytest.mark.parametrize(
     ("make", "needle"),
     [
@@ -398,8 +403,15 @@ def test_sweep_report_is_one_table_and_one_csv_read_as_plain_data(tmp_path, caps
         (lambda p: p.mkdir(), "no job folders"),
         (lambda p: _job(p, "0", ["seed=1"], None) or (p / "0/.hydra/overrides.yaml").write_text("[unclosed"), "YAML"),
         (lambda p: _job(p, "0", ["seed=1"], None) or (p / "0/.hydra/overrides.yaml").write_text("a: 1"), "a list"),
+        (
+            lambda p: (
+                _job(p, "0", ["seed=1"], None)
+                or (p / "0/.hydra/overrides.yaml").write_text(_python_tag(p.parent / "ran"))
+            ),
+            "tag",
+        ),
     ],
-    ids=["missing", "empty", "broken_yaml", "not_a_list"],
+    ids=["missing", "empty", "broken_yaml", "not_a_list", "python_tag"],
 )
 def test_sweep_report_mistakes_are_one_line_and_exit_2(make, needle, tmp_path, capsys):
     sweep = tmp_path / "sweep"
@@ -408,3 +420,4 @@ def test_sweep_report_mistakes_are_one_line_and_exit_2(make, needle, tmp_path, c
         load_script("sweep_report").main([f"sweep={sweep}"])
     err = capsys.readouterr().err
     assert e.value.code == 2 and err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ran").exists()  # a YAML tag naming Python code is refused, never run
