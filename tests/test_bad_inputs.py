@@ -877,7 +877,7 @@ def test_folder_source_scans_every_photo_in_full(tmp_path):
     """src/mimic/conf/detector/haar.yaml tracks faces across frames (full_every: 4); unrelated photos must not be."""
     write_class_folders(tmp_path / "w", CLASSES, per_class=1, size=64)
     source = FolderSource(tmp_path / "w", detector=load_detector("haar"), cache_dir=False)
-    assert source.detector.full_every == 1 and source.detector.config["full_every"] == 1
+    assert source.faces.detector.full_every == 1 and source.faces.detector.config["full_every"] == 1
 
 
 # ------------------------------------------------------------------------------------------------ detectors by name

@@ -24,6 +24,10 @@ CASES = {
         ["train.py", "data=fer2013", "data.path={tmp}/nowhere/fer2013.csv"],
         ["FER2013 not found", "nowhere", "data.path=", "kaggle"],
     ),
+    "missing_public_dataset": (
+        ["scripts/evaluate.py", "data=affectnet", "data.path={tmp}/nowhere"],
+        ["AffectNet not found", "training.csv", "mohammadmahoor.com", "data.path"],
+    ),
     "malformed_row": (
         ["train.py", "data=fer2013", "data.path={tmp}/fer2013.csv"],
         ["fer2013.csv", "line 3", "2000"],

@@ -13,6 +13,14 @@ from omegaconf import OmegaConf
 
 from mimic.settings import SETTINGS
 
+PUBLIC = [  # the public datasets' configs, each with both detectors
+    *(
+        [f"data={name}", f"+detector@data.sources.{name}.detector={detector}"]
+        for name in ("rafdb", "affectnet", "expw", "ckplus", "jaffe")
+        for detector in ("yunet", "haar")
+    ),
+    ["data=ckplus48"],
+]
 VARIANTS = {  # the compositions that together hold every setting a command checks
     "train": [
         [],
@@ -21,6 +29,7 @@ VARIANTS = {  # the compositions that together hold every setting a command chec
         ["data=folder", "data.path=x", "+detector@data.sources.folder.detector=yunet"],
         ["data=folder", "data.path=x", "+detector@data.sources.folder.detector=haar"],
         ["data=ferplus"],
+        *PUBLIC,
         ["model=resnet18"],
         ["model=small_cnn_lite"],
         ["debug=limit"],
@@ -33,6 +42,7 @@ VARIANTS = {  # the compositions that together hold every setting a command chec
         ["ckpt=x", "data=folder", "data.path=x", "+detector@data.sources.folder.detector=yunet"],
         ["ckpt=x", "data=folder", "data.path=x", "+detector@data.sources.folder.detector=haar"],
         ["ckpt=x", "data=ferplus"],
+        *(["ckpt=x", *overrides] for overrides in PUBLIC),
     ],
     "realtime": [["ckpt=x"], ["ckpt=x", "ui=web"], ["ckpt=x", "detector=haar"]],
 }

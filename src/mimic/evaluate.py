@@ -6,6 +6,20 @@ it writes into the run folder: ``test_metrics.json`` (the keys of a training run
 the validation split after fitting. ``data=folder data.path=DIR`` evaluates every image in DIR's class folders. A
 class with no test image (CK+48 has no neutral face) has no recall (``null`` in the JSON, n/a in the printout) and is
 left out of balanced accuracy and macro-F1 (`mimic.models.classifier.class_scores`).
+
+Cross-dataset evaluation: ``split=all`` makes every image of the data config test data (``data.test_only``: all
+splits of every source pooled), the way to score a model on a whole set it never trained on; the report's ``split``
+then says ``all`` (as it does for a data config that sets ``test_only``, e.g. ``data=folder``). A multirun over data
+configs ends with one table of them all, printed and written to the sweep folder's ``cross_dataset.csv``
+(`mimic.cross_report`)::
+
+    python scripts/evaluate.py ckpt=best.ckpt data=ckplus48 split=all
+    python scripts/evaluate.py ckpt=best.ckpt data=folder data.path=path/to/faces split=all
+    python scripts/evaluate.py ckpt=best.ckpt data=ckplus48,jaffe,rafdb split=all -m
+
+Each data config of a multirun reads its own ``data.path`` (``data/<name>`` by default); an override on the command
+line (``data.path=...``, ``split=...``) applies to every job. A folder of your own is a config in ``conf/data/`` of
+the folder you run from.
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torchmetrics.classification import MulticlassCalibrationError, MulticlassConfusionMatrix
 from torchmetrics.functional.classification import multiclass_calibration_error, multiclass_confusion_matrix
 
+from mimic.cross_report import job_errors
 from mimic.data.base import SPLITS, DataError
 from mimic.data.datamodule import datamodule_from_config
 from mimic.io import new_file, write_bytes, write_json
@@ -139,7 +154,8 @@ def report_test(
 ) -> dict:
     """Lightning's test of ``model`` on the split ``datamodule.test_split`` names; writes ``test_metrics.json``
     (``info``, then the ``test/...`` metrics, the confusion matrix and the class names), ``confusion_matrix.png`` and
-    ``predictions.csv`` into ``out_dir``; returns what the JSON holds. train.py and evaluate.py both test this way."""
+    ``predictions.csv`` into ``out_dir``; returns what the JSON holds. ``info["split"]``, where given, is the split's
+    name in the report (``all``: the data's every image). train.py and evaluate.py both test this way."""
     recorder = RecordPredictions()
     trainer.callbacks.append(recorder)
     try:
@@ -150,7 +166,7 @@ def report_test(
     confusion = multiclass_confusion_matrix(recorder.probs.argmax(1), recorder.labels, len(names)).numpy()
     report = {
         **info,
-        "split": datamodule.test_split,
+        "split": info.get("split", datamodule.test_split),
         "tta_flip": bool(model.hparams.tta_flip),
         "n": len(recorder.labels),
         **{k: float(v) for k, v in metrics.items()},
@@ -184,12 +200,23 @@ def report_test(
     return report
 
 
+SPLIT_CHOICES = (*SPLITS, "all")  # all: every image of the data is test data
+
+
 def run(cfg: DictConfig) -> dict:
-    """Test ``cfg.ckpt`` on ``cfg.data``'s ``cfg.split``; returns what test_metrics.json holds."""
+    """Test ``cfg.ckpt`` on ``cfg.data``'s ``cfg.split`` (``all``: every image of the data); returns what
+    test_metrics.json holds. In a multirun a user's mistake fails this job only (`mimic.cross_report.job_errors`)."""
+    with job_errors():
+        return _run(cfg)
+
+
+def _run(cfg: DictConfig) -> dict:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg.threads))
-    if cfg.split not in SPLITS:
-        raise DataError(f"split={cfg.split!r}: choose one of {', '.join(SPLITS)}.")
+    if cfg.split not in SPLIT_CHOICES:
+        raise DataError(
+            f"split={cfg.split!r}: choose one of {', '.join(SPLIT_CHOICES)} (all: every image is test data)."
+        )
     L.seed_everything(cfg.seed, verbose=False)
     ckpt = resolve_ckpt(cfg.get("ckpt"))
     if is_onnx(ckpt):
@@ -201,12 +228,15 @@ def run(cfg: DictConfig) -> dict:
         cfg.model.preprocess = model.spec.to_dict()  # checked numbers and names (PreprocessSpec), not the file's text
         cfg.data.eval_batch_size = cfg.batch_size
         cfg.data.augment = None
-        cfg.data.test_split = cfg.split
+        if cfg.split == "all":
+            cfg.data.test_only = True  # every split of every source pooled into "test"
+        cfg.data.test_split = "test" if cfg.split == "all" else cfg.split
     dm = datamodule_from_config(cfg.data, classes=model.class_names)
     limits = dm.batch_limits(cfg.trainer)
     trainer: L.Trainer = instantiate(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False, **limits)
     info = {
         "checkpoint": str(ckpt.resolve()),
         "data": OmegaConf.to_container(cfg.data.sources, resolve=True),
+        "split": "all" if cfg.data.get("test_only") else cfg.split,  # a test_only data config's test split is all
     }
     return report_test(trainer, model, dm, cfg.paths.output_dir, info)

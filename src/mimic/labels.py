@@ -20,6 +20,32 @@ FERPLUS_CLASSES: tuple[str, ...] = ("neutral", "happy", "surprise", "sad", "angr
 """FER+ vote columns in file order (fer2013new.csv: neutral, happiness, surprise, sadness, anger, disgust, fear,
 contempt), under their canonical names."""
 
+RAFDB_CLASSES: tuple[str, ...] = ("surprise", "fear", "disgust", "happy", "sad", "angry", "neutral")
+"""RAF-DB's basic labels 1-7 (list_patition_label.txt), from label 1: Surprise, Fear, Disgust, Happiness, Sadness,
+Anger, Neutral."""
+
+AFFECTNET_CLASSES: tuple[str, ...] = ("neutral", "happy", "sad", "surprise", "fear", "disgust", "angry", "contempt")
+"""AffectNet's expression 0-7: Neutral, Happy, Sad, Surprise, Fear, Disgust, Anger, Contempt (8-10 are None,
+Uncertain and Non-Face: no class)."""
+
+CKPLUS_CLASSES: tuple[str, ...] = ("neutral", "angry", "contempt", "disgust", "fear", "happy", "sad", "surprise")
+"""CK+'s emotion codes 0-7 (Emotion/*_emotion.txt): neutral, anger, contempt, disgust, fear, happy, sadness,
+surprise."""
+
+JAFFE_CODES: dict[str, str] = {
+    "AN": "angry",
+    "DI": "disgust",
+    "FE": "fear",
+    "HA": "happy",
+    "SA": "sad",
+    "SU": "surprise",
+    "NE": "neutral",
+}
+"""JAFFE's two-letter expression codes in its file names (KA.AN1.39.tiff)."""
+
+EXPW_CLASSES: tuple[str, ...] = FER2013_CLASSES
+"""ExpW's expression labels 0-6 (label.lst): angry, disgust, fear, happy, sad, surprise, neutral: FER2013's order."""
+
 KNOWN_CLASSES: tuple[str, ...] = FER2013_CLASSES + ("contempt",)
 
 _ALIASES = {

@@ -135,6 +135,29 @@ CLASS_FOLDERS: Table = {  # mimic.data.folders.FolderSource: +finetune=webcam, d
     **under("detector", DETECTOR),
 }
 SPLIT_FRACTIONS: Table = {"val_fraction": (FRACTION | NULL, "0.2"), "test_fraction": (FRACTION, "0.1")}
+FACE_CROPS: Table = {  # a public dataset's source (mimic.data.face_crops): its detector and face cache
+    "cache_dir": (PATH | NULL | one_of(False), "false"),
+    **under("detector", DETECTOR),
+}
+PUBLIC: Table = {  # data=rafdb, affectnet, expw, ckplus, ckplus48, jaffe
+    **under("data.sources.rafdb", FACE_CROPS),
+    "data.sources.rafdb.images": (one_of("auto", "aligned", "original"), "original"),
+    **under("data.sources.affectnet", FACE_CROPS),
+    "data.sources.affectnet.limit": (whole(1) | NULL, "5000"),
+    **under("data.sources.expw", FACE_CROPS),
+    "data.sources.expw.fractions": (
+        list_of(number("[0, 1]"), "three shares: train, val, test", at_least=3),
+        "[0.8,0.1,0.1]",
+    ),
+    "data.sources.expw.seed": (whole(0), "0"),
+    **under("data.sources.ckplus", FACE_CROPS),
+    "data.sources.ckplus.peak_frames": (whole(1), "3"),
+    "data.sources.ckplus.first_frame_neutral": (BOOL, "true"),
+    **under("data.sources.jaffe", FACE_CROPS),
+    **{f"data.sources.{name}.seed": (whole(0), "0") for name in ("ckplus", "ckplus48", "jaffe")},
+    "data.folds": (whole(3), "10"),
+    "data.fold": (whole(0), "0"),
+}
 
 RUN: Table = {"seed": (whole(0), "42"), "threads": (whole(1) | NULL, "4")}
 
@@ -149,7 +172,9 @@ DATA: Table = {  # every data config (evaluate reads these too)
     "data.sources.fer2013.ferplus_votes": (number("[0, 1]"), "0.5"),
     "data.teacher.ckpt": (PATH | NULL, "bundled"),
     "data.teacher.weight": (number("(0, 1]"), "0.5"),
+    "data.balance_classes": (BOOL, "true"),
     **under("data.sources.folder", CLASS_FOLDERS),
+    **PUBLIC,
 }
 WEBCAM: Table = under("data.sources.webcam", {**CLASS_FOLDERS, **SPLIT_FRACTIONS})  # +finetune=webcam
 
@@ -221,7 +246,7 @@ EVALUATE: Table = {
     **DATA,
     **TRAINER_BASE,
     "ckpt": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/<best>.ckpt"),
-    "split": (one_of("train", "val", "test"), "test"),
+    "split": (one_of("train", "val", "test", "all"), "test"),
     "tta_flip": (BOOL | NULL, "false"),
     "batch_size": (whole(1), "256"),
 }

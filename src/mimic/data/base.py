@@ -8,7 +8,9 @@ datamodule, by name (DESIGN.md contract 3), never in a source.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -20,6 +22,23 @@ SPLITS = ("train", "val", "test")
 
 class DataError(UserError, ValueError):
     """A dataset that is missing or malformed; the message names the file, row or setting and says what to do."""
+
+
+def missing_dataset(title: str, root: Path, looked_for: Sequence[str], how_to_get: str) -> DataError:
+    """The one error for a dataset that is not where ``data.path`` points: where it looked, what it looked for (paths
+    relative to ``root``), and how to get the set."""
+    where = "; ".join(str(root / p) for p in looked_for)
+    return DataError(
+        f"{title} not found: looked for {where}. {how_to_get} Unpack it as distributed and point data.path at it "
+        f"(now {root})."
+    )
+
+
+def row_error(path: Path | str, line: int, text: str, expected: str) -> DataError:
+    """A malformed line of a dataset's label file: the file, the line number (from 1), the line and what it should
+    hold."""
+    shown = text if len(text) <= 120 else text[:120] + "..."
+    return DataError(f"{path}, line {line}: {shown!r} is not {expected}. Fix or delete the line.")
 
 
 @dataclass

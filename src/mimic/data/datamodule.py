@@ -33,6 +33,9 @@ from mimic.preprocessing import PreprocessSpec, image_to_tensor, to_model_image
 
 log = logging.getLogger(__name__)
 
+FOR_SOURCES = ("path", "ferplus_path", "folds", "fold")
+"""Keys of a data config that its sources read (``${data.path}``), not the datamodule."""
+
 
 class FaceDataset(Dataset):
     """uint8 faces already in the model's size; ``transform`` (albumentations) runs per image, normalisation per
@@ -102,6 +105,7 @@ class EmotionDataModule(L.LightningDataModule):
         test_split: str = "test",
         test_only: bool = False,
         teacher: Mapping[str, Any] | None = None,
+        balance_classes: bool = False,
     ) -> None:
         super().__init__()
         if not sources:
@@ -115,6 +119,9 @@ class EmotionDataModule(L.LightningDataModule):
         self.transform = A.Compose(list(augment), seed=seed) if augment else None
         self.val_fraction, self.seed = val_fraction, seed
         self.source_weights = dict(source_weights or {})
+        if not isinstance(balance_classes, bool):
+            raise DataError(f"data.balance_classes={balance_classes!r}: true or false.")
+        self.balance_classes = balance_classes
         unknown = set(self.source_weights) - set(self.sources)
         if unknown:
             raise DataError(f"data.source_weights names {sorted(unknown)}, but the sources are {list(self.sources)}.")
@@ -287,11 +294,11 @@ class EmotionDataModule(L.LightningDataModule):
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self.dataset(split, augment=train)
         sampler = None
-        if train and self.source_weights:
-            sizes = np.bincount(ds.sources, minlength=len(self.sources)).astype(np.float64)
-            w = np.array([self.source_weights.get(n, 1.0) for n in self.source_names]) / np.maximum(sizes, 1)
+        if train and (self.source_weights or self.balance_classes):
             gen = torch.Generator().manual_seed(self.seed)
-            sampler = WeightedRandomSampler(torch.as_tensor(w[ds.sources]), len(ds), replacement=True, generator=gen)
+            sampler = WeightedRandomSampler(
+                torch.as_tensor(self._weights(ds)), len(ds), replacement=True, generator=gen
+            )
         return DataLoader(
             ds,
             batch_size=self.batch_size if train else self.eval_batch_size,
@@ -304,6 +311,21 @@ class EmotionDataModule(L.LightningDataModule):
             collate_fn=partial(collate, spec=self.spec),
         )
 
+    def _weights(self, ds: FaceDataset) -> np.ndarray:
+        """Each training image's chance to be drawn: its source's weight (1 without one) shared among the source's
+        images, or with ``balance_classes`` shared equally among its classes first (without source weights: among
+        the classes of all the data, whichever source holds them)."""
+        weights = [self.source_weights.get(n, 1.0) for n in self.source_names]
+        share = np.array(weights if self.source_weights or not self.balance_classes else [1.0])[:, None]
+        sources = ds.sources if self.source_weights or not self.balance_classes else np.zeros_like(ds.sources)
+        counts = np.zeros((len(share), len(self.classes)))
+        np.add.at(counts, (sources, ds.labels), 1)
+        if self.balance_classes:
+            per_image = share / np.maximum((counts > 0).sum(1, keepdims=True), 1) / np.maximum(counts, 1)
+        else:
+            per_image = share / np.maximum(counts.sum(1, keepdims=True), 1) + np.zeros_like(counts)
+        return per_image[sources, ds.labels]
+
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
 
@@ -315,15 +337,17 @@ class EmotionDataModule(L.LightningDataModule):
 
 
 def datamodule_from_config(data: DictConfig, classes: Sequence[str] | None = None) -> EmotionDataModule:
-    """The datamodule a data config (conf/data/*.yaml) describes. Its ``path`` and ``ferplus_path`` keys are where the
-    user points ``data.path=``; sources read them through ``${data.path}``, the datamodule does not take them.
+    """The datamodule a data config (conf/data/*.yaml) describes. Its `FOR_SOURCES` keys (``data.path``,
+    ``data.folds``...) are where the user sets what its sources read through ``${data.path}``; the datamodule does not
+    take them.
     ``classes``: the run's class names when a model file gives them (evaluation), in place of ``data.classes``; they
     go to the datamodule as a Python argument after the config is built, never into the config, where OmegaConf
     would resolve them."""
     if OmegaConf.is_missing(data, "path"):
         raise DataError("data.path is not set: point it at your data, e.g. data.path=/path/to/faces")
     cfg = OmegaConf.to_container(data, resolve=True)
-    cfg.pop("path", None), cfg.pop("ferplus_path", None)
+    for key in FOR_SOURCES:
+        cfg.pop(key, None)
     if classes is None:
         return instantiate(cfg)
     cfg.pop("classes", None)

@@ -7,8 +7,8 @@ gives the splits explicitly; otherwise the photos are one pool, split by a seede
 ``_`` are not classes (the capture script's ``unsorted/`` waits there for review).
 
 Photos may have any size and any format in `mimic.io.IMAGE_SUFFIXES`. A photo that is not a face crop is cropped at
-load time with the realtime app's detector and crop (`mimic.faces`, `mimic.preprocessing.crop_face`); crops are cached
-by content hash and the detector's config (`FaceDetector.config`: its settings and model file's sha256).
+load time with the realtime app's detector and crop (`mimic.data.face_crops`); crops are cached by content hash and the
+detector's config (`FaceDetector.config`: its settings and model file's sha256).
 ``detect_faces``: ``"auto"`` takes small images (at most 160 px) as crops already and detects faces in the rest; true
 detects in every image; false uses every image whole (a folder of face crops). Nothing is dropped quietly: photos with
 no face or that do not decode, files mimic does not read, empty class folders and classes outside ``classes`` are
@@ -20,29 +20,23 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-from omegaconf import OmegaConf
 
 from mimic.data.base import SPLITS, DataError, SplitData, stratified_split
-from mimic.data.class_folders import ClassFolder, list_files, read_image, scan_class_folders, write_image_atomic
-from mimic.detectors import load_detector
-from mimic.faces import FaceDetector, for_photos, largest_face
-from mimic.io import IMAGE_SUFFIXES, write_bytes
-from mimic.io import cache_dir as user_cache_dir
+from mimic.data.class_folders import ClassFolder, list_files, scan_class_folders
+from mimic.data.face_crops import FaceCrops
+from mimic.faces import FaceDetector
+from mimic.io import IMAGE_SUFFIXES
 from mimic.labels import KNOWN_CLASSES, validate_classes
-from mimic.preprocessing import PreprocessSpec, crop_face
+from mimic.preprocessing import PreprocessSpec
 
 log = logging.getLogger(__name__)
 
-CROP_MAX_SIDE = 160  # detect_faces="auto": images this small are taken as face crops already
-CACHE_VERSION = 2
 _MAX_LISTED = 20
 
 
@@ -77,12 +71,9 @@ class FolderSource:
         self.root = Path(root).expanduser()
         self.name = name
         self.detect_faces = detect_faces
-        is_spec = isinstance(detector, str | Mapping) or OmegaConf.is_config(detector)
-        self._detector_spec, self._detector = (detector, None) if is_spec else (None, detector)
         self.spec = PreprocessSpec.from_dict(preprocess or {})
-        if cache_dir is None:
-            cache_dir = user_cache_dir("faces")
-        self.cache_dir = Path(cache_dir).expanduser() if cache_dir not in (False, "") else None
+        self.faces = FaceCrops(self.spec, detector, cache_dir, name)
+        self.mode = {True: "detect", False: "whole", "auto": "auto"}[detect_faces]
         self.val_fraction, self.test_fraction, self.seed = val_fraction, float(test_fraction), int(seed)
         self.requested = validate_classes(classes, where=f"{name}.classes") if classes is not None else None
         if not self.root.is_dir():
@@ -99,12 +90,6 @@ class FolderSource:
 
     def __repr__(self) -> str:
         return f"FolderSource(root={str(self.root)!r}, classes={list(self.class_names)}, name={self.name!r})"
-
-    @property
-    def detector(self) -> FaceDetector:
-        if self._detector is None:
-            self._detector = load_detector(self._detector_spec)
-        return for_photos(self._detector)
 
     # ---- loading -----------------------------------------------------------------------------------------------
     def files(self) -> dict[str, list[tuple[Path, int]]]:
@@ -154,7 +139,7 @@ class FolderSource:
                     if first_label != label:
                         conflicts.append(f"{path} (also in {first})")
                     continue
-                crop, why = self._face(data, digest)
+                crop, why = self.faces.crop(data, digest, self.mode)
                 if crop is None:
                     self.skipped.append((str(path), why))
                     continue
@@ -250,44 +235,6 @@ class FolderSource:
                 f"folder per class, named <index>_<name> after data.classes (e.g. {self.root}/0_happy/); "
                 f"`python scripts/capture_dataset.py label=happy out={self.root}` makes them."
             )
-
-    # ---- face crops --------------------------------------------------------------------------------------------
-    def _face(self, data: bytes, digest: str) -> tuple[np.ndarray | None, str]:
-        """(crop, "") or (None, why). Detector results are cached by content hash and the detector's config."""
-        cached = None
-        config = getattr(self.detector, "config", None) if self.detect_faces is not False else None
-        if self.cache_dir is not None and config is not None:
-            key = json.dumps([CACHE_VERSION, digest, config, self.spec.to_dict()], sort_keys=True)
-            key = hashlib.sha1(key.encode())
-            cached = self.cache_dir / key.hexdigest()[:2] / f"{key.hexdigest()}.png"
-            if cached.is_file():
-                crop = cv2.imread(str(cached), cv2.IMREAD_UNCHANGED)
-                if crop is not None:
-                    return crop, ""
-            if cached.with_suffix(".noface").is_file():
-                return None, "no face found"
-        img = read_image(data)
-        if img is None:
-            return None, "not an image OpenCV can read"
-        crop = self._crop(img)
-        if cached is not None and crop is not img:  # only detector results are worth caching
-            try:
-                if crop is None:
-                    write_bytes(cached.with_suffix(".noface"), b"")
-                else:
-                    write_image_atomic(cached, crop)
-            except OSError as e:
-                log.warning("%s: cannot write the face cache in %s (%s); caching off", self.name, self.cache_dir, e)
-                self.cache_dir = None
-        return (crop, "") if crop is not None else (None, "no face found")
-
-    def _crop(self, img: np.ndarray) -> np.ndarray | None:
-        if self.detect_faces is False or (self.detect_faces == "auto" and max(img.shape[:2]) <= CROP_MAX_SIDE):
-            return img
-        face = largest_face(self.detector.detect(img))
-        if face is None:
-            return None
-        return np.ascontiguousarray(crop_face(img, face, self.spec))
 
 
 def _rel(path: Path, root: Path) -> str:
