@@ -24,10 +24,11 @@ from mimic.data.base import DataError
 from mimic.data.ckplus import CKPlus48Source, CKPlusSource
 from mimic.data.datamodule import EmotionDataModule, datamodule_from_config
 from mimic.data.expw import ExpWSource
-from mimic.data.face_crops import FaceCrops, five_of_68, landmark_face
+from mimic.data.face_crops import FaceCrops, five_of_68, landmark_face, read_items
 from mimic.data.folds import fold_splits, group_splits, subject_folds
 from mimic.data.jaffe import JAFFESource
 from mimic.data.rafdb import RAFDBSource
+from mimic.detectors import load_detector
 from mimic.faces import Detection
 from mimic.labels import FER2013_CLASSES
 from mimic.preprocessing import PreprocessSpec, crop_face, to_model_image
@@ -567,3 +568,34 @@ def test_sets_merge_in_the_one_datamodule(tmp_path):
         assert name == (RAF[grey_of(img)] if k == 0 else JAFFE[codes[grey_of(img[20:28, 20:28])]])
     drawn = train["sources"][list(dm.train_dataloader().sampler)]
     assert 0.3 < drawn.mean() < 0.7  # the weights decide the draw, not the sizes (7 and 56 training faces)
+
+
+def test_real_faces_through_yunet_in_a_jaffe_folder_and_expw_boxes(shared_data, tmp_path):
+    """The real detector (YuNet, the configs' default) on real photos: JAFFE's whole images, ExpW's given boxes."""
+    faces = shared_data / "faces"
+    root = tmp_path / "jaffe"
+    for i, (name, code) in enumerate([("obama", "HA"), ("biden", "NE")]):
+        write(root / f"K{'AB'[i]}.{code}1.{i}.tiff", cv2.imread(str(faces / f"{name}.jpg")))
+    write(root / "KC.SU1.9.tiff", np.full((300, 300), 128, np.uint8))  # no face: skipped and named
+    source = JAFFESource(root, folds=3, cache_dir=False)
+    got, kept = read_items(source.faces, source.items(), "jaffe")
+    assert [it.path.name for it in kept] == ["KA.HA1.0.tiff", "KB.NE1.1.tiff"] and {g.shape for g in got} == {
+        (48, 48, 1)
+    }
+
+    photo = cv2.imread(str(faces / "two_people.jpg"))
+    found = sorted(load_detector("yunet").detect(photo), key=lambda d: d.box[0])
+    assert len(found) == 2
+    lines = [f"two.jpg {k} {y} {x} {x + w} {y + h} 0.9 {3 + k}" for k, (x, y, w, h) in enumerate(d.box for d in found)]
+    write(tmp_path / "expw/image/origin/two.jpg", photo)
+    (tmp_path / "expw/label").mkdir(parents=True)
+    (tmp_path / "expw/label/label.lst").write_text("\n".join(lines) + "\n")
+    train = ExpWSource(tmp_path / "expw", preprocess=SPEC, cache_dir=False, fractions=[1, 0, 0]).load()["train"]
+    # each box's own face, framed by its landmarks: YuNet run inside the box places them within a pixel or two of
+    # where it places them in the whole photo, far from the other face and from the box's own framing
+    for crop, d in zip(train.images, found, strict=True):
+        own = to_model_image(crop_face(photo, d, SPEC), SPEC).astype(float)
+        other = to_model_image(crop_face(photo, found[1 - found.index(d)], SPEC), SPEC).astype(float)
+        by_box = to_model_image(crop_face(photo, d.box, SPEC), SPEC).astype(float)
+        near, far = np.abs(crop - own).mean(), min(np.abs(crop - other).mean(), np.abs(crop - by_box).mean())
+        assert near < 12 and near < far / 2, (near, far)
