@@ -382,6 +382,15 @@ def ckplus48(root: Path, subjects: int = 10) -> Path:
     return root
 
 
+def test_ckplus48_evaluates_a_model_with_classes_it_lacks(tmp_path, tiny_checkpoint):
+    from mimic.evaluate import run as evaluate  # the evaluation stack, for this test only
+
+    root = ckplus48(tmp_path / "CK+48")
+    report = evaluate(compose("evaluate", [f"ckpt={tiny_checkpoint}", "data=ckplus48", f"data.path={root}"], tmp_path))
+    assert report["n"] == 6 * 3 and report["split"] == "test"  # one subject's six classes, contempt left out
+    assert report["test/recall_neutral"] is None and report["test/recall_happy"] is not None
+
+
 def test_ckplus48_folds_are_subject_wise(tmp_path):
     root = ckplus48(tmp_path / "CK+48")
     source = CKPlus48Source(root, fold=3)

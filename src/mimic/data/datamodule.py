@@ -85,8 +85,9 @@ class EmotionDataModule(L.LightningDataModule):
     sources: {name: Source}. classes: the run's class names in index order. augment: albumentations transforms
     applied to training images in the model's size. source_weights: {name: weight}; an epoch then draws each source
     in proportion to its weight (with replacement), instead of in proportion to its size. test_split: the split
-    ``test_dataloader`` serves. test_only: every image of every source is test data (classes no source has are then
-    a warning, not an error).
+    ``test_dataloader`` serves. test_only: every image of every source is test data. require_classes false (and
+    test_only): a class no source has is a warning, not an error (a model's classes the data lacks, evaluated).
+    balance_classes: an epoch draws every class equally often (with replacement), for a skewed set (AffectNet).
     """
 
     def __init__(
@@ -106,6 +107,7 @@ class EmotionDataModule(L.LightningDataModule):
         test_only: bool = False,
         teacher: Mapping[str, Any] | None = None,
         balance_classes: bool = False,
+        require_classes: bool = True,
     ) -> None:
         super().__init__()
         if not sources:
@@ -129,19 +131,19 @@ class EmotionDataModule(L.LightningDataModule):
             raise DataError(f"data.test_split={test_split!r}: choose one of {', '.join(SPLITS)}.")
         self.test_split, self.test_only = test_split, bool(test_only)
         self.teacher = _check_teacher(teacher)
-        self._check_classes()
+        self._check_classes(require_classes and not self.test_only)
         self.data: dict[str, dict[str, np.ndarray]] | None = None
 
     @property
     def source_names(self) -> list[str]:
         return list(self.sources)
 
-    def _check_classes(self) -> None:
+    def _check_classes(self, required: bool) -> None:
         provided = {canonical(c) for s in self.sources.values() for c in s.class_names}
         missing = [c for c in self.classes if c not in provided]
         if missing:
             per_source = "; ".join(f"{n}: {', '.join(s.class_names)}" for n, s in self.sources.items())
-            if self.test_only:
+            if not required:
                 log.warning("no test images of %s (the sources have %s)", missing, per_source)
                 return
             raise UnknownClassError(
@@ -313,8 +315,7 @@ class EmotionDataModule(L.LightningDataModule):
 
     def _weights(self, ds: FaceDataset) -> np.ndarray:
         """Each training image's chance to be drawn: its source's weight (1 without one) shared among the source's
-        images, or with ``balance_classes`` shared equally among its classes first (without source weights: among
-        the classes of all the data, whichever source holds them)."""
+        images, with ``balance_classes`` among its classes first (no source weights: the classes of all the data)."""
         weights = [self.source_weights.get(n, 1.0) for n in self.source_names]
         share = np.array(weights if self.source_weights or not self.balance_classes else [1.0])[:, None]
         sources = ds.sources if self.source_weights or not self.balance_classes else np.zeros_like(ds.sources)
@@ -350,8 +351,8 @@ def datamodule_from_config(data: DictConfig, classes: Sequence[str] | None = Non
         cfg.pop(key, None)
     if classes is None:
         return instantiate(cfg)
-    cfg.pop("classes", None)
-    return instantiate(cfg, _partial_=True)(classes=list(classes))
+    cfg.pop("classes", None)  # a class the data lacks is n/a in the model's test, not an error
+    return instantiate(cfg, _partial_=True)(classes=list(classes), require_classes=False)
 
 
 def _check_teacher(teacher: Mapping[str, Any] | None) -> dict[str, Any] | None:
