@@ -33,7 +33,7 @@ from mimic.realtime.sources import (
     open_source,
     read_ahead,
 )
-from mimic.realtime.tracker import IoUTracker, iou
+from mimic.realtime.tracker import IoUTracker, SceneCuts, iou
 from mimic.yunet import YuNetDetector
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +122,48 @@ def test_tracker_keeps_ids_while_faces_move_and_drops_lost_ones():
     assert len(ended) == 1 and len(tracker.tracks) == 1
     seen, _ = tracker.update([Detection((400, 60, 90, 90), 1.0), Detection((10, 200, 60, 60), 1.0)])
     assert seen[1].id == 2, "a new face gets a new id"
+
+
+def _shot(seed: int, frames: int) -> list[np.ndarray]:
+    """``frames`` frames of one shot: a seeded scene of soft blobs, the camera panning 2 px a frame."""
+    rng = np.random.default_rng(seed)
+    scene = cv2.GaussianBlur(rng.random((400, 760)).astype(np.float32), (0, 0), 10)
+    scene = cv2.normalize(scene, None, 20, 235, cv2.NORM_MINMAX).astype(np.uint8)
+    return [cv2.cvtColor(scene[20:380, 2 * i : 2 * i + 640], cv2.COLOR_GRAY2BGR) for i in range(frames)]
+
+
+def _blend(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
+    return cv2.addWeighted(a, 1 - w, b, w, 0)
+
+
+def test_scene_cuts_are_found_and_fades_are_not():
+    a, b, c, d = _shot(1, 20), _shot(2, 30), _shot(3, 20), _shot(4, 12)
+    black = np.zeros_like(a[0])
+    clip = [*a, *b[:15]]  # 20: a cut
+    clip += [_blend(b[15 + i], c[i], (i + 1) / 15) for i in range(15)]  # 35-49: a dissolve
+    clip += c[15:] + [_blend(c[-1], black, (i + 1) / 10) for i in range(10)] + [black] * 3  # a fade out
+    clip += [_blend(black, d[i], (i + 1) / 12) for i in range(12)]  # and in, to another shot: a fade, not a cut
+    clip += [np.clip(d[-1].astype(np.float32) * 1.6 + 10, 0, 255).astype(np.uint8)]  # a light switched on
+    clip += _shot(1, 5)  # back to the first shot: a cut
+    cuts = SceneCuts(threshold=0.5)
+    found = [i for i, frame in enumerate(clip) if cuts.update(frame)]
+    assert found == [20, len(clip) - 5]
+    gray = SceneCuts(threshold=0.5)
+    assert [i for i, f in enumerate(clip) if gray.update(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))] == found
+
+
+def test_no_track_crosses_a_cut():
+    """Two faces stay where they were across a cut (an interview's reverse shot): after it they are new ids."""
+    clip = _shot(1, 10) + _shot(2, 10)
+    boxes = [Detection((100, 100, 80, 80), 1.0), Detection((400, 120, 80, 80), 1.0)]
+    tracker, ids = IoUTracker(), []
+    for i, frame in enumerate(clip):
+        seen, ended = tracker.update(boxes, frame)
+        ids.append([t.id for t in seen])
+        assert (sorted(ended) == [0, 1]) == (i == 10)
+    assert ids[:10] == [[0, 1]] * 10 and ids[10:] == [[2, 3]] * 10
+    never = IoUTracker(cut_correlation=None)
+    assert {tuple(t.id for t in never.update(boxes, f)[0]) for f in clip} == {(0, 1)}
 
 
 # ---------------------------------------------------------------------------------------------------------- smoothing

@@ -286,6 +286,7 @@ REALTIME: Table = {
     "predictor.backend": (one_of("auto", "torch", "onnx"), "onnx"),
     "tracker.iou_threshold": (number("(0, 1]"), "0.3"),
     "tracker.max_missed": (whole(0), "10"),
+    "tracker.cut_correlation": (number("[-1, 1]") | NULL, "0.5"),
     "smoothing.enabled": (BOOL, "false"),
     "smoothing.half_life": (number("[0, 10]"), "0.1"),
     "smoothing.margin": (number("[0, 1]"), "0.1"),

@@ -161,7 +161,7 @@ class Pipeline:
             inputs = self.predictor.inputs(frame, detections)
             seconds["crop"] = timer() - t0
         t1 = timer()
-        tracks, ended = self.tracker.update(detections)
+        tracks, ended = self.tracker.update(detections, frame)  # every track ends at a scene cut
         for face_id in ended:
             self.smoothers.pop(face_id, None)
             if self.reactions is not None:

@@ -1,7 +1,9 @@
 """A simple IoU tracker: every face keeps an id across frames, so it keeps its own smoothing and its own log rows.
 
 Each frame, detections are matched greedily to the live tracks by box overlap (highest IoU first). A detection that
-matches nothing starts a new track with the next id; a track unmatched for more than ``max_missed`` frames ends.
+matches nothing starts a new track with the next id; a track unmatched for more than ``max_missed`` frames ends. At a
+scene cut (`SceneCuts`) every track ends, so an id never follows one person into the next shot and on to whoever
+stands where they stood.
 """
 
 from __future__ import annotations
@@ -9,7 +11,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from mimic.faces import Detection
+import cv2
+import numpy as np
+
+from mimic.faces import Detection, to_gray
+
+THUMB = (32, 18)  # SceneCuts compares frames at this size (width, height): a 640x360 frame's 20x20-pixel blocks
+FLAT = 2.0  # grey levels: a thumbnail spread less than this (a black frame) has no structure to compare
+
+
+class SceneCuts:
+    """Tells the cuts of a video from its frames: a cut is a frame whose small grey thumbnail, each standardised to
+    zero mean and unit spread, correlates with the previous frame's below ``threshold``. A fade or a dissolve changes
+    the picture a little each frame and a change of brightness or contrast none (the standardising removes it); a
+    moving camera or person keeps most of the picture; a cut replaces it. A flat frame (black, between a fade out and
+    a fade in) is compared with nothing. About 0.1 ms a 640x360 frame."""
+
+    def __init__(self, threshold: float = 0.5) -> None:
+        self.threshold = float(threshold)
+        self._last: np.ndarray | None = None
+
+    def update(self, frame: np.ndarray) -> bool:
+        """Whether ``frame`` (BGR or grey) starts a new shot."""
+        small = cv2.resize(to_gray(frame), THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
+        small -= small.mean()
+        spread = float(np.sqrt((small**2).mean()))
+        last, self._last = self._last, (small / spread if spread >= FLAT else None)
+        if last is None or self._last is None:
+            return False
+        return float((last * self._last).mean()) < self.threshold
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -32,17 +62,26 @@ class Track:
 
 
 class IoUTracker:
-    """Gives each detection the id of the live track it overlaps most (at least ``iou_threshold``)."""
+    """Gives each detection the id of the live track it overlaps most (at least ``iou_threshold``); every track ends
+    at a scene cut (`SceneCuts` with ``cut_correlation``; null: cuts are not looked for)."""
 
-    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 10) -> None:
+    def __init__(self, iou_threshold: float = 0.3, max_missed: int = 10, cut_correlation: float | None = 0.5) -> None:
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
+        self.cuts = SceneCuts(cut_correlation) if cut_correlation is not None else None
         self.tracks: dict[int, Track] = {}
         self.next_id = 0
 
-    def update(self, detections: Sequence[Detection]) -> tuple[list[Track], list[int]]:
+    def update(self, detections: Sequence[Detection], frame: np.ndarray | None = None) -> tuple[list[Track], list[int]]:
         """Match this frame's detections; returns (the tracks seen in this frame, in detection order, and the ids of
-        tracks that just ended)."""
+        tracks that just ended). ``frame``: the picture they were found in, for the scene cuts."""
+        cut_ended = []
+        if frame is not None and self.cuts is not None and self.cuts.update(frame):
+            cut_ended, self.tracks = list(self.tracks), {}
+        seen, ended = self._match(detections)
+        return seen, cut_ended + ended
+
+    def _match(self, detections: Sequence[Detection]) -> tuple[list[Track], list[int]]:
         pairs = sorted(
             ((iou(t.box, d.box), tid, i) for tid, t in self.tracks.items() for i, d in enumerate(detections)),
             reverse=True,
