@@ -19,9 +19,10 @@ from mimic.detectors import load_detector
 from mimic.errors import UserError
 from mimic.faces import Detection, largest_face
 from mimic.haar import HaarDetector
+from mimic.labels import FER2013_CLASSES
 from mimic.realtime.assets import default_assets
 from mimic.realtime.csvlog import CsvLog
-from mimic.realtime.overlay import draw
+from mimic.realtime.overlay import _names_panel, _overlaps, draw, place_panels
 from mimic.realtime.reactions import Reactions, SoundPlayer
 from mimic.realtime.result import Face, FrameResult, columns
 from mimic.realtime.smoothing import LabelSmoother
@@ -563,3 +564,40 @@ def test_overlay_draws_boxes_bars_and_fps():
     out = draw(img, faces, names, fps=31.0)
     assert out is img and (img.sum(axis=2) > 0).mean() > 0.02
     assert img[100:220, 100].any() and img[5:25, 5:120].any()
+
+
+def test_bars_never_cover_another_face():
+    """A crowd of faces: every face keeps its box and label, and every bar panel drawn covers no other face's box and
+    no other panel; the largest face always gets its bars."""
+    names = list(FER2013_CLASSES)
+    rng = np.random.default_rng(3)
+    for trial in range(20):
+        boxes = []
+        while len(boxes) < 7:  # seven faces that do not overlap one another
+            side = int(rng.integers(40, 110))
+            box = (int(rng.integers(0, 640 - side)), int(rng.integers(20, 360 - side)), side, side)
+            if not any(_overlaps(box, b) for b in boxes):
+                boxes.append(box)
+        faces = [_face(i, b, [1 / 7] * 7, "happy") for i, b in enumerate(boxes)]
+        spots = place_panels(boxes, _names_panel(tuple(names)).shape[:2], (360, 640))
+        ph, pw = _names_panel(tuple(names)).shape[:2]
+        panels = [(*s, pw, ph) for s in spots if s is not None]
+        for i, s in enumerate(spots):
+            if s is not None:
+                assert not any(_overlaps((*s, pw, ph), b) for j, b in enumerate(boxes) if j != i), trial
+                assert 0 <= s[0] <= 640 - pw and 0 <= s[1] <= 360 - ph
+        assert all(not _overlaps(a, b) for k, a in enumerate(panels) for b in panels[k + 1 :])
+        x, y, w, h = boxes[largest := max(range(7), key=lambda i: boxes[i][2] * boxes[i][3])]
+        top = min(y, 360 - ph)
+        beside = [(x + w + 6, top), (x - pw - 6, top), (x, y + h + 6), (x, y - ph - 6)]
+        room = [
+            (cx, cy)
+            for cx, cy in beside
+            if 0 <= cx <= 640 - pw and 0 <= cy <= 360 - ph and not any(_overlaps((cx, cy, pw, ph), b) for b in boxes)
+        ]
+        assert spots[largest] == (room[0] if room else None)  # the largest face chooses first
+        img = draw(np.zeros((360, 640, 3), np.uint8), faces, names)
+        for x, y, w, _ in boxes:  # every face's box is drawn, bars or not
+            assert img[y, x : x + w].any()
+    lone = place_panels([(560, 250, 70, 70)], (ph, pw), (360, 640))
+    assert lone == [(560 - pw - 6, 250)]  # no room on the right: on the left, as before
