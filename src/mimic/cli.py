@@ -75,6 +75,7 @@ def _front_end(cfg: DictConfig) -> str:
 
 
 _train = _command("train", lambda cfg: "mimic.train:run", objective)
+_analyze = _command("realtime", lambda cfg: "mimic.analyze:run", lambda results: None)
 evaluate = _command("evaluate", lambda cfg: "mimic.evaluate:run")
 _live = _command("realtime", _front_end)
 
@@ -91,3 +92,24 @@ def live() -> None:
     """Live recognition; ``--list-cameras`` is the familiar flag for the override ``list_cameras=true``."""
     sys.argv = [a if a != "--list-cameras" else "list_cameras=true" for a in sys.argv]
     _live()
+
+
+ANALYZE_INPUTS: list[str] = []
+"""The plain words of `analyze`'s command line (what to analyse): kept out of the config, so a file name is never
+read as an override or resolved by OmegaConf."""
+HYDRA_FLAGS_WITH_VALUE = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
+
+
+def analyze() -> None:
+    """Analysis of recorded videos and photos: ``analyze.py INPUT... [key=value...]``, the live app's config
+    (conf/realtime.yaml, its ``analyze`` block) under the task name ``analyze``. The words that are no ``key=value``
+    setting and no flag are the inputs."""
+    words, keep = [], [sys.argv[0]]
+    for i, word in enumerate(sys.argv[1:], 1):
+        setting = "=" in word or word.startswith(("-", "~", "+")) or sys.argv[i - 1] in HYDRA_FLAGS_WITH_VALUE
+        (keep if setting else words).append(word)
+    ANALYZE_INPUTS[:] = words
+    named = {w.split("=", 1)[0].lstrip("+~") for w in keep[1:]}
+    own = [f"{key}=analyze" for key in ("task_name", "hydra.job.name") if key not in named]  # outputs/analyze/runs/
+    sys.argv = [keep[0], *own, *keep[1:]]
+    _analyze()

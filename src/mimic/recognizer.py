@@ -4,6 +4,7 @@
     recognizer = EmotionRecognizer()                 # the bundled model and YuNet; ckpt=... for your own model
     for face in recognizer.detect(cv2.imread("photo.jpg")):
         print(face["box"], face["label"], face["emotions"])
+    video = recognizer.analyze_video("interview.mp4")   # .rows, .people, .to_pandas()
 
 It is the realtime app's path without the app: the same detector, the same face framing (`mimic.preprocessing`) and
 the same `Predictor`, so a face gets the probabilities `realtime.py` and `evaluate.py` give it (DESIGN.md contract 2).
@@ -11,10 +12,11 @@ the same `Predictor`, so a face gets the probabilities `realtime.py` and `evalua
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -23,6 +25,9 @@ from mimic.detectors import load_detector
 from mimic.errors import UserError
 from mimic.faces import for_photos
 from mimic.models.predictor import open_model
+
+if TYPE_CHECKING:
+    from mimic.analysis import VideoAnalysis
 
 MIN_CROP = 8  # pixels on each side: less holds no face to read
 
@@ -45,6 +50,7 @@ class EmotionRecognizer:
         threads: int | None = None,
     ) -> None:
         self.predictor = open_model(ckpt, threads, tta_flip, backend=backend)
+        self._detector_spec = detector
         self.detector = for_photos(load_detector(detector))  # every image here is a new scene
         self.class_names: list[str] = list(self.predictor.class_names)
 
@@ -67,6 +73,22 @@ class EmotionRecognizer:
             }
             for face, p in zip(faces, probs)
         ]
+
+    def analyze_video(self, path: str | os.PathLike, every: int = 1, min_track_s: float = 1.0) -> VideoAnalysis:
+        """Every face of the video at ``path`` (every ``every``-th frame), tracked, classified and smoothed as the
+        live app does, unpaced: ``.rows`` (a dict per face per frame, faces.csv's columns), ``.people`` (a summary
+        per person seen for at least ``min_track_s`` seconds, people.csv's columns), ``.to_pandas()``. Track ids
+        are not identities: a scene cut, or a face lost for a moment, starts a new one (`mimic.analysis`)."""
+        # analysis needs the live pipeline and the tracker, which one-image calls never load
+        from mimic.analysis import analyze_video, open_video
+        from mimic.realtime.pipeline import Pipeline
+
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise UserError(f"analyze_video: every={every!r}: analyse every N-th frame, N a whole number from 1")
+        video = open_video(Path(path).expanduser())
+        pipeline = Pipeline(self.predictor, load_detector(self._detector_spec))  # a detector of its own: video
+        with contextlib.closing(pipeline):
+            return analyze_video(video, pipeline, every, float(min_track_s), progress=False)
 
     def classify(self, face: np.ndarray) -> dict[str, float]:
         """The emotion probabilities of one face crop (BGR or gray uint8, any size, framed roughly as FER2013 frames

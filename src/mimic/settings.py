@@ -324,7 +324,14 @@ REALTIME: Table = {
     "ui.personalise.fer2013": (PATH, "data/fer2013/fer2013.csv.gz"),
 }
 
-SETTINGS: dict[str, Table] = {"train": TRAIN, "evaluate": EVALUATE, "realtime": REALTIME}
+ANALYZE: Table = {  # conf/realtime.yaml's analyze block: python analyze.py
+    "analyze.inputs": (list_of(PATH, "a list of videos, photos, folders or globs"), "[clip.mp4,photos/]"),
+    "analyze.out": (PATH, "results"),
+    "analyze.every": (whole(1), "2"),
+    "analyze.min_track_s": (number("[0, inf)"), "1.0"),
+    "analyze.annotate": (BOOL, "true"),
+}
+SETTINGS: dict[str, Table] = {"train": TRAIN, "evaluate": EVALUATE, "realtime": {**REALTIME, **ANALYZE}}
 
 _ABSENT, _MISSING = object(), object()
 

@@ -70,13 +70,14 @@ class IoUTracker:
         self.max_missed = max_missed
         self.cuts = SceneCuts(cut_correlation) if cut_correlation is not None else None
         self.tracks: dict[int, Track] = {}
-        self.next_id = 0
+        self.next_id, self.cut = 0, False
 
     def update(self, detections: Sequence[Detection], frame: np.ndarray | None = None) -> tuple[list[Track], list[int]]:
         """Match this frame's detections; returns (the tracks seen in this frame, in detection order, and the ids of
-        tracks that just ended). ``frame``: the picture they were found in, for the scene cuts."""
-        cut_ended = []
-        if frame is not None and self.cuts is not None and self.cuts.update(frame):
+        tracks that just ended). ``frame``: the picture they were found in, for the scene cuts; ``cut`` then says
+        whether it began a new shot."""
+        cut_ended, self.cut = [], frame is not None and self.cuts is not None and self.cuts.update(frame)
+        if self.cut:
             cut_ended, self.tracks = list(self.tracks), {}
         seen, ended = self._match(detections)
         return seen, cut_ended + ended
