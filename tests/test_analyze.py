@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, load_script
 from test_realtime_parts import load_video_maker
 
 from mimic.analysis import collect_inputs, output_folder
@@ -186,3 +187,14 @@ def test_the_python_api(tmp_path):
         EmotionRecognizer(detector="haar").analyze_video(clip, every=0)
     with pytest.raises(UserError, match="nope.mp4"):
         EmotionRecognizer(detector="haar").analyze_video(tmp_path / "nope.mp4")
+
+
+def test_the_benchmark_prints_its_figures(tmp_path, capsys):
+    from hydra.core.global_hydra import GlobalHydra  # the benchmark composes its own config, as a fresh process
+
+    GlobalHydra.instance().clear()
+    clip = two_shot_clip(tmp_path / "clip.avi")
+    load_script("bench/benchmark_analyze").main([f"video={clip}", "repeats=1", "detector=haar", "every=2"])
+    out = capsys.readouterr().out
+    assert f"analysed {SHOT} frames in" in out and re.search(r"x real time; 1\.[89]\d|2\.00 faces a frame", out)
+    assert all(f"\n{stage} " in out for stage in ("decode", "detect", "crop", "classify"))

@@ -46,6 +46,7 @@ from mimic.realtime import overlay
 from mimic.realtime.pipeline import Pipeline
 from mimic.realtime.result import columns
 from mimic.realtime.sources import FrameSource, VideoSource, read_ahead
+from mimic.realtime.stats import Stats
 from mimic.realtime.window import Recorder
 
 log = logging.getLogger(__name__)
@@ -209,10 +210,12 @@ def analyze_video(
     ahead: bool = True,
     annotate: Path | None = None,
     progress: bool = True,
+    stats: Stats | None = None,
 ) -> VideoAnalysis:
     """Run ``pipeline`` over the video at ``path`` (or opened: `open_video`; every ``every``-th frame) and
     summarise it. ``annotate``: a new
-    video file to write every analysed frame to, drawn on as the live window draws (at the analysed frames' rate)."""
+    video file to write every analysed frame to, drawn on as the live window draws (at the analysed frames' rate).
+    ``stats``: gets every frame's stage times (the benchmark's)."""
     video = path if isinstance(path, VideoSource) else open_video(Path(path).expanduser())
     total = int(video.cap.get(cv2.CAP_PROP_FRAME_COUNT))
     fps, names = float(video.fps), list(pipeline.class_names)
@@ -243,6 +246,8 @@ def analyze_video(
                         track.picture = _picture(captured.frame, face.box)
                 if recorder is not None:
                     recorder.write(overlay.draw(captured.frame, result.faces, names))
+                if stats is not None:
+                    stats.add(captured, result)
                 bar.update(1)
                 bar.set_postfix(faces=len(rows), refresh=False)
     bar.close()

@@ -1,0 +1,90 @@
+"""Benchmark `python analyze.py` on a video: frames/s, how many times real time, and where the time goes.
+
+    python scripts/bench/benchmark_analyze.py [video=<clip.mp4>] [ckpt=<file.ckpt|file.onnx>] [every=1] [repeats=2]
+                                              [faces_dir=../shared/data/faces] [any conf/realtime.yaml override]
+
+No ``video``: make_test_video.py's two-three clip (640x360, 30 frames/s, 300 frames: two faces, then three), of the
+portraits in ``faces_dir`` or of synthetic faces, written to a temporary folder. No ``ckpt``: the bundled model; an
+int8 model is timed by naming its file (``scripts/export.py ckpt=... int8=true``). Each repeat analyses the whole
+video exactly as analyze.py does (`mimic.analysis.analyze_video`: read, detect and crop ahead on a thread, classify,
+track, smooth, write faces.csv), with nothing drawn or written but the log; the best repeat is reported, the machine
+being shared. Stages as `benchmark_realtime.py` names them: decode, detect and crop on the reader thread, classify,
+smooth and log on the main one, so a frame takes less than their sum. Run it with nothing else on the machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_module
+
+from mimic.analysis import analyze_video, open_video
+from mimic.args import Key, parse
+from mimic.cli import user_errors
+from mimic.detectors import load_detector
+from mimic.models.bundled import resolve_ckpt
+from mimic.realtime.pipeline import Pipeline, predictor_from_config
+from mimic.realtime.stats import STAGES, Stats
+
+KEYS = {
+    "video": Key(Path, None, "the video to analyse (default: make_test_video.py's two-three clip)"),
+    "faces_dir": Key(Path, None, "portraits for the default clip (default: synthetic faces)"),
+    "every": Key(int, 1, "analyse every N-th frame"),
+    "repeats": Key(int, 2, "analyses of the whole video; the best is reported"),
+}
+
+
+def default_clip(folder: Path, faces_dir: Path | None) -> Path:
+    """make_test_video.py's two-three clip in ``folder``."""
+    import importlib.util  # the video maker is a script beside this one, not a module of the package
+
+    spec = importlib.util.spec_from_file_location("make_test_video", Path(__file__).with_name("make_test_video.py"))
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    patches = (maker.photo_patches(faces_dir) if faces_dir else []) or maker.synthetic_patches()
+    path = folder / "two-three.avi"
+    maker.make_video(path, patches, frames=300, size=(640, 360), fps=30.0, layout="two-three", noise=3, lighting=True)
+    return path
+
+
+def measure(cfg, video: Path, every: int, log_dir: Path) -> tuple[float, Stats, object]:
+    """One analysis of ``video``: (seconds, its stage times, the analysis)."""
+    stats = Stats()
+    predictor = predictor_from_config(cfg)
+    pipeline = Pipeline.from_config(cfg, predictor, load_detector(cfg.detector), log_dir / "faces.csv", popups=False)
+    with contextlib.closing(pipeline):
+        result = analyze_video(open_video(video), pipeline, every, progress=False, stats=stats)
+    (log_dir / "faces.csv").unlink()
+    return result.seconds, stats, result
+
+
+def main(argv: list[str] | None = None) -> None:
+    with user_errors():
+        args = parse(argv, KEYS, __doc__, extra="", extra_help="any src/mimic/conf/realtime.yaml override")
+        overrides = [*args.extra, "reactions.enabled=false", "display=false"]
+        with initialize_config_module("mimic.conf", version_base="1.3"):
+            cfg = compose("realtime", overrides=overrides)
+        with tempfile.TemporaryDirectory(prefix="mimic-bench-analyze-") as tmp:
+            video = args.video or default_clip(Path(tmp), args.faces_dir)
+            runs = [measure(cfg, video, args.every, Path(tmp)) for _ in range(max(1, args.repeats))]
+    seconds, stats, result = min(runs, key=lambda r: r[0])
+    speed = result.frames / seconds
+    print(f"video: {video} ({result.frames * args.every} frames, {result.fps:.0f} frames/s, every={args.every})")
+    print(f"model: {resolve_ckpt(cfg.get('ckpt')).name}, detector: {cfg.detector._target_.rsplit('.', 1)[-1]}")
+    print(
+        f"analysed {result.frames} frames in {seconds:.2f} s: {speed:.1f} frames/s, "
+        f"{speed * args.every / result.fps:.2f}x real time; {len(result.rows) / max(1, result.frames):.2f} faces "
+        f"a frame; repeats: {', '.join(f'{r[0]:.2f} s' for r in runs)}"
+    )
+    print("stage      mean ms   p95 ms   (decode, detect, crop: reader thread)")
+    for stage in STAGES:
+        values = np.array(stats.stages[stage]) * 1000
+        if len(values):
+            print(f"{stage:<9} {values.mean():8.2f} {np.percentile(values, 95):8.2f}")
+
+
+if __name__ == "__main__":
+    main()
