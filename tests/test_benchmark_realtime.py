@@ -226,6 +226,21 @@ def test_two_three_shows_two_faces_then_three_that_yunet_finds(tmp_path, patches
     assert xs == sorted(xs) and xs[1] - xs[0] > truth[15][0][2]  # left to right, apart
 
 
+def test_the_crowd_layout_cuts_every_few_seconds_to_another_small_dim_crowd(tmp_path, patches):
+    from mimic.realtime.tracker import SceneCuts  # the live tracker's cut detector, on the clip it is meant for
+
+    path = tmp_path / "crowd.avi"
+    truth = vm.make_video(path, patches, frames=200, fps=30.0, layout="crowd", noise=3)
+    shot = int(vm.CROWD_SHOT_S * 30)
+    assert all(5 <= len(boxes) <= 8 and all(22 <= b[2] <= 40 for b in boxes) for boxes in truth)
+    assert len(truth[shot]) != len(truth[0]) or truth[shot] != truth[0]  # another crowd after the cut
+    video, cuts, frames = cv2.VideoCapture(str(path)), SceneCuts(), []
+    while (frame := video.read()[1]) is not None:
+        frames.append(frame)
+    assert [i for i, f in enumerate(frames) if cuts.update(f)] == [shot, 2 * shot]
+    assert np.mean([f.mean() for f in frames]) < 60  # a dim room
+
+
 def test_make_video_refuses_an_unknown_layout(tmp_path):
     with pytest.raises(ValueError, match="layout must be one of"):
         vm.make_video(tmp_path / "x.avi", vm.synthetic_patches(1), frames=2, layout="three")

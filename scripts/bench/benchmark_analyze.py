@@ -1,10 +1,12 @@
 """Benchmark `python analyze.py` on a video: frames/s, how many times real time, and where the time goes.
 
-    python scripts/bench/benchmark_analyze.py [video=<clip.mp4>] [ckpt=<file.ckpt|file.onnx>] [every=1] [repeats=2]
-                                              [faces_dir=../shared/data/faces] [any conf/realtime.yaml override]
+    python scripts/bench/benchmark_analyze.py [video=<clip.mp4>] [layout=two-three|crowd] [ckpt=<file.ckpt|.onnx>]
+                                              [every=1] [repeats=2] [faces_dir=../shared/data/faces]
+                                              [any conf/realtime.yaml override]
 
-No ``video``: make_test_video.py's two-three clip (640x360, 30 frames/s, 300 frames: two faces, then three), of the
-portraits in ``faces_dir`` or of synthetic faces, written to a temporary folder. No ``ckpt``: the bundled model; an
+No ``video``: a make_test_video.py clip (640x360, 30 frames/s, 300 frames) of the portraits in ``faces_dir`` or of
+synthetic faces, written to a temporary folder: ``two-three`` (two faces, then three) or ``crowd`` (a scene cut every
+3 s to another crowd of 5-8 small, dim faces). No ``ckpt``: the bundled model; an
 int8 model is timed by naming its file (``scripts/export.py ckpt=... int8=true``). Each repeat analyses the whole
 video exactly as analyze.py does (`mimic.analysis.analyze_video`: read, detect and crop ahead on a thread, classify,
 track, smooth, write faces.csv), with nothing drawn or written but the log; the best repeat is reported, the machine
@@ -25,28 +27,32 @@ from mimic.analysis import analyze_video, open_video
 from mimic.args import Key, parse
 from mimic.cli import user_errors
 from mimic.detectors import load_detector
+from mimic.errors import UserError
 from mimic.models.bundled import resolve_ckpt
 from mimic.realtime.pipeline import Pipeline, predictor_from_config
 from mimic.realtime.stats import STAGES, Stats
 
 KEYS = {
     "video": Key(Path, None, "the video to analyse (default: make_test_video.py's two-three clip)"),
+    "layout": Key(str, "two-three", "the made clip's layout: two-three or crowd"),
     "faces_dir": Key(Path, None, "portraits for the default clip (default: synthetic faces)"),
     "every": Key(int, 1, "analyse every N-th frame"),
     "repeats": Key(int, 2, "analyses of the whole video; the best is reported"),
 }
 
 
-def default_clip(folder: Path, faces_dir: Path | None) -> Path:
-    """make_test_video.py's two-three clip in ``folder``."""
+def default_clip(folder: Path, faces_dir: Path | None, layout: str) -> Path:
+    """make_test_video.py's clip of ``layout`` in ``folder``."""
     import importlib.util  # the video maker is a script beside this one, not a module of the package
 
     spec = importlib.util.spec_from_file_location("make_test_video", Path(__file__).with_name("make_test_video.py"))
     maker = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(maker)
     patches = (maker.photo_patches(faces_dir) if faces_dir else []) or maker.synthetic_patches()
-    path = folder / "two-three.avi"
-    maker.make_video(path, patches, frames=300, size=(640, 360), fps=30.0, layout="two-three", noise=3, lighting=True)
+    if layout not in ("two-three", "crowd"):
+        raise UserError(f"layout={layout}: two-three or crowd")
+    path = folder / f"{layout}.avi"
+    maker.make_video(path, patches, frames=300, size=(640, 360), fps=30.0, layout=layout, noise=3, lighting=True)
     return path
 
 
@@ -68,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         with initialize_config_module("mimic.conf", version_base="1.3"):
             cfg = compose("realtime", overrides=overrides)
         with tempfile.TemporaryDirectory(prefix="mimic-bench-analyze-") as tmp:
-            video = args.video or default_clip(Path(tmp), args.faces_dir)
+            video = args.video or default_clip(Path(tmp), args.faces_dir, args.layout)
             runs = [measure(cfg, video, args.every, Path(tmp)) for _ in range(max(1, args.repeats))]
     seconds, stats, result = min(runs, key=lambda r: r[0])
     speed = result.frames / seconds

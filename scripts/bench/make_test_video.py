@@ -1,11 +1,13 @@
 """Make a test video of moving, scaling faces: real portraits pasted into frames, or synthetic faces without them.
 
     python scripts/bench/make_test_video.py out=clip.mp4 [faces_dir=../shared/data/faces] [frames=300]
-                                            [size=640x360] [layout=one-two|one|two|two-three] [fps=30] [noise=6]
+                                            [size=640x360] [layout=one-two|one|two|two-three|crowd] [fps=30] [noise=6]
                                             [lighting=false] [seed=0]
 
 The first half of ``one-two`` shows one face drifting and zooming, the second half two faces side by side;
 ``two-three`` shows two faces, then three (the third a mirrored copy of the first portrait when there are only two).
+``crowd`` is a stage recording's audience: a scene cut every `CROWD_SHOT_S` seconds to another place and another
+crowd of 5-8 small, dim faces (the portraits, mirrored and resized), each sitting still but for a slight sway.
 Lighting changes (on here by default, off in `make_video` unless asked; see `light_schedule`): slow drifts of
 contrast and brightness over the clip and a lamp switched on about a quarter in and off about three quarters in,
 applied to the whole frame before the sensor noise. Without ``faces_dir`` (or when it holds no usable photo)
@@ -99,7 +101,9 @@ def _paste(frame: np.ndarray, patch: np.ndarray, cx: float, cy: float, side: int
     return int(cx - face / 2), int(cy - face / 2), int(face), int(face)
 
 
-LAYOUTS = ("one-two", "one", "two", "two-three")
+LAYOUTS = ("one-two", "one", "two", "two-three", "crowd")
+CROWD_SHOT_S = 3.0  # crowd: seconds between scene cuts
+CROWD_DIM = 0.3  # crowd: the room's light, as a gain on the whole frame
 
 
 def light_schedule(frames: int, seed: int = 0) -> np.ndarray:
@@ -156,7 +160,13 @@ def make_video(
         raise OSError(f"cannot write a video to {path}")
     background = _background(width, height)
     truth = []
+    shot_frames = max(1, int(round(CROWD_SHOT_S * fps)))
     for i in range(frames):
+        if layout == "crowd":
+            frame, boxes = _crowd(background, patches, i // shot_frames, i % shot_frames, seed)
+            truth.append(boxes)
+            writer.write(_sensor(frame, light, i, noise, rng))
+            continue
         frame = background.copy()
         phase = 2 * math.pi * i / max(1, frames)
         late = i >= frames // 2
@@ -176,16 +186,47 @@ def make_video(
                 cx = width * (0.18 + 0.32 * k) + width * 0.03 * math.sin(2 * phase + k)
                 cy = height / 2 + height * 0.05 * math.cos(2 * phase + k)
             boxes.append(_paste(frame, patch, cx, cy, int(side)))
-        if light is not None:
-            gain, offset = light[i]
-            frame = np.clip(frame.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
-        if noise > 0:
-            jitter = rng.normal(0, noise, frame.shape).astype(np.float32) + rng.normal(0, noise / 2)
-            frame = np.clip(frame + jitter, 0, 255).astype(np.uint8)
-        writer.write(frame)
+        writer.write(_sensor(frame, light, i, noise, rng))
         truth.append(boxes)
     writer.release()
     return truth
+
+
+def _sensor(frame: np.ndarray, light: np.ndarray | None, i: int, noise: float, rng) -> np.ndarray:
+    """The frame as the camera records it: under the light's gain and offset, with sensor noise."""
+    if light is not None:
+        gain, offset = light[i]
+        frame = np.clip(frame.astype(np.float32) * gain + offset, 0, 255).astype(np.uint8)
+    if noise > 0:
+        jitter = rng.normal(0, noise, frame.shape).astype(np.float32) + rng.normal(0, noise / 2)
+        frame = np.clip(frame + jitter, 0, 255).astype(np.uint8)
+    return frame
+
+
+def _crowd(
+    background: np.ndarray, patches: list[np.ndarray], shot: int, i: int, seed: int
+) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """Frame ``i`` of shot ``shot`` of the crowd layout, and its face boxes: a place of its own (the background
+    turned, mirrored and tinted by the shot) and 5-8 faces 22-40 px wide on a jittered grid, dimmed."""
+    rng = np.random.default_rng([seed, shot, 7])
+    height, width = background.shape[:2]
+    place = [background, cv2.flip(background, 1), cv2.flip(background, 0), cv2.flip(background, -1)][shot % 4]
+    frame = np.clip(place.astype(np.float32) * rng.uniform(0.7, 1.2, 3), 0, 255).astype(np.uint8)
+    n = int(rng.integers(5, 9))
+    cols, rows = 4, 2
+    cells = rng.permutation(cols * rows)[:n]
+    boxes = []
+    for k, cell in enumerate(cells):
+        patch = patches[k % len(patches)]
+        patch = cv2.flip(patch, 1) if (k + shot) % 2 else patch
+        face = rng.uniform(22, 40)
+        side = int(face * (1 + 2 * HEAD_MARGIN))
+        cx = width * (cell % cols + 0.5) / cols + rng.uniform(-0.08, 0.08) * width / cols
+        cy = height * (cell // cols + 0.5) / rows + rng.uniform(-0.1, 0.1) * height / rows
+        sway = 2.0 * math.sin(2 * math.pi * (i / 45.0 + k / n))
+        boxes.append(_paste(frame, patch, cx + sway, cy, side))
+    frame = np.clip(frame.astype(np.float32) * CROWD_DIM, 0, 255).astype(np.uint8)
+    return frame, boxes
 
 
 KEYS = {
