@@ -213,13 +213,12 @@ def analyze_video(
     stats: Stats | None = None,
 ) -> VideoAnalysis:
     """Run ``pipeline`` over the video at ``path`` (or opened: `open_video`; every ``every``-th frame) and
-    summarise it. ``annotate``: a new
-    video file to write every analysed frame to, drawn on as the live window draws (at the analysed frames' rate).
-    ``stats``: gets every frame's stage times (the benchmark's)."""
+    summarise it. ``annotate``: a new video file to write every analysed frame to, drawn on as the live window
+    draws (at the analysed frames' rate). ``stats``: gets every frame's stage times (the benchmark's)."""
     video = path if isinstance(path, VideoSource) else open_video(Path(path).expanduser())
     total = int(video.cap.get(cv2.CAP_PROP_FRAME_COUNT))
     fps, names = float(video.fps), list(pipeline.class_names)
-    header = columns(names)
+    header, model = columns(names), pipeline.log.model if pipeline.log is not None else ""
     rows, tracks, cuts = [], {}, []
     start = time.perf_counter()
     bar = _progress(total // max(1, every), video.path.name, progress)
@@ -234,7 +233,7 @@ def analyze_video(
                 result = pipeline.step(captured.frame, captured.time, captured.detections, captured.inputs)
                 if pipeline.tracker.cut:
                     cuts.append(round(captured.time, 3))
-                rows += [dict(zip(header, row, strict=True)) for row in result.csv_rows()]
+                rows += [dict(zip(header, row, strict=True)) for row in result.csv_rows(model)]
                 for face in result.faces:
                     track = tracks.setdefault(face.id, Track(face.id))
                     track.times.append(captured.time)
