@@ -24,12 +24,15 @@ from mimic.settings import check_settings
 CONFIGS = "pkg://mimic.conf"  # the configs ship inside the package, so the commands work from any folder
 
 
-def _user_error(exc: BaseException | None) -> BaseException | None:
-    """The user mistake behind ``exc`` (looking through Hydra's instantiation wrapper), or None for a bug."""
+def find_user_error(
+    exc: BaseException | None, through: tuple[type[BaseException], ...] = (InstantiationException,)
+) -> BaseException | None:
+    """The user mistake behind ``exc`` (looking through wrappers of the types ``through``: Hydra's instantiation
+    error), or None for a bug."""
     while exc is not None:
         if isinstance(exc, UserError | FileNotFoundError):
             return exc
-        exc = exc.__cause__ if isinstance(exc, InstantiationException) else None
+        exc = exc.__cause__ if isinstance(exc, through) else None
     return None
 
 
@@ -39,7 +42,7 @@ def user_errors() -> Iterator[None]:
     try:
         yield
     except Exception as e:
-        found = _user_error(e)
+        found = find_user_error(e)
         if found is None:
             raise
         print(f"error: {found}", file=sys.stderr)

@@ -45,7 +45,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from mimic.errors import UserError, said
+from mimic.cli import find_user_error
+from mimic.errors import said
 from mimic.io import new_file, write_bytes
 
 log = logging.getLogger(__name__)
@@ -65,11 +66,7 @@ class JobFailed(RuntimeError):
 def user_error(exc: BaseException | None) -> BaseException | None:
     """The user's mistake behind ``exc`` (looking through Hydra's instantiation wrapper and `JobFailed`), or None for
     a bug: the same errors `mimic.cli.user_errors` turns into one message."""
-    while exc is not None:
-        if isinstance(exc, UserError | FileNotFoundError):
-            return exc
-        exc = exc.__cause__ if isinstance(exc, InstantiationException | JobFailed) else None
-    return None
+    return find_user_error(exc, (InstantiationException, JobFailed))
 
 
 def in_multirun() -> bool:
