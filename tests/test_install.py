@@ -104,9 +104,13 @@ def test_installed_commands_work_in_an_empty_folder(installed, tmp_path):
     (live_run,) = (work / "outputs" / "realtime" / "runs").iterdir()
     assert (live_run / "faces.csv").is_file() and (live_run / "realtime.log").is_file()
 
-    for command in ("mimic-evaluate", "mimic-live", "mimic-train"):
+    for command in ("mimic-evaluate", "mimic-live", "mimic-train", "mimic-analyze"):
         help_ = _run([bin_ / command, "--help"], work, env)
-        assert help_.returncode == 0 and "data: fer2013, ferplus, folder, synthetic" in help_.stdout, help_.stdout
+        assert (
+            help_.returncode == 0
+            and "data: _faces, affectnet, ckplus, ckplus48, expw, fer2013, ferplus, folder, jaffe, rafdb, synthetic"
+            in help_.stdout
+        ), help_.stdout
     assert sorted(p.name for p in (work / "outputs").iterdir()) == ["realtime", "train"]
 
 

@@ -88,6 +88,11 @@ class FolderSource:
         self.folders = scan_class_folders(self.split_dirs.get("train", self.root), self.requested)
         self.class_names: tuple[str, ...] = tuple(validate_classes([f.name for f in self.folders], where=name))
 
+    @property
+    def detector(self) -> FaceDetector:
+        """The detector that finds the faces in photos (loaded on first use, set to scan every photo in full)."""
+        return self.faces.detector
+
     def __repr__(self) -> str:
         return f"FolderSource(root={str(self.root)!r}, classes={list(self.class_names)}, name={self.name!r})"
 
