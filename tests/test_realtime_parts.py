@@ -153,6 +153,22 @@ def test_scene_cuts_are_found_and_fades_are_not():
     assert [i for i, f in enumerate(clip) if gray.update(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))] == found
 
 
+def test_a_close_fast_face_is_not_a_cut(tmp_path):
+    """A face filling half the frame, swinging a third of its width and zooming within 40 frames (make_test_video's
+    ``one``), and a camera panning 12 px a frame: no cut; the same clip's jump to another layout is one."""
+    vm = load_video_maker()
+    patches = vm.synthetic_patches(2)
+    for layout, frames, expected in (("one", 40, []), ("one-two", 60, [30])):
+        vm.make_video(tmp_path / f"{layout}.avi", patches, frames=frames, layout=layout)
+        video, cuts = cv2.VideoCapture(str(tmp_path / f"{layout}.avi")), SceneCuts()
+        found = [i for i in range(frames) if cuts.update(video.read()[1])]
+        assert found == expected, layout
+    scene = _shot(5, 1)[0]
+    wide = cv2.resize(scene, (1000, 360))
+    cuts = SceneCuts()
+    assert not any(cuts.update(wide[:, 12 * i : 12 * i + 640]) for i in range(30))
+
+
 def test_no_track_crosses_a_cut():
     """Two faces stay where they were across a cut (an interview's reverse shot): after it they are new ids."""
     clip = _shot(1, 10) + _shot(2, 10)

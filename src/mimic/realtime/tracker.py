@@ -18,14 +18,24 @@ from mimic.faces import Detection, to_gray
 
 THUMB = (32, 18)  # SceneCuts compares frames at this size (width, height): a 640x360 frame's 20x20-pixel blocks
 FLAT = 2.0  # grey levels: a thumbnail spread less than this (a black frame) has no structure to compare
+REACH = 2  # SceneCuts: thumbnail pixels (40 px of a 640-wide frame) a thing may move between two frames
+
+
+def _standard(a: np.ndarray) -> np.ndarray | None:
+    """``a`` at zero mean and unit spread; None when it is flat (spread under `FLAT` grey levels)."""
+    a = a - a.mean()
+    spread = float(np.sqrt((a**2).mean()))
+    return a / spread if spread >= FLAT else None
 
 
 class SceneCuts:
-    """Tells the cuts of a video from its frames: a cut is a frame whose small grey thumbnail, each standardised to
-    zero mean and unit spread, correlates with the previous frame's below ``threshold``. A fade or a dissolve changes
-    the picture a little each frame and a change of brightness or contrast none (the standardising removes it); a
-    moving camera or person keeps most of the picture; a cut replaces it. A flat frame (black, between a fade out and
-    a fade in) is compared with nothing. About 0.1 ms a 640x360 frame."""
+    """Tells the cuts of a video from its frames: a cut is a frame whose small grey thumbnail, standardised to zero
+    mean and unit spread, correlates with the previous frame's below ``threshold`` however the two are shifted
+    against each other by up to `REACH` thumbnail pixels. A person or the camera moving, even fast and close, is
+    found again a little further on; a change of brightness or contrast is taken out by the standardising; a fade or
+    a dissolve changes the picture a little each frame; a cut replaces it. A flat frame (black, between a fade out
+    and a fade in) is compared with nothing. A fraction of a millisecond a frame: the shifted comparisons run only
+    when the frames differ."""
 
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = float(threshold)
@@ -34,12 +44,25 @@ class SceneCuts:
     def update(self, frame: np.ndarray) -> bool:
         """Whether ``frame`` (BGR or grey) starts a new shot."""
         small = cv2.resize(to_gray(frame), THUMB, interpolation=cv2.INTER_AREA).astype(np.float32)
-        small -= small.mean()
-        spread = float(np.sqrt((small**2).mean()))
-        last, self._last = self._last, (small / spread if spread >= FLAT else None)
+        last, self._last = self._last, (small if _standard(small) is not None else None)
         if last is None or self._last is None:
             return False
-        return float((last * self._last).mean()) < self.threshold
+        return self._match(last, small) < self.threshold
+
+    def _match(self, last: np.ndarray, now: np.ndarray) -> float:
+        """The best correlation of ``now`` with ``last`` over the shifts within `REACH` (the unshifted one first:
+        most frames match it at once)."""
+        h, w = now.shape
+        shifts = [(dy, dx) for dy in range(-REACH, REACH + 1) for dx in range(-REACH, REACH + 1)]
+        best = -1.0
+        for dy, dx in sorted(shifts, key=lambda s: abs(s[0]) + abs(s[1])):
+            a = _standard(last[max(0, dy) : h + min(0, dy), max(0, dx) : w + min(0, dx)])
+            b = _standard(now[max(0, -dy) : h + min(0, -dy), max(0, -dx) : w + min(0, -dx)])
+            if a is not None and b is not None:
+                best = max(best, float((a * b).mean()))
+            if best >= self.threshold:
+                break
+        return best
 
 
 def iou(a: Sequence[float], b: Sequence[float]) -> float:
