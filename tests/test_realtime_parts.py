@@ -392,6 +392,44 @@ def test_read_ahead_hands_every_frame_over_in_order_with_its_own_faces(live, ahe
     assert source.reads == reads <= 1 + FILE_READ_AHEAD  # nothing reads the source once closed
 
 
+
+@pytest.mark.parametrize(("live", "ahead"), [(False, True), (True, True), (False, False)])
+def test_read_ahead_classifies_on_the_reader_thread_only_while_the_caller_is_behind(live, ahead):
+    """With ``classify``, a file's frames that an earlier frame is waiting for the caller (the caller is slower than
+    the reader) are classified on the reader thread too, each frame's probabilities its own, in order; the caller
+    classifies the rest. A camera (one frame ahead) and a run without a reader thread leave every frame to the
+    caller."""
+    classified_on = []
+
+    def detect(frame: np.ndarray) -> list[Detection]:
+        return [Detection((int(frame[0, 0, 0]), 0, 1, 1), 1.0)]
+
+    def crop(frame: np.ndarray, detections: list[Detection]) -> np.ndarray:
+        return np.array([[float(frame[0, 0, 0])]], np.float32)
+
+    def classify(inputs: np.ndarray) -> np.ndarray:
+        classified_on.append(threading.current_thread().name)
+        return inputs * 2
+
+    got = []
+    for c in read_ahead(CountingSource(30, live), detect, ahead, crop, classify):
+        got.append(c)
+        if c.probs is None:  # the caller classifies this one, slowly: the reader gets ahead
+            classify(c.inputs)
+            time.sleep(0.01)
+    main = threading.current_thread().name
+    stolen = [c for c in got if c.probs is not None]
+    assert [int(c.frame[0, 0, 0]) for c in got] == list(range(30))
+    assert all(c.probs.tolist() == [[2.0 * c.frame[0, 0, 0]]] and c.classify_s >= 0 for c in stolen)
+    assert all(c.classify_s is None for c in got if c.probs is None)
+    assert len(classified_on) == 30  # each frame classified once, by one thread or the other
+    if live or not ahead:
+        assert not stolen and set(classified_on) == {main}
+    else:
+        assert 5 <= len(stolen) <= 25  # the work shared, not all moved
+        (reader,) = set(classified_on) - {main}  # the one reader thread
+        assert reader.startswith("mimic-reader")
+
 def test_haar_between_full_scans_follows_the_faces(photo_frames):
     """full_every: the calls between full scans look only near the last faces, and find the same faces."""
     frame, truth = photo_frames[1]

@@ -227,10 +227,12 @@ def analyze_video(
         recorder = None
         if annotate is not None:
             recorder = stack.enter_context(contextlib.closing(Recorder(annotate, fps / every)))
-        reader = read_ahead(source, pipeline.detect, ahead, pipeline.predictor.inputs)
+        reader = read_ahead(source, pipeline.detect, ahead, pipeline.predictor.inputs, pipeline.predictor.run)
         with contextlib.closing(reader) as frames:
             for captured in frames:
-                result = pipeline.step(captured.frame, captured.time, captured.detections, captured.inputs)
+                result = pipeline.step(
+                    captured.frame, captured.time, captured.detections, captured.inputs, probs=captured.probs
+                )
                 if pipeline.tracker.cut:
                     cuts.append(round(captured.time, 3))
                 rows += [dict(zip(header, row, strict=True)) for row in result.csv_rows(model)]

@@ -146,9 +146,11 @@ class Pipeline:
         detections: list[Detection] | None = None,
         inputs: np.ndarray | None = None,
         scale: float = 1.0,
+        probs: np.ndarray | None = None,
     ) -> FrameResult:
-        """Process one BGR frame at media time ``t`` (seconds); ``detections``: its faces, found elsewhere, and
-        ``inputs``: the net's input for them (`Predictor.inputs`), made elsewhere (a reader thread). ``scale``: the
+        """Process one BGR frame at media time ``t`` (seconds); ``detections``: its faces, found elsewhere,
+        ``inputs``: the net's input for them (`Predictor.inputs`), and ``probs``: their probabilities
+        (`Predictor.run`), each made elsewhere (a reader thread) or else here. ``scale``: the
         frame is the one sent shrunk by this (the web server's large frames): boxes and landmarks are given, and
         logged, in the pixels of the frame sent."""
         timer = time.perf_counter
@@ -166,7 +168,8 @@ class Pipeline:
             self.smoothers.pop(face_id, None)
             if self.reactions is not None:
                 self.reactions.forget(face_id)
-        probs = self.predictor.run(inputs)  # tracks are in detection order
+        if probs is None:
+            probs = self.predictor.run(inputs)  # tracks are in detection order
         t2 = timer()
         faces = []
         for track, detection, p in zip(tracks, detections, probs, strict=True):

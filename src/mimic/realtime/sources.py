@@ -13,6 +13,7 @@ import collections
 import contextlib
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -251,7 +252,8 @@ FILE_READ_AHEAD = 4  # frames of a video file or folder read and detected ahead 
 @dataclass
 class Captured:
     """A frame as `read_ahead` hands it over: its media time, its faces, the net's input for them (None: not made),
-    and the seconds reading, detecting and cropping took."""
+    their probabilities when the reader thread classified them too (None: the caller classifies), and the seconds
+    reading, detecting, cropping and classifying took."""
 
     frame: np.ndarray
     time: float
@@ -260,6 +262,8 @@ class Captured:
     detect_s: float
     inputs: np.ndarray | None = None
     crop_s: float | None = None
+    probs: np.ndarray | None = None
+    classify_s: float | None = None
 
 
 def read_ahead(
@@ -267,12 +271,22 @@ def read_ahead(
     detect: Callable[[np.ndarray], list[Detection]],
     ahead: bool = True,
     crop: Callable[[np.ndarray, list[Detection]], np.ndarray] | None = None,
+    classify: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> Iterator[Captured]:
     """The frames of ``source`` with their faces and, with ``crop`` (`Predictor.inputs`), the net's input for them,
     until it ends. With ``ahead``, frame N+1 (of a file or folder, up to N+`FILE_READ_AHEAD`) is read, detected and
     cropped on a worker thread while the caller classifies and draws frame N (OpenCV and onnxruntime release the
     GIL, so the two overlap on two cores); closing the iterator waits for those reads, so the source may be closed
-    after it. A source is read on past its end by at most that many calls to ``read``, which keep returning None."""
+    after it. A source is read on past its end by at most that many calls to ``read``, which keep returning None.
+
+    ``classify`` (`Predictor.run`, with ``crop``): the worker thread also classifies a frame of a file or folder
+    whenever an earlier one is already waiting for the caller. The caller is then the slower of the two, and the
+    worker would otherwise wait for it; so each thread takes what the other cannot, and both cores stay busy
+    whichever stage is the heavier (a crowd's many faces to classify, or a full scan's detection). Frames still come
+    out in order; the detector, which follows faces from frame to frame, still runs on the one worker thread."""
+    steal = classify is not None and crop is not None and ahead and not source.live
+    waiting = [0]  # frames captured and not yet taken by the caller: the caller is behind when this is > 0
+    lock = threading.Lock()
 
     def capture() -> Captured | None:
         t0 = time.perf_counter()
@@ -285,7 +299,14 @@ def read_ahead(
         if crop is None:
             return Captured(frame, source.time, detections, t1 - t0, t2 - t1)
         inputs = crop(frame, detections)
-        return Captured(frame, source.time, detections, t1 - t0, t2 - t1, inputs, time.perf_counter() - t2)
+        t3 = time.perf_counter()
+        captured = Captured(frame, source.time, detections, t1 - t0, t2 - t1, inputs, t3 - t2)
+        with lock:
+            behind, waiting[0] = waiting[0] > 0, waiting[0] + 1
+        if steal and behind:
+            captured.probs = classify(inputs)
+            captured.classify_s = time.perf_counter() - t3
+        return captured
 
     if not ahead:
         while (captured := capture()) is not None:
@@ -297,5 +318,7 @@ def read_ahead(
     with ThreadPoolExecutor(1, thread_name_prefix="mimic-reader") as pool:
         pending = collections.deque(pool.submit(capture) for _ in range(depth))
         while (captured := pending.popleft().result()) is not None:
+            with lock:
+                waiting[0] -= 1
             pending.append(pool.submit(capture))
             yield captured

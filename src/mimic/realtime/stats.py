@@ -45,6 +45,8 @@ class Stats:
         stages = {"decode": captured.decode_s, "detect": captured.detect_s, **result.seconds, **seconds}
         if captured.crop_s is not None:
             stages["crop"] = captured.crop_s
+        if captured.classify_s is not None:  # classified on the reader thread
+            stages["classify"] = captured.classify_s
         for name, value in stages.items():
             self.stages[name].append(value)
         if self.frames:

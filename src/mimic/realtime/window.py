@@ -262,7 +262,7 @@ def run(cfg: DictConfig, record: bool = False) -> Stats:
         window = stack.enter_context(contextlib.closing(Window(str(cfg.overlay.window)))) if display else None
         stats.csv, stats.video = str(pipeline.log.path) if pipeline.log else "", str(recorder.path) if recorder else ""
         log.info("%s: %s -> %s", source.description, cfg.ckpt or "the bundled model", stats.csv or "(no log)")
-        reader = read_ahead(source, pipeline.detect, bool(cfg.pipeline), predictor.inputs)
+        reader = read_ahead(source, pipeline.detect, bool(cfg.pipeline), predictor.inputs, predictor.run)
         frames = stack.enter_context(contextlib.closing(reader))
         stop = stack.enter_context(_sigterm_stops())
         pace = 1.0 / source.fps if cfg.pace and source.fps else 0.0
@@ -271,7 +271,7 @@ def run(cfg: DictConfig, record: bool = False) -> Stats:
         try:
             for captured in frames:
                 frame = captured.frame
-                result = pipeline.step(frame, captured.time, captured.detections, captured.inputs)
+                result = pipeline.step(frame, captured.time, captured.detections, captured.inputs, probs=captured.probs)
                 t_draw = timer()
                 if draw:
                     overlay.draw(frame, result.faces, names, stats.fps if show_fps else None, bars)
