@@ -198,3 +198,16 @@ def test_the_benchmark_prints_its_figures(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"analysed {SHOT} frames in" in out and re.search(r"x real time; (1\.[89]\d|2\.00) faces a frame", out)
     assert all(f"\n{stage} " in out for stage in ("decode", "detect", "crop", "classify"))
+    assert re.search(rf"classified on the reader thread while the loop was behind: \d+ of {SHOT} frames", out)
+    assert "faces found" not in out  # a video of the user's: no boxes to find
+
+
+def test_the_benchmark_counts_the_made_clips_faces_a_logged_box_hits():
+    """Recall on a made clip: every analysed frame's pasted faces, each found when a logged box of that analysed
+    frame hits it (with ``every``, analysed frame i is the clip's frame i * every)."""
+    recall = load_script("bench/benchmark_analyze").recall
+    truth = [[(10, 10, 40, 40), (100, 10, 40, 40)], [(12, 10, 40, 40)], [(14, 10, 40, 40)], []]
+    rows = [{"frame": 0, "x": 11, "y": 9, "w": 40, "h": 42}, {"frame": 1, "x": 300, "y": 10, "w": 40, "h": 40}]
+    assert recall(rows, truth, 1) == pytest.approx(1 / 4)  # frame 0's first face; frame 1's box is elsewhere
+    rows.append({"frame": 1, "x": "14", "y": "10", "w": "40", "h": "40"})  # as faces.csv gives them: text
+    assert recall(rows, truth, 2) == pytest.approx(2 / 3)  # analysed frames 0 and 1 are the clip's 0 and 2

@@ -232,8 +232,12 @@ def test_the_crowd_layout_cuts_every_few_seconds_to_another_small_dim_crowd(tmp_
     path = tmp_path / "crowd.avi"
     truth = vm.make_video(path, patches, frames=200, fps=30.0, layout="crowd", noise=3)
     shot = int(vm.CROWD_SHOT_S * 30)
-    assert all(5 <= len(boxes) <= 8 and all(22 <= b[2] <= 40 for b in boxes) for boxes in truth)
+    assert all(3 <= len(boxes) <= 8 and all(22 <= b[2] <= 40 for b in boxes) for boxes in truth)
     assert len(truth[shot]) != len(truth[0]) or truth[shot] != truth[0]  # another crowd after the cut
+    people = [max(len(b) for b in truth[i : i + shot]) for i in range(0, 200, shot)]  # each shot's crowd
+    assert all(5 <= n <= 8 for n in people)
+    away = [len(b) < people[i // shot] for i, b in enumerate(truth)]  # someone looks away (no face in the boxes)
+    assert 10 <= sum(away) <= 150 and not all(away[:shot])  # for a while, then back
     video, cuts, frames = cv2.VideoCapture(str(path)), SceneCuts(), []
     while (frame := video.read()[1]) is not None:
         frames.append(frame)

@@ -20,7 +20,7 @@ from mimic import yunet
 from mimic.assets import ASSETS, YUNET_MODEL
 from mimic.detectors import load_detector
 from mimic.errors import UserError
-from mimic.faces import Detection, for_photos
+from mimic.faces import Detection, for_photos, for_stream
 from mimic.haar import HaarDetector
 from mimic.models.bundled import bundled_path
 from mimic.yunet import OpenCVYuNet, OrtYuNet, YuNetDetector
@@ -255,6 +255,49 @@ def test_yunet_in_video_scans_every_nth_frame_and_follows_the_face_between(monke
     still = for_photos(YuNetDetector())  # full_every=1: every call a full scan, as photos need
     assert YuNetDetector().full_every == 15 and still.full_every == 1  # the YAML's video default; photos: 1
     assert all(len(still.detect(f)) == 1 for f, _ in clip[:2])
+
+
+class ScriptedYuNet:
+    """A YuNet engine that scores six boxes 0.3 in a full scan of a 360x640 frame (unsure: each gets a second look)
+    and finds a face in the middle of every look's square crop (none when ``faces`` is off), counting both."""
+
+    def __init__(self) -> None:
+        self.scans, self.looks, self.faces = 0, 0, True
+
+    def detect(self, image: np.ndarray, threshold: float) -> np.ndarray | None:
+        if image.shape[:2] == (360, 640):
+            self.scans += 1
+            return np.array([[20 + 100 * k, 100, 40, 40, *[0.0] * 10, 0.3] for k in range(6)], np.float32)
+        self.looks += 1
+        side = image.shape[0]
+        marks = np.array([0.35, 0.4, 0.65, 0.4, 0.5, 0.5, 0.4, 0.65, 0.6, 0.65]) * side
+        return np.array([[side / 4, side / 4, side / 2, side / 2, *marks, 0.9]], np.float32) if self.faces else None
+
+
+def test_yunet_in_video_spreads_a_scans_second_looks_and_stops_looking_at_a_lost_crowd():
+    """Video: a full scan takes at most `LOOKS_PER_FRAME` second looks and the frames after it take the rest, so
+    no frame pays for all of them; the faces they find are followed from then on. Photos take them all at once.
+    When a known face is lost to its quick and close looks (a scene cut), the looks stop and a full scan follows
+    at once, rather than two more looks at each face the cut took away."""
+    from mimic.yunet import LOOKS_PER_FRAME
+
+    frame = np.full((360, 640, 3), 60, np.uint8)
+    video = YuNetDetector(full_every=15)
+    video.net = net = ScriptedYuNet()
+    counts = []
+    for _ in range(4):
+        looks = net.looks
+        counts.append(len(video.detect(frame)))
+        assert net.looks - looks <= LOOKS_PER_FRAME + counts[-1]  # the known faces' quick looks, two second looks
+    assert counts == [2, 4, 6, 6] and net.scans == 1
+    photo = for_photos(YuNetDetector())
+    photo.net = ScriptedYuNet()
+    assert len(photo.detect(frame)) == 6 and photo.net.looks == 6
+
+    net.faces, looks = False, net.looks  # a cut: no face where the six were
+    assert video.detect(frame) == [] and net.scans == 2
+    assert net.looks - looks == 2 + LOOKS_PER_FRAME  # the first face's quick and close looks, then second looks
+    assert for_stream(video)._queued == [] and for_stream(video)._last == []
 
 
 def test_image_users_scan_every_photo_in_full_and_cache_on_every_setting(tmp_path):

@@ -392,10 +392,9 @@ def test_read_ahead_hands_every_frame_over_in_order_with_its_own_faces(live, ahe
     assert source.reads == reads <= 1 + FILE_READ_AHEAD  # nothing reads the source once closed
 
 
-
 @pytest.mark.parametrize(("live", "ahead"), [(False, True), (True, True), (False, False)])
 def test_read_ahead_classifies_on_the_reader_thread_only_while_the_caller_is_behind(live, ahead):
-    """With ``classify``, a file's frames that an earlier frame is waiting for the caller (the caller is slower than
+    """With ``classify``, a file's frames that earlier frames are waiting for the caller (the caller is slower than
     the reader) are classified on the reader thread too, each frame's probabilities its own, in order; the caller
     classifies the rest. A camera (one frame ahead) and a run without a reader thread leave every frame to the
     caller."""
@@ -429,6 +428,7 @@ def test_read_ahead_classifies_on_the_reader_thread_only_while_the_caller_is_beh
         assert 5 <= len(stolen) <= 25  # the work shared, not all moved
         (reader,) = set(classified_on) - {main}  # the one reader thread
         assert reader.startswith("mimic-reader")
+
 
 def test_haar_between_full_scans_follows_the_faces(photo_frames):
     """full_every: the calls between full scans look only near the last faces, and find the same faces."""

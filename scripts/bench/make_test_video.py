@@ -104,6 +104,7 @@ def _paste(frame: np.ndarray, patch: np.ndarray, cx: float, cy: float, side: int
 LAYOUTS = ("one-two", "one", "two", "two-three", "crowd")
 CROWD_SHOT_S = 3.0  # crowd: seconds between scene cuts
 CROWD_DIM = 0.3  # crowd: the room's light, as a gain on the whole frame
+CROWD_SHADE = (0.6, 1.0)  # crowd: each face's own light, as a gain on the room's
 
 
 def light_schedule(frames: int, seed: int = 0) -> np.ndarray:
@@ -207,7 +208,10 @@ def _crowd(
     background: np.ndarray, patches: list[np.ndarray], shot: int, i: int, seed: int
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
     """Frame ``i`` of shot ``shot`` of the crowd layout, and its face boxes: a place of its own (the background
-    turned, mirrored and tinted by the shot) and 5-8 faces 22-40 px wide on a jittered grid, dimmed."""
+    turned, mirrored and tinted by the shot) and 5-8 faces 22-40 px wide on a jittered grid, dimmed. As in a real
+    audience, each face sits in its own light (x`CROWD_SHADE` of the room's) and some are out of focus, so a few
+    score near the detector's threshold; and a face now and then looks away (its head seen from behind for a third
+    of a second to a second, no face in the boxes) and back."""
     rng = np.random.default_rng([seed, shot, 7])
     height, width = background.shape[:2]
     place = [background, cv2.flip(background, 1), cv2.flip(background, 0), cv2.flip(background, -1)][shot % 4]
@@ -220,10 +224,20 @@ def _crowd(
         patch = patches[k % len(patches)]
         patch = cv2.flip(patch, 1) if (k + shot) % 2 else patch
         face = rng.uniform(22, 40)
+        shade, blur = rng.uniform(*CROWD_SHADE), rng.uniform(0, 1.5)
+        away_at, away_for = rng.uniform(0, 90), rng.uniform(10, 30)  # frames into the shot; only some are in it
         side = int(face * (1 + 2 * HEAD_MARGIN))
         cx = width * (cell % cols + 0.5) / cols + rng.uniform(-0.08, 0.08) * width / cols
         cy = height * (cell // cols + 0.5) / rows + rng.uniform(-0.1, 0.1) * height / rows
         sway = 2.0 * math.sin(2 * math.pi * (i / 45.0 + k / n))
+        if away_at <= i < away_at + away_for and k % 3 == 0:  # the back of the head: hair, no face
+            head = int(face * 0.45)
+            centre = (int(round(cx + sway)), int(round(cy)))
+            cv2.ellipse(frame, centre, (head, int(head * 1.2)), 0, 0, 360, (40, 45, 55), -1, cv2.LINE_AA)
+            continue
+        patch = np.clip(patch.astype(np.float32) * shade, 0, 255).astype(np.uint8)
+        if blur > 0.5:
+            patch = cv2.GaussianBlur(patch, (0, 0), blur * patch.shape[0] / side)
         boxes.append(_paste(frame, patch, cx + sway, cy, side))
     frame = np.clip(frame.astype(np.float32) * CROWD_DIM, 0, 255).astype(np.uint8)
     return frame, boxes

@@ -60,7 +60,7 @@ def for_stream(detector: FaceDetector) -> FaceDetector:
     connections do: a model is not thread-safe."""
     twin = copy.copy(detector)
     if isinstance(twin, FullEvery):
-        twin._calls, twin._last = 0, []
+        twin.forget()
     return twin
 
 
@@ -103,6 +103,10 @@ class FullEvery:
     full_every: int
     _calls: int
     _last: list[Detection]
+
+    def forget(self) -> None:
+        """Know nothing of the frames before: the next call scans in full (a new stream of frames)."""
+        self._calls, self._last = 0, []
 
     def detect(self, frame: np.ndarray) -> list[Detection]:
         self._calls += 1

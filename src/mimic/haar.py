@@ -61,7 +61,7 @@ class HaarDetector(FullEvery):
         self.scale_factor, self.min_neighbors = float(scale_factor), int(min_neighbors)
         self.min_face, self.max_face = float(min_face), float(max_face)
         self.max_width, self.equalize, self.full_every = max_width, equalize, int(full_every)
-        self._calls, self._last = 0, []
+        self.forget()
 
     @property
     def config(self) -> dict[str, Any]:

@@ -183,7 +183,9 @@ class YuNetDetector(FullEvery):
 
     ``full_every``: as `HaarDetector`'s, for video: the calls between full scans (the above) look again only at the
     faces found on the call before, each in a quick look (`NEAR_SIZE`) or, failing that, a close one: several times
-    cheaper than a scan, while faces are in view. A frame with no face known is scanned in full.
+    cheaper than a scan, while faces are in view. A frame with no face known, or that loses one, is scanned in full.
+    In video a scan's second looks are spread: `LOOKS_PER_FRAME` on its frame, the rest on the frames after it, so
+    that no frame (a scene cut's, a crowd's) pays for all of them.
 
     ``engine``: what runs the net (`yunet_engine`): ``auto`` (onnxruntime when installed, else OpenCV),
     ``onnxruntime`` or ``opencv``; the faces found are the same. ``threads``: onnxruntime's threads (1: the live loop
@@ -222,7 +224,7 @@ class YuNetDetector(FullEvery):
         self.look_size, self.look_threshold = int(look_size), float(look_threshold)
         self._low = min(self.score_threshold, self.second_look if self.second_look is not None else 1.0)
         self.net = yunet_engine(engine, path, self.nms_threshold, self.top_k, threads)
-        self._calls, self._last = 0, []
+        self.forget()
 
     @property
     def config(self) -> dict[str, Any]:
@@ -230,28 +232,58 @@ class YuNetDetector(FullEvery):
         settings += " full_every"
         return detector_config(self, f"model_sha256 {settings}")
 
+    def forget(self) -> None:
+        super().forget()
+        self._queued: list[Detection] = []  # a scan's unsure boxes still to get a second look
+        self._scanned = False  # this call scanned in full
+
+    def detect(self, frame: np.ndarray) -> list[Detection]:
+        """As `FullEvery.detect`; in video, a call between full scans also takes the second looks the last scan had
+        no budget for (`LOOKS_PER_FRAME`), and the faces they find are followed from then on."""
+        self._scanned = False
+        found = super().detect(frame)
+        if self._queued and not self._scanned:
+            more = self._second_looks(to_bgr(frame), found, LOOKS_PER_FRAME)
+            if more:
+                self._last = found = sorted(found + more, key=lambda d: -d.score)
+        return found
+
     def _full(self, frame: np.ndarray) -> list[Detection]:
         frame = to_bgr(frame)
         small, back = downscale(frame, self.max_width, self.max_side)
         found = _detections(self.net.detect(small, self._low), back, (0.0, 0.0), frame.shape)
         sure = [d for d in found if d.score >= self.score_threshold]
-        if self.second_look is not None:
-            unsure = [d for d in found if self.second_look <= d.score < self.score_threshold]
-            for d in unsure[:MAX_LOOKS]:
-                if not any(_overlap(d.box, s.box) >= 0.5 for s in sure):  # not a part of a face already kept
-                    look = self._look(frame, d.box)
-                    if look is not None and not any(_overlap(look.box, s.box) >= 0.5 for s in sure):
-                        sure.append(look)
-        return sorted(sure, key=lambda d: -d.score)
+        self._scanned = True
+        if self.second_look is None:
+            return sure
+        unsure = [d for d in found if self.second_look <= d.score < self.score_threshold][:MAX_LOOKS]
+        self._queued = [d for d in unsure if not any(_overlap(d.box, s.box) >= 0.5 for s in sure)]
+        budget = MAX_LOOKS if self.full_every <= 1 else LOOKS_PER_FRAME  # a photo gets them all at once
+        return sorted(sure + self._second_looks(frame, sure, budget), key=lambda d: -d.score)
+
+    def _second_looks(self, frame: np.ndarray, known: list[Detection], budget: int) -> list[Detection]:
+        """The faces that second looks at up to ``budget`` of the queued unsure boxes (best first) find, each
+        neither a part of a ``known`` face nor of one found before it."""
+        todo, self._queued = self._queued[:budget], self._queued[budget:]
+        new: list[Detection] = []
+        for d in todo:
+            if not any(_overlap(d.box, s.box) >= 0.5 for s in known + new):  # not a part of a face already kept
+                look = self._look(frame, d.box)
+                if look is not None and not any(_overlap(look.box, s.box) >= 0.5 for s in known + new):
+                    new.append(look)
+        return new
 
     def _near(self, frame: np.ndarray, known: list[Detection]) -> list[Detection]:
-        """Each known face looked for again: first in a quick look (`NEAR_SIZE`), then in a close one."""
+        """Each known face looked for again: first in a quick look (`NEAR_SIZE`), then in a close one. A face lost
+        to both ends the looks: a full scan follows (`FullEvery.detect`), and after a scene cut, where every face is
+        lost, the close looks at the others would cost more than the scan (six faces: ~25 ms against ~7)."""
         frame = to_bgr(frame)
         found = []
         for d in known:
             look = self._look(frame, d.box, min(NEAR_SIZE, self.look_size)) or self._look(frame, d.box)
-            if look is not None:
-                found.append(look)
+            if look is None:
+                break
+            found.append(look)
         return sorted(found, key=lambda d: -d.score)
 
     def _look(self, frame: np.ndarray, box: tuple[int, int, int, int], size: int | None = None) -> Detection | None:
@@ -306,6 +338,7 @@ NEAR_SIZE = 48  # px: video's quick look again at a known face (a 96 px crop; a 
 # 48 rather than 64: a third less detection time on the two-three test clip, the same faces found and the same
 # accuracy through the live path (scripts/bench/benchmark_faces.py clips; README, Faces)
 MAX_LOOKS = 8  # second looks per scan at most: bounds a scan's time on frames full of face-like clutter
+LOOKS_PER_FRAME = 2  # video: second looks per frame at most; a scan's others are taken on the frames after it
 
 
 def _eyes_apart(landmarks: Sequence[tuple[float, float]]) -> bool:

@@ -247,6 +247,10 @@ def list_cameras(max_index: int = 10, backend: str | None = None) -> list[Camera
 
 
 FILE_READ_AHEAD = 4  # frames of a video file or folder read and detected ahead of the one being classified
+# frames waiting for the caller before the reader thread classifies too: 2 rather than 1, so that a reader ahead for a
+# moment (quick looks between full scans) keeps its time for the next scan (benchmark_analyze.py: int8 on the
+# two-three clip 265 frames/s at 1, 280-320 at 2 or 3; float 145 at 1, 147-160 at 2 or 3)
+BEHIND = 2
 
 
 @dataclass
@@ -280,12 +284,12 @@ def read_ahead(
     after it. A source is read on past its end by at most that many calls to ``read``, which keep returning None.
 
     ``classify`` (`Predictor.run`, with ``crop``): the worker thread also classifies a frame of a file or folder
-    whenever an earlier one is already waiting for the caller. The caller is then the slower of the two, and the
+    whenever `BEHIND` earlier ones are already waiting for the caller. The caller is then the slower of the two, and the
     worker would otherwise wait for it; so each thread takes what the other cannot, and both cores stay busy
     whichever stage is the heavier (a crowd's many faces to classify, or a full scan's detection). Frames still come
     out in order; the detector, which follows faces from frame to frame, still runs on the one worker thread."""
     steal = classify is not None and crop is not None and ahead and not source.live
-    waiting = [0]  # frames captured and not yet taken by the caller: the caller is behind when this is > 0
+    waiting = [0]  # frames captured and not yet taken by the caller
     lock = threading.Lock()
 
     def capture() -> Captured | None:
@@ -302,7 +306,7 @@ def read_ahead(
         t3 = time.perf_counter()
         captured = Captured(frame, source.time, detections, t1 - t0, t2 - t1, inputs, t3 - t2)
         with lock:
-            behind, waiting[0] = waiting[0] > 0, waiting[0] + 1
+            behind, waiting[0] = waiting[0] >= BEHIND, waiting[0] + 1
         if steal and behind:
             captured.probs = classify(inputs)
             captured.classify_s = time.perf_counter() - t3

@@ -28,6 +28,7 @@ class Stats:
     wall_s: float = 0.0
     stages: dict[str, deque] = field(default_factory=lambda: {s: deque(maxlen=100_000) for s in STAGES})
     loop: deque = field(default_factory=lambda: deque(maxlen=100_000))
+    classified_ahead: int = 0  # frames the reader thread classified (`read_ahead`), not the loop
     switches_shown: int = 0  # changes of the shown (smoothed) label of a face
     switches_raw: int = 0  # changes of the raw argmax of a face: what the label would do without smoothing
     csv: str = ""  # the log's path
@@ -47,6 +48,7 @@ class Stats:
             stages["crop"] = captured.crop_s
         if captured.classify_s is not None:  # classified on the reader thread
             stages["classify"] = captured.classify_s
+            self.classified_ahead += 1
         for name, value in stages.items():
             self.stages[name].append(value)
         if self.frames:
