@@ -235,9 +235,10 @@ def _crowd(
             centre = (int(round(cx + sway)), int(round(cy)))
             cv2.ellipse(frame, centre, (head, int(head * 1.2)), 0, 0, 360, (40, 45, 55), -1, cv2.LINE_AA)
             continue
+        patch = cv2.resize(patch, (side, side), interpolation=cv2.INTER_AREA)  # shaded and blurred at its size
         patch = np.clip(patch.astype(np.float32) * shade, 0, 255).astype(np.uint8)
         if blur > 0.5:
-            patch = cv2.GaussianBlur(patch, (0, 0), blur * patch.shape[0] / side)
+            patch = cv2.GaussianBlur(patch, (0, 0), blur)
         boxes.append(_paste(frame, patch, cx + sway, cy, side))
     frame = np.clip(frame.astype(np.float32) * CROWD_DIM, 0, 255).astype(np.uint8)
     return frame, boxes
