@@ -3,7 +3,7 @@
 
 A video goes through the live app's pipeline (`mimic.realtime.pipeline.Pipeline`: detector, tracker, classifier,
 smoothing), unpaced: frames are read, detected and cropped ahead on a worker thread while the last one is classified
-(`mimic.realtime.sources.read_ahead`), and ``every=N`` analyses every N-th frame. A scene cut ends every track (the
+(`mimic.realtime.sources.read_ahead`, which classifies there too while this loop is behind: both cores busy), and ``every=N`` analyses every N-th frame. A scene cut ends every track (the
 tracker's `SceneCuts`), so no id follows one person into the next shot. Per video, in ``out/<input name>/``:
 
 - ``faces.csv``: the live log's rows (`mimic.realtime.result`), one per face per analysed frame;
