@@ -169,6 +169,25 @@ def test_inputs_from_words_globs_and_folders(tmp_path):
     assert folder == tmp_path / "out" / "a" and output_folder(tmp_path / "out", inputs[0]) == tmp_path / "out" / "a-1"
 
 
+def test_a_word_naming_a_file_is_an_input_even_with_an_equals_sign(tmp_path, monkeypatch):
+    """analyze.py's words: settings and Hydra's flags apart from the inputs, and a file whose name has a ``=`` (or a
+    quoted ``~/...``) is still an input."""
+    from mimic.cli import analyze_words
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "take=2.mp4").write_bytes(b"")
+    (tmp_path / "take=3.mp4").write_bytes(b"")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = ["take=2.mp4", "analyze.every=2", "-m", "~/take=3.mp4", "clip.mp4", "~analyze.out", "--cfg", "job"]
+    args += ["+x=1", "take=*.mp4", "nope=*.mp4"]
+    inputs, settings = analyze_words(args)
+    assert inputs == ["take=2.mp4", "~/take=3.mp4", "clip.mp4", "take=*.mp4"]
+    assert settings == ["analyze.every=2", "-m", "~analyze.out", "--cfg", "job", "+x=1", "nope=*.mp4"]
+    assert collect_inputs(["~nobody-here/clip.mp4"])[1] == [
+        "~nobody-here/clip.mp4: no such file or folder, and no file matches it"
+    ]
+
+
 def test_the_python_api(tmp_path):
     from mimic import EmotionRecognizer
 

@@ -11,13 +11,13 @@ processed frame, in a fresh process). No ``ckpt``: the bundled model. The loop r
 sound.
 
 Stages: decode (read a frame), detect (the face detector), crop (each face framed and preprocessed for the net),
-classify (tracker, one batch through the net), smooth (EMA + hysteresis + reactions' timing), log (build and write
-the CSV rows), draw (overlay); classify, smooth and log are `mimic.realtime.pipeline.Pipeline.step`. With
-pipeline=true (the default) decode + detect + crop of the next frames run on a reader thread while this frame is
-classified and drawn (and the reader classifies a frame itself while two wait for the loop), so "frame" (the time between two processed frames, whose inverse is frames/s) is less than the
-sum of the stages. Flicker:
-shown-label switches per minute of video (all faces together) and per face-minute, with smoothing on, and with it off
-(the raw top class of every frame), from the same run.
+classify (tracker, one batch through the net), smooth (EMA + hysteresis + reactions' timing), log (build and write the
+CSV rows), draw (overlay); classify, smooth and log are `mimic.realtime.pipeline.Pipeline.step`. With pipeline=true (the
+default) decode + detect + crop of the next frames run on a reader thread while this frame is classified and drawn (and
+the reader classifies a frame itself while two wait for the loop), so "frame" (the time between two processed frames,
+whose inverse is frames/s) is less than the sum of the stages. Flicker: shown-label switches per minute of video (all
+faces together) and per face-minute, with smoothing on, and with it off (the raw top class of every frame), from the
+same run.
 
 Expression change: how soon the shown label follows a real change of expression. With no video of one, each tracked
 face's recorded per-frame probabilities are spliced (`expression_changes`): at a switch frame the face "now reads as

@@ -3,8 +3,9 @@
 
 A video goes through the live app's pipeline (`mimic.realtime.pipeline.Pipeline`: detector, tracker, classifier,
 smoothing), unpaced: frames are read, detected and cropped ahead on a worker thread while the last one is classified
-(`mimic.realtime.sources.read_ahead`, which classifies there too while this loop is behind: both cores busy), and ``every=N`` analyses every N-th frame. A scene cut ends every track (the
-tracker's `SceneCuts`), so no id follows one person into the next shot. Per video, in ``out/<input name>/``:
+(`mimic.realtime.sources.read_ahead`, which classifies there too while this loop is behind: both cores busy), and
+``every=N`` analyses every N-th frame. A scene cut ends every track (the tracker's `SceneCuts`), so no id follows one
+person into the next shot. Per video, in ``out/<input name>/``:
 
 - ``faces.csv``: the live log's rows (`mimic.realtime.result`), one per face per analysed frame;
 - ``people.csv``: one row per track seen for at least ``min_track_s``: first and last seen, seconds on screen, the
@@ -30,6 +31,7 @@ import glob
 import io
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -89,7 +91,7 @@ def collect_inputs(words: Sequence[str]) -> tuple[list[Input], list[str]]:
     photos: dict[Path, list[Path]] = {}
     problems = []
     for word in words:
-        path = Path(word).expanduser()
+        path = Path(os.path.expanduser(word))  # Path.expanduser raises on ~nobody/
         paths = [path] if path.exists() else [Path(p) for p in sorted(glob.glob(str(path)))]
         if not paths:
             problems.append(f"{word}: no such file or folder, and no file matches it")

@@ -8,7 +8,9 @@ sweeper such as Optuna's (``hparams_search=``) optimises."""
 from __future__ import annotations
 
 import contextlib
+import glob
 import importlib
+import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -100,17 +102,44 @@ def live() -> None:
 ANALYZE_INPUTS: list[str] = []
 """The plain words of `analyze`'s command line (what to analyse): kept out of the config, so a file name is never
 read as an override or resolved by OmegaConf."""
-HYDRA_FLAGS_WITH_VALUE = ("-cn", "--config-name", "-cp", "--config-path", "-cd", "--config-dir")
+HYDRA_FLAGS_WITH_VALUE = (
+    "-cn",
+    "--config-name",
+    "-cp",
+    "--config-path",
+    "-cd",
+    "--config-dir",
+    "-c",
+    "--cfg",
+    "-p",
+    "--package",
+)
+
+
+def analyze_words(args: list[str]) -> tuple[list[str], list[str]]:
+    """``analyze.py``'s words as (inputs, settings and flags). A ``key=value`` word, a Hydra flag or override
+    (``-m``, ``~key``, ``+key=value``) and a flag's value are settings, unless the word names an existing file or
+    folder or a glob matches it (``take=2.mp4``, ``'~/clips'``, ``'take=*.mp4'``): that is an input."""
+    words: list[str] = []
+    settings: list[str] = []
+    for i, word in enumerate(args):
+        flag_value = i > 0 and args[i - 1] in HYDRA_FLAGS_WITH_VALUE
+        named = os.path.expanduser(word)  # ~/x, not ~key (Path.expanduser raises on an unknown user)
+        setting = (
+            flag_value
+            or word.startswith("-")
+            or (("=" in word or word.startswith(("~", "+"))) and not (os.path.exists(named) or glob.glob(named)))
+        )
+        (settings if setting else words).append(word)
+    return words, settings
 
 
 def analyze() -> None:
     """Analysis of recorded videos and photos: ``analyze.py INPUT... [key=value...]``, the live app's config
     (conf/realtime.yaml, its ``analyze`` block) under the task name ``analyze``. The words that are no ``key=value``
     setting and no flag are the inputs."""
-    words, keep = [], [sys.argv[0]]
-    for i, word in enumerate(sys.argv[1:], 1):
-        setting = "=" in word or word.startswith(("-", "~", "+")) or sys.argv[i - 1] in HYDRA_FLAGS_WITH_VALUE
-        (keep if setting else words).append(word)
+    words, settings = analyze_words(sys.argv[1:])
+    keep = [sys.argv[0], *settings]
     ANALYZE_INPUTS[:] = words
     named = {w.split("=", 1)[0].lstrip("+~") for w in keep[1:]}
     own = [f"{key}=analyze" for key in ("task_name", "hydra.job.name") if key not in named]  # outputs/analyze/runs/

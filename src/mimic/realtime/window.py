@@ -5,11 +5,11 @@ them.
 
 `run` builds everything from a composed conf/realtime.yaml and the model file alone. With ``pipeline=true`` the next
 frame is read, its faces detected and cropped for the net on a worker thread while this one is classified and drawn
-(`mimic.realtime.sources.read_ahead`; from a file, that thread also classifies frames while the loop is behind). The loop stops at the end of a video or folder, after ``max_frames``, on ``q``
-/ ESC, when the window is closed, on Ctrl-C or SIGTERM, and when a camera stops delivering frames; in every case the
-CSV keeps every row written so far and the recording is closed properly. Nothing the user made is overwritten: a log
-or recording whose path exists gets a new numbered name (`mimic.io.new_file`). Without a display the run goes
-headless.
+(`mimic.realtime.sources.read_ahead`; from a file, that thread also classifies frames while the loop is behind). The
+loop stops at the end of a video or folder, after ``max_frames``, on ``q`` / ESC, when the window is closed, on Ctrl-C
+or SIGTERM, and when a camera stops delivering frames; in every case the CSV keeps every row written so far and the
+recording is closed properly. Nothing the user made is overwritten: a log or recording whose path exists gets a new
+numbered name (`mimic.io.new_file`). Without a display the run goes headless.
 
 Windows opened here are destroyed one by one (never ``destroyAllWindows``, which can hang on macOS), and a window is
 only opened where there is a display to open it on (`has_display`): Qt aborts the whole process otherwise.
