@@ -194,7 +194,7 @@ def test_the_python_api(tmp_path):
     clip = two_shot_clip(tmp_path / "clip.avi")
     video = EmotionRecognizer(detector="haar").analyze_video(clip, every=3)
     assert video.frames == 2 * SHOT // 3 and len(video.cuts) == 1
-    assert set(video.rows[0]) >= {"face_id", "media_s", "label", "p_happy"}
+    assert set(video.rows[0]) >= {"face_id", "media_s", "label", "p_happy"} and video.faces == len(video.rows)
     assert len(video.people) == 4 and all(p["frames"] >= 10 for p in video.people)
     try:
         table = video.to_pandas()

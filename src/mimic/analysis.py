@@ -169,9 +169,9 @@ class Track:
 
 @dataclass
 class VideoAnalysis:
-    """What `analyze_video` found: ``rows`` (the per-face rows of faces.csv, as dicts), ``people`` (a summary per
-    person seen for at least ``min_track_s``, as in people.csv), the tracks behind them, the scene cuts (seconds),
-    the frames analysed and the seconds it took."""
+    """What `analyze_video` found: ``rows`` (the per-face rows of faces.csv, as dicts; empty unless kept),
+    ``people`` (a summary per person seen for at least ``min_track_s``, as in people.csv), the tracks behind them,
+    the scene cuts (seconds), the frames analysed, the seconds it took and the face rows counted."""
 
     class_names: list[str]
     rows: list[dict[str, Any]]
@@ -182,6 +182,7 @@ class VideoAnalysis:
     duration: float
     fps: float
     seconds: float
+    faces: int
 
     def to_pandas(self):
         """The rows as a pandas DataFrame (pandas is not a dependency of mimic: ``pip install pandas``)."""
@@ -213,15 +214,18 @@ def analyze_video(
     annotate: Path | None = None,
     progress: bool = True,
     stats: Stats | None = None,
+    keep_rows: bool = True,
 ) -> VideoAnalysis:
     """Run ``pipeline`` over the video at ``path`` (or opened: `open_video`; every ``every``-th frame) and
     summarise it. ``annotate``: a new video file to write every analysed frame to, drawn on as the live window
-    draws (at the analysed frames' rate). ``stats``: gets every frame's stage times (the benchmark's)."""
+    draws (at the analysed frames' rate). ``stats``: gets every frame's stage times (the benchmark's).
+    ``keep_rows=False``: ``rows`` stays empty and the rows are only counted; the pipeline's log (faces.csv) has them,
+    and an hour of a crowd would otherwise hold hundreds of MB of them in memory (analyze.py)."""
     video = path if isinstance(path, VideoSource) else open_video(Path(path).expanduser())
     total = int(video.cap.get(cv2.CAP_PROP_FRAME_COUNT))
     fps, names = float(video.fps), list(pipeline.class_names)
     header, model = columns(names), pipeline.log.model if pipeline.log is not None else ""
-    rows, tracks, cuts = [], {}, []
+    rows, tracks, cuts, faces = [], {}, [], 0
     start = time.perf_counter()
     bar = _progress(total // max(1, every), video.path.name, progress)
     with contextlib.ExitStack() as stack:
@@ -237,7 +241,9 @@ def analyze_video(
                 )
                 if pipeline.tracker.cut:
                     cuts.append(round(captured.time, 3))
-                rows += [dict(zip(header, row, strict=True)) for row in result.csv_rows(model)]
+                faces += len(result.faces)
+                if keep_rows:
+                    rows += [dict(zip(header, row, strict=True)) for row in result.csv_rows(model)]
                 for face in result.faces:
                     track = tracks.setdefault(face.id, Track(face.id))
                     track.times.append(captured.time)
@@ -252,12 +258,12 @@ def analyze_video(
                 if stats is not None:
                     stats.add(captured, result)
                 bar.update(1)
-                bar.set_postfix(faces=len(rows), refresh=False)
+                bar.set_postfix(faces=faces, refresh=False)
     bar.close()
     seconds = time.perf_counter() - start
     step = every / fps
     people = [person(t, names, step) for t in tracks.values() if len(t.times) * step >= min_track_s]
-    return VideoAnalysis(names, rows, people, tracks, cuts, pipeline.frames, total / fps, fps, seconds)
+    return VideoAnalysis(names, rows, people, tracks, cuts, pipeline.frames, total / fps, fps, seconds, faces)
 
 
 def _progress(total: int, name: str, enabled: bool):
@@ -369,7 +375,7 @@ def write_video(item: Input, folder: Path, result: VideoAnalysis, model: str, ex
         "frames": result.frames,
         "fps": result.fps,
         "duration_s": round(result.duration, 3),
-        "faces": len(result.rows),
+        "faces": result.faces,
         "cuts_s": result.cuts,
         "people": result.people,
         "seconds": round(result.seconds, 3),

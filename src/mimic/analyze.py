@@ -95,7 +95,7 @@ def _video(cfg: DictConfig, item: Input, folder: Path, predictor: Any, model: st
         files.insert(3, "annotated.mp4")
     every, min_track_s = int(settings.every), float(settings.min_track_s)
     with contextlib.closing(pipeline):
-        result = analyze_video(video, pipeline, every, min_track_s, bool(cfg.pipeline), annotate)
+        result = analyze_video(video, pipeline, every, min_track_s, bool(cfg.pipeline), annotate, keep_rows=False)
     extra = {"every": every, "min_track_s": min_track_s, "files": files}
     return write_video(item, folder, result, model, extra)
 
