@@ -61,7 +61,6 @@ class AnalysisError(UserError):
     """An input that cannot be analysed (missing, unreadable, no frames): named, and skipped in a batch."""
 
 
-# ---- inputs and output folders ------------------------------------------------------------------------------------
 @dataclass
 class Input:
     """What one output folder holds the analysis of: a video, or photos (one folder's, or files given together)."""
@@ -132,7 +131,6 @@ def output_folder(out: Path, item: Input) -> Path | None:
     raise AnalysisError(f"{out}: 10,000 folders named {item.name}-N already; choose another out=")
 
 
-# ---- videos -------------------------------------------------------------------------------------------------------
 class EveryNth(FrameSource):
     """Every ``every``-th frame of a video (the ones between are grabbed, not decoded)."""
 
@@ -169,9 +167,8 @@ class Track:
 
 @dataclass
 class VideoAnalysis:
-    """What `analyze_video` found: ``rows`` (the per-face rows of faces.csv, as dicts; empty unless kept),
-    ``people`` (a summary per person seen for at least ``min_track_s``, as in people.csv), the tracks behind them,
-    the scene cuts (seconds), the frames analysed, the seconds it took and the face rows counted."""
+    """What `analyze_video` found: ``rows`` (faces.csv's rows as dicts, if kept), ``people`` (people.csv's), the
+    tracks behind them, the scene cuts (seconds), the frames analysed, the seconds it took and the face rows."""
 
     class_names: list[str]
     rows: list[dict[str, Any]]
@@ -219,8 +216,7 @@ def analyze_video(
     """Run ``pipeline`` over the video at ``path`` (or opened: `open_video`; every ``every``-th frame) and
     summarise it. ``annotate``: a new video file to write every analysed frame to, drawn on as the live window
     draws (at the analysed frames' rate). ``stats``: gets every frame's stage times (the benchmark's).
-    ``keep_rows=False``: ``rows`` stays empty and the rows are only counted; the pipeline's log (faces.csv) has them,
-    and an hour of a crowd would otherwise hold hundreds of MB of them in memory (analyze.py)."""
+    ``keep_rows=False``: ``rows`` stays empty, only counted (faces.csv has them; an hour would fill memory)."""
     video = path if isinstance(path, VideoSource) else open_video(Path(path).expanduser())
     total = int(video.cap.get(cv2.CAP_PROP_FRAME_COUNT))
     fps, names = float(video.fps), list(pipeline.class_names)
@@ -242,8 +238,7 @@ def analyze_video(
                 if pipeline.tracker.cut:
                     cuts.append(round(captured.time, 3))
                 faces += len(result.faces)
-                if keep_rows:
-                    rows += [dict(zip(header, row, strict=True)) for row in result.csv_rows(model)]
+                rows += [dict(zip(header, r, strict=True)) for r in result.csv_rows(model)] if keep_rows else []
                 for face in result.faces:
                     track = tracks.setdefault(face.id, Track(face.id))
                     track.times.append(captured.time)
@@ -312,7 +307,6 @@ def csv_bytes(rows: Iterable[dict[str, Any]], header: Sequence[str]) -> bytes:
     return text.getvalue().encode()
 
 
-# ---- photos -------------------------------------------------------------------------------------------------------
 @dataclass
 class PhotoAnalysis:
     """Every face in a set of photos: ``rows`` as in its faces.csv, the faces' pictures, the files skipped."""
@@ -355,7 +349,6 @@ def analyze_photos(files: Sequence[Path], predictor: Any, detector: Any, progres
     return PhotoAnalysis(names, rows, pictures, skipped, time.perf_counter() - start)
 
 
-# ---- one input into its folder --------------------------------------------------------------------------------------
 def write_video(item: Input, folder: Path, result: VideoAnalysis, model: str, extra: dict) -> dict[str, Any]:
     """people.csv, timeline.png and, last, summary.json (faces.csv is the pipeline's log, written as it went)."""
     names = result.class_names
