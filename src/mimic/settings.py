@@ -170,7 +170,7 @@ DATA: Table = {  # every data config (evaluate reads these too)
     "data.val_fraction": (FRACTION, "0.1"),
     "data.test_only": (BOOL, "true"),
     "data.sources.fer2013.ferplus_votes": (number("[0, 1]"), "0.5"),
-    "data.teacher.ckpt": (PATH | NULL, "bundled"),
+    "data.teacher.ckpt": (PATH | NULL | list_of(PATH, "a list of model files (an ensemble)", at_least=1), "bundled"),
     "data.teacher.weight": (number("(0, 1]"), "0.5"),
     "data.balance_classes": (BOOL, "true"),
     **under("data.sources.folder", CLASS_FOLDERS),

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from functools import partial
+from os import PathLike
 from typing import Any
 
 import albumentations as A
@@ -225,36 +226,36 @@ class EmotionDataModule(L.LightningDataModule):
     def teacher_targets(self, train: dict[str, np.ndarray]) -> np.ndarray:
         """Distillation: ``(1 - weight) * target + weight * the teacher's probabilities``, for every training face.
 
-        The teacher (any mimic checkpoint or ONNX file, read by the safe path; flip TTA and temperature as its file
+        A teacher (any mimic checkpoint or ONNX file, read by the safe path; flip TTA and temperature as its file
         says) sees each face as stored, before augmentation, so a dimmed, shrunk or tilted copy learns what the
-        teacher read on the clean face. Its classes are mapped onto the run's by name (`_map_targets`); ``target``
-        is the split's soft target, or its label one-hot. Computed once, before the first epoch.
+        teacher read on the clean face. Its classes are mapped onto the run's by name (`_map_targets`). Several
+        teachers (``ckpt`` a list) are one ensemble: the mean of their mapped probabilities. ``target`` is the
+        split's soft target, or its label one-hot. Computed once, before the first epoch.
         """
         # only a run with a teacher needs the inference stack (onnxruntime, the export); the rest start without it
         from mimic.models.bundled import resolve_ckpt
         from mimic.models.predictor import Predictor
 
-        path, weight = resolve_ckpt(self.teacher["ckpt"]), float(self.teacher["weight"])
-        if not path.is_file():
-            raise DataError(f"data.teacher.ckpt={self.teacher['ckpt']}: no such model file ({path.absolute()}).")
-        try:
-            teacher = Predictor(path)
-        except UserError as e:
-            raise DataError(f"data.teacher.ckpt={self.teacher['ckpt']}: {e}") from e
         images, labels = train["images"], train["labels"]
         crops = images[..., 0] if images.shape[-1] == 1 else images
-        start = time.perf_counter()
-        probs = np.concatenate([teacher.predict_crops(list(crops[i : i + 1024])) for i in range(0, len(crops), 1024)])
-        log.info(
-            "teacher %s: soft targets for %d training faces (weight %g) in %.0f s",
-            path,
-            len(crops),
-            weight,
-            time.perf_counter() - start,
-        )
-        taught = _map_targets(probs, labels, teacher.class_names, self.classes)
+        readings = []
+        for name in self.teacher["ckpt"]:
+            path = resolve_ckpt(name)
+            if not path.is_file():
+                raise DataError(f"data.teacher.ckpt={name}: no such model file ({path.absolute()}).")
+            try:
+                teacher = Predictor(path)
+            except UserError as e:
+                raise DataError(f"data.teacher.ckpt={name}: {e}") from e
+            start = time.perf_counter()
+            batches = [list(crops[i : i + 1024]) for i in range(0, len(crops), 1024)]
+            probs = np.concatenate([teacher.predict_crops(batch) for batch in batches])
+            log.info("teacher %s: read %d training faces in %.0f s", path, len(crops), time.perf_counter() - start)
+            readings.append(_map_targets(probs, labels, teacher.class_names, self.classes))
+        weight = float(self.teacher["weight"])
+        log.info("soft targets from %d teacher(s), weight %g", len(readings), weight)
         hard = train.get("targets", np.eye(len(self.classes), dtype=np.float32)[labels])
-        return ((1 - weight) * hard + weight * taught).astype(np.float32)
+        return ((1 - weight) * hard + weight * np.mean(readings, axis=0)).astype(np.float32)
 
     def batch_limits(self, trainer: Mapping[str, Any]) -> dict[str, int]:
         """The ``trainer.limit_<split>_batches`` fractions that round to no batch of this data, as one batch each
@@ -356,17 +357,27 @@ def datamodule_from_config(data: DictConfig, classes: Sequence[str] | None = Non
 
 
 def _check_teacher(teacher: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """``data.teacher`` checked: None when off (no teacher, or ``ckpt`` null)."""
+    """``data.teacher`` checked: None when off (no teacher, or ``ckpt`` null); ``ckpt`` as a list of model files."""
     if not teacher or teacher.get("ckpt") is None:
         return None
     unknown = set(teacher) - {"ckpt", "weight"}
     weight = teacher.get("weight", 0.5)
-    if unknown or isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
+    ckpt = teacher["ckpt"]
+    files = [ckpt] if isinstance(ckpt, str | PathLike) else list(ckpt) if isinstance(ckpt, Sequence) else []
+    if (
+        unknown
+        or not files
+        or not all(isinstance(f, str | PathLike) and str(f).strip() for f in files)
+        or isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not 0 < weight <= 1
+    ):
         raise DataError(
-            f"data.teacher={dict(teacher)}: give ckpt (a model file, or bundled) and weight, from above 0 to 1 (the "
-            f"teacher's share of each training target), e.g. data.teacher.ckpt=bundled data.teacher.weight=0.5."
+            f"data.teacher={dict(teacher)}: give ckpt (a model file, bundled, or a list of them: an ensemble) and "
+            f"weight, from above 0 to 1 (the teacher's share of each training target), e.g. data.teacher.ckpt=bundled "
+            f"data.teacher.weight=0.5, or 'data.teacher.ckpt=[bundled,other.ckpt]'."
         )
-    return {"ckpt": str(teacher["ckpt"]), "weight": float(weight)}
+    return {"ckpt": [str(f) for f in files], "weight": float(weight)}
 
 
 def _map_targets(
