@@ -27,6 +27,7 @@ def test_fast_dev_run(backbone, tmp_path):
     assert run(cfg) == {}  # fast_dev_run writes no checkpoint, so nothing is calibrated or tested
 
 
+@pytest.mark.slow  # every data config composed and each backbone built (about 10 s in all)
 @pytest.mark.parametrize("backbone", BACKBONES)
 def test_composes_with_every_data_config_and_finetune(backbone, tmp_path):
     for data in sorted(p.stem for p in (CONF / "data").glob("*.yaml")):

@@ -226,6 +226,7 @@ def test_two_three_shows_two_faces_then_three_that_yunet_finds(tmp_path, patches
     assert xs == sorted(xs) and xs[1] - xs[0] > truth[15][0][2]  # left to right, apart
 
 
+@pytest.mark.slow  # renders and reads back a 200-frame crowd clip
 def test_the_crowd_layout_cuts_every_few_seconds_to_another_small_dim_crowd(tmp_path, patches):
     from mimic.realtime.tracker import SceneCuts  # the live tracker's cut detector, on the clip it is meant for
 

@@ -70,6 +70,7 @@ def _rows(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
+@pytest.mark.slow  # scripts/evaluate.py as a multirun in a process of its own (about 7 s)
 def test_one_table_of_every_job_printed_once(sweep):
     proc, folder = sweep
     assert proc.returncode == 2, proc.stderr[-3000:]  # a job failed: the user's mistake's exit status, after the table
@@ -89,6 +90,7 @@ def test_one_table_of_every_job_printed_once(sweep):
     assert "nowhere not found" in proc.stderr and "error: 1 of 3 jobs failed" in proc.stderr
 
 
+@pytest.mark.slow  # scripts/evaluate.py as a multirun in a process of its own (about 7 s)
 def test_the_csv_holds_each_jobs_metrics(sweep, tiny_checkpoint):
     _, folder = sweep
     columns, rows = _rows(folder / "cross_dataset.csv")
@@ -111,6 +113,7 @@ def test_the_csv_holds_each_jobs_metrics(sweep, tiny_checkpoint):
     assert all(missing[c] == "" for c in COLUMNS[3:] + recalls)
 
 
+@pytest.mark.slow  # scripts/evaluate.py as a multirun in a process of its own (about 7 s)
 def test_split_all_tests_every_image_of_a_set(sweep):
     _, folder = sweep
     tiny = json.loads((folder / "0" / "test_metrics.json").read_text())
@@ -120,6 +123,7 @@ def test_split_all_tests_every_image_of_a_set(sweep):
     assert json.loads((folder / "1" / "test_metrics.json").read_text())["n"] == 9  # every photo of the folders
 
 
+@pytest.mark.slow  # scripts/evaluate.py in a process of its own
 def test_a_single_run_prints_no_table(tiny_checkpoint, tmp_path):
     _user_configs(tmp_path)
     proc = _evaluate([f"ckpt={tiny_checkpoint}", "data=faces", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)

@@ -351,6 +351,7 @@ def test_second_looks_find_faces_the_scan_scores_low_and_no_false_ones(fer_frame
     assert sum(len(low.detect(frame)) for frame in empty) > 0  # what the looks were spared: the scan's weak boxes
 
 
+@pytest.mark.slow  # the whole benchmark on real faces
 def test_the_face_benchmark_prints_the_full_path_against_direct_crops(shared_data, capsys):
     """benchmark_faces.py end to end on a few real PrivateTest faces with the bundled model (``ckpt=bundled``, as
     robustness.py and benchmark_classify.py take it): the accuracy table has

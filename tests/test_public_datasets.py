@@ -406,6 +406,7 @@ def test_ckplus48_folds_are_subject_wise(tmp_path):
         CKPlus48Source(root).load()
 
 
+@pytest.mark.slow  # the bundled model on all 981 faces
 def test_ckplus48_real_copy_splits_and_evaluates_as_the_folder(shared_data, tmp_path):
     """The real CK+48: subject-wise folds, and the bundled model on every face as data=folder reads them."""
     root = shared_data / "ckplus48"

@@ -158,6 +158,7 @@ def test_launchers_are_config_choices_with_their_settings(launcher, settings, tm
         assert cfg.hydra.launcher.submitit_folder == f"{tmp_path}/sweep/.submitit/%j"
 
 
+@pytest.mark.slow  # a multirun through submitit in a process of its own
 def test_submitit_slurm_submits_the_readmes_settings_as_one_array_job(tmp_path):
     """docs/scaleout.md's SLURM command up to the cluster: a stand-in sbatch keeps the script submitit writes and
     refuses it (nothing is trained here), so the #SBATCH lines show what a real cluster would get."""
@@ -205,6 +206,7 @@ def tracked(tmp_path_factory):
     return tmp, results, telemetry
 
 
+@pytest.mark.slow  # a training run logging to MLflow, TensorBoard and CSV (MLflow's import alone: about 5 s)
 def test_mlflow_run_reads_back_with_mlflows_own_client(tracked):
     import mlflow
 
@@ -229,6 +231,7 @@ def test_mlflow_run_reads_back_with_mlflows_own_client(tracked):
     assert logged["test/confusion_matrix"] == metrics["test/confusion_matrix"]
 
 
+@pytest.mark.slow  # a training run logging to MLflow, TensorBoard and CSV (MLflow's import alone: about 5 s)
 def test_csv_and_tensorboard_get_the_same_outcome(tracked):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -250,6 +253,7 @@ def test_csv_and_tensorboard_get_the_same_outcome(tracked):
     assert "best_checkpoint/text_summary" in tags["tensors"] and "test/confusion_matrix" in tags["images"]
 
 
+@pytest.mark.slow  # a training run logging to MLflow, TensorBoard and CSV (MLflow's import alone: about 5 s)
 def test_mimic_train_returns_the_selected_checkpoints_validation_score(tracked):
     """The objective of a search: the checkpoint callback's score of the checkpoint it kept, in test_metrics.json
     too; never a test metric."""
@@ -267,6 +271,7 @@ def test_mimic_train_returns_the_selected_checkpoints_validation_score(tracked):
     assert objective({}) is None  # no checkpoint (fast_dev_run): nothing to optimise
 
 
+@pytest.mark.slow  # imports MLflow
 def test_mlflow_store_follows_what_the_installed_mlflow_prefers(tmp_path, monkeypatch):
     """SQLite where MLflow has it as its default (3.7 on); an older MLflow gets its file store; a tracking_uri (a
     server) is used as given. A user's own MLFLOW_DISABLE_TELEMETRY is left alone."""

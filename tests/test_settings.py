@@ -61,6 +61,7 @@ def _composed(command: str, overrides: list[str]) -> dict:
     return OmegaConf.to_container(compose(command, overrides), resolve=False)
 
 
+@pytest.mark.slow  # every variant of every command composed (about 10 s)
 @pytest.mark.parametrize("command", list(SETTINGS))
 def test_every_checked_setting_is_in_the_yaml(command):
     keys = set()

@@ -93,6 +93,7 @@ def test_same_seed_same_run_bit_for_bit(trained, tmp_path):
     assert state[0].keys() == state[1].keys() and all(torch.equal(v, state[1][k]) for k, v in state[0].items())
 
 
+@pytest.mark.slow  # a second training run; test_bad_inputs resumes one in the default suite
 def test_resume_from_last_checkpoint(trained, tmp_path):
     out, _, _ = trained
     last = out / "checkpoints" / "last.ckpt"

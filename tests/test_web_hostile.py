@@ -277,6 +277,7 @@ def test_listed_logs_are_capped_and_deleted_only_when_asked(tmp_path, tiny_check
 
 
 # ------------------------------------------------------------------------------------------------------ 12. quiet log
+@pytest.mark.slow  # two ONNX exports
 def test_the_exporters_info_lines_are_not_shown_unless_asked(tmp_path, tiny_checkpoint, caplog):
     from mimic.models.onnx_export import export
 

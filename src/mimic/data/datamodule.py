@@ -224,14 +224,11 @@ class EmotionDataModule(L.LightningDataModule):
         return out
 
     def teacher_targets(self, train: dict[str, np.ndarray]) -> np.ndarray:
-        """Distillation: ``(1 - weight) * target + weight * the teacher's probabilities``, for every training face.
-
-        A teacher (any mimic checkpoint or ONNX file, read by the safe path; flip TTA and temperature as its file
-        says) sees each face as stored, before augmentation, so a dimmed, shrunk or tilted copy learns what the
-        teacher read on the clean face. Its classes are mapped onto the run's by name (`_map_targets`). Several
-        teachers (``ckpt`` a list) are one ensemble: the mean of their mapped probabilities. ``target`` is the
-        split's soft target, or its label one-hot. Computed once, before the first epoch.
-        """
+        """Distillation: ``(1 - weight) * target + weight * the teacher's probabilities``, for every training face,
+        once, before the first epoch. A teacher (any model file, read by the safe path; its own flip TTA and
+        temperature) sees each face as stored, before augmentation, so a dimmed, shrunk or tilted copy learns what it
+        read on the clean face; its classes mapped onto the run's by name. Several (``ckpt`` a list) are one ensemble:
+        the mean of their readings. ``target`` is the split's soft target, or its label one-hot."""
         # only a run with a teacher needs the inference stack (onnxruntime, the export); the rest start without it
         from mimic.models.bundled import resolve_ckpt
         from mimic.models.predictor import Predictor
@@ -247,13 +244,11 @@ class EmotionDataModule(L.LightningDataModule):
                 teacher = Predictor(path)
             except UserError as e:
                 raise DataError(f"data.teacher.ckpt={name}: {e}") from e
-            start = time.perf_counter()
-            batches = [list(crops[i : i + 1024]) for i in range(0, len(crops), 1024)]
+            start, batches = time.perf_counter(), [list(crops[i : i + 1024]) for i in range(0, len(crops), 1024)]
             probs = np.concatenate([teacher.predict_crops(batch) for batch in batches])
             log.info("teacher %s: read %d training faces in %.0f s", path, len(crops), time.perf_counter() - start)
             readings.append(_map_targets(probs, labels, teacher.class_names, self.classes))
         weight = float(self.teacher["weight"])
-        log.info("soft targets from %d teacher(s), weight %g", len(readings), weight)
         hard = train.get("targets", np.eye(len(self.classes), dtype=np.float32)[labels])
         return ((1 - weight) * hard + weight * np.mean(readings, axis=0)).astype(np.float32)
 
@@ -364,14 +359,8 @@ def _check_teacher(teacher: Mapping[str, Any] | None) -> dict[str, Any] | None:
     weight = teacher.get("weight", 0.5)
     ckpt = teacher["ckpt"]
     files = [ckpt] if isinstance(ckpt, str | PathLike) else list(ckpt) if isinstance(ckpt, Sequence) else []
-    if (
-        unknown
-        or not files
-        or not all(isinstance(f, str | PathLike) and str(f).strip() for f in files)
-        or isinstance(weight, bool)
-        or not isinstance(weight, int | float)
-        or not 0 < weight <= 1
-    ):
+    paths = files and all(isinstance(f, str | PathLike) and str(f).strip() for f in files)
+    if unknown or not paths or isinstance(weight, bool) or not isinstance(weight, int | float) or not 0 < weight <= 1:
         raise DataError(
             f"data.teacher={dict(teacher)}: give ckpt (a model file, bundled, or a list of them: an ensemble) and "
             f"weight, from above 0 to 1 (the teacher's share of each training target), e.g. data.teacher.ckpt=bundled "
