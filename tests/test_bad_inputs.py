@@ -39,7 +39,7 @@ from mimic.detectors import load_detector
 from mimic.errors import UserError
 from mimic.evaluate import run as run_evaluate
 from mimic.export import main as export_main
-from mimic.finetune import prepare_finetune
+from mimic.finetune import prepare_finetune, start_from
 from mimic.haar import HaarDetector
 from mimic.models.card import CheckpointError
 from mimic.models.checkpoint import check_resume, load_net
@@ -338,6 +338,7 @@ OPENERS = {
     "predictor": lambda path, tmp: Predictor(path),
     "load_checkpoint": lambda path, tmp: EmotionClassifier.load(path),
     "finetune": _finetune,
+    "init_from": lambda path, tmp: start_from(_model(), path, "init_from", "by_name"),
     "resume": lambda path, tmp: check_resume(path, _model()),
 }
 
@@ -478,15 +479,20 @@ def test_resume_from_a_bad_file_is_a_clear_error(clean, tiny_checkpoint, tmp_pat
         assert "pickled code ran" not in err.out
 
 
-def test_finetune_from_a_bad_file_is_a_clear_error(clean, tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("setting", ["finetune.ckpt", "init_from"])
+def test_finetune_from_a_bad_file_is_a_clear_error(clean, tiny_checkpoint, tmp_path, setting):
     cases = _resume_cases(clean, tiny_checkpoint, tmp_path)
     for name in ("missing", "not a checkpoint", "pickle", "truncated", "plain state_dict", "onnx", "another net"):
         path, message = cases[name]
         with pytest.raises(CheckpointError) as e:
-            _finetune(path, tmp_path)
+            if setting == "init_from":
+                start_from(_model(widths=(8, 16, 32)), path, setting, "by_name")
+            else:
+                _finetune(path, tmp_path)
         if name == "another net":
-            message = "finetune.ckpt"
+            message = setting
         assert str(path) in str(e.value) and message in str(e.value), (name, str(e.value))
+        assert name not in ("onnx", "another net") or setting in str(e.value), (name, str(e.value))
 
 
 def test_resume_through_train_refuses_before_lightning_reads(clean, trap, tmp_path, capsys):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose, load_script, train_tiny_checkpoint
+from conftest import TINY_SYNTHETIC, compose, load_script, train_tiny_checkpoint
 from test_folders import write_fer2013_csv
 
 from mimic.data.synthetic import write_class_folders
@@ -87,6 +87,41 @@ def test_the_start_is_finetune_ckpt_a_run_folder_or_the_bundled_model(synthetic_
     out = capsys.readouterr().out
     assert f"Fine-tuning from {synthetic_ckpt} (the bundled model)" in out
     assert "head re-initialised for ['happy', 'sad', 'neutral']" in out and "3 class rows copied by name" in out
+
+
+def test_init_from_starts_a_training_run_from_a_models_weights_under_the_runs_own_config(
+    synthetic_ckpt, tmp_path, capsys
+):
+    """`python train.py init_from=<ckpt>`: the net starts from the file's weights (an all but zero learning rate
+    leaves them there), the run's own preprocessing is what its checkpoint carries, and nothing of the file's training
+    state comes along (the run starts at epoch 0). With +finetune it is refused: both choose the starting weights."""
+    from mimic.errors import UserError
+    from mimic.train import run
+
+    extra = ["logger=none", "callbacks.lr_monitor=null", "calibrate=false", "test=false", "trainer.max_epochs=1"]
+    start = read_checkpoint(synthetic_ckpt)["state_dict"]
+    cfg = compose(
+        "train",
+        [
+            *TINY_SYNTHETIC,
+            *extra,
+            f"init_from={synthetic_ckpt}",
+            "model.preprocess.photometric=standardise",
+            "model.optimizer.lr=1e-12",
+            "model.optimizer.weight_decay=0",
+        ],
+        output_dir=tmp_path / "run",
+    )
+    results = run(cfg)
+    assert f"Starting from {synthetic_ckpt} (init_from): 44 tensors copied, head kept" in capsys.readouterr().out
+    card, ckpt = read_card(results["best_checkpoint"])
+    assert card.preprocess.photometric == "standardise" and ckpt["epoch"] == 0
+    learned = [k for k in start if k.endswith(("weight", "bias")) and k != "temperature"]
+    assert len(learned) > 10
+    assert all(torch.allclose(ckpt["state_dict"][k], start[k], atol=1e-6) for k in learned)
+
+    with pytest.raises(UserError, match=r"init_from=.* and \+finetune=webcam both choose the starting weights"):
+        run(compose("train", ["+finetune=webcam", f"init_from={synthetic_ckpt}", *extra], output_dir=tmp_path / "ft"))
 
 
 @pytest.mark.parametrize(

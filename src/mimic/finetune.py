@@ -7,8 +7,10 @@ joins it (``finetune.fer2013``: ``auto`` merges it when it is found at its confi
 the class folders alone, saying that forgetting of the other classes is then not guarded against). `prepare_finetune`
 copies every tensor whose name and shape match into the new model and starts the classifier rows of classes the
 checkpoint knows from its rows (``finetune.head_init: by_name``; ``reset`` starts the whole layer afresh when the
-class set differs). What stays frozen is the freeze callback's job (conf/finetune/webcam.yaml). Every checkpoint the
-run writes appears whole or not at all (`AtomicCheckpointIO`), so a run killed by SIGTERM leaves no half-written model.
+class set differs). What stays frozen is the freeze callback's job (conf/finetune/webcam.yaml). Any training run can
+start from a trained model's weights the same way (`start_from`, ``init_from=``), keeping its own config. Every
+checkpoint the run writes appears whole or not at all (`AtomicCheckpointIO`): a run killed by SIGTERM leaves no
+half-written model.
 
 `compose_train` composes the recipe's config outside a command line, and `score` measures a model before and after on
 face crops: the photos held out of a run (`held_out_photos`) or FER2013's test split restricted to the run's classes
@@ -63,8 +65,9 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def resolve_checkpoint(ckpt: str | Path | None) -> tuple[Path, str]:
-    """(checkpoint path, how it was chosen). ``ckpt`` may be a .ckpt file, a run folder, or None: the bundled model."""
+def resolve_checkpoint(ckpt: str | Path | None, setting: str = "finetune.ckpt") -> tuple[Path, str]:
+    """(checkpoint path, how it was chosen). ``ckpt`` may be a .ckpt file, a run folder, or None: the bundled model;
+    ``setting`` names it in messages."""
     if not ckpt:
         return resolve_ckpt(None), "the bundled model"
     path = resolve_ckpt(ckpt)
@@ -72,15 +75,15 @@ def resolve_checkpoint(ckpt: str | Path | None) -> tuple[Path, str]:
         best = best_checkpoint(path)
         if best is None:
             raise CheckpointError(
-                f"finetune.ckpt: {path} is a folder without checkpoints/best*.ckpt; pass the .ckpt file itself."
+                f"{setting}: {path} is a folder without checkpoints/best*.ckpt; pass the .ckpt file itself."
             )
         return best, f"best checkpoint of run {path}"
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
-            f"finetune.ckpt={path} is an exported ONNX model, which holds no training state: fine-tuning needs the "
-            f".ckpt it was exported from."
+            f"{setting}={path} is an exported ONNX model, which holds no training state: training on from it needs "
+            f"the .ckpt it was exported from."
         )
-    return path, "finetune.ckpt"
+    return path, setting
 
 
 def configure_finetune(cfg: DictConfig) -> None:
@@ -164,18 +167,26 @@ def prepare_finetune(model: EmotionClassifier, cfg: DictConfig) -> EmotionClassi
     """Load the starting weights into the freshly built ``model`` (see the module docstring); says which checkpoint
     it used and what became of the head."""
     ft = cfg.get("finetune") or {}
-    path, how = resolve_checkpoint(ft.get("ckpt"))
-    card, ckpt = read_card(path)
-    check_fits(card, model, f"finetune.ckpt {path}")
-    head_init = str(ft.get("head_init", "by_name"))
-    done = load_matching(model, ckpt["state_dict"], card.class_names, head_init)
+    return start_from(model, ft.get("ckpt"), "finetune.ckpt", str(ft.get("head_init", "by_name")))
+
+
+def start_from(model: EmotionClassifier, ckpt: str | Path | None, setting: str, head_init: str) -> EmotionClassifier:
+    """Load the weights of the checkpoint ``ckpt`` (see `resolve_checkpoint`; ``setting`` names it in messages) into
+    the freshly built ``model``: every tensor whose name and shape match, the classifier as ``head_init`` says (see
+    `load_matching`). ``init_from=`` of a training run and ``+finetune=webcam`` both start here; the run's own config
+    (preprocessing, augmentation, optimiser, schedule) is kept, and nothing of the file's training state is."""
+    path, how = resolve_checkpoint(ckpt, setting)
+    card, state = read_card(path)
+    check_fits(card, model, f"{setting} {path}")
+    done = load_matching(model, state["state_dict"], card.class_names, head_init)
     if done["same_classes"]:
         head = "head kept (same classes)"
     else:
         head = f"head re-initialised for {model.class_names} (checkpoint: {card.class_names})"
         if head_init == "by_name":
             head += f"; {done['head_rows']} class rows copied by name"
-    message = f"Fine-tuning from {path} ({how}): {done['copied']} tensors copied, {head}"
+    verb = "Fine-tuning" if setting == "finetune.ckpt" else "Starting"
+    message = f"{verb} from {path} ({how}): {done['copied']} tensors copied, {head}"
     log.info(message)
     print(message)
     if done["missing"]:

@@ -207,6 +207,7 @@ TRAIN: Table = {
     **WEBCAM,
     **TRAINER,
     "ckpt_path": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/last.ckpt"),
+    "init_from": (PATH | NULL, "bundled"),
     "calibrate": (BOOL, "false"),
     "test": (BOOL, "false"),
     "model.optimizer.lr": (number("(0, inf)"), "1e-3"),

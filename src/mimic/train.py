@@ -17,8 +17,9 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from omegaconf import DictConfig, OmegaConf
 
 from mimic.data.datamodule import datamodule_from_config
+from mimic.errors import UserError
 from mimic.evaluate import collect_logits, ece, fit_temperature, report_test
-from mimic.finetune import configure_finetune, prepare_finetune
+from mimic.finetune import configure_finetune, prepare_finetune, start_from
 from mimic.io import atomic_write
 from mimic.models.checkpoint import check_resume
 from mimic.tracking import log_results
@@ -54,11 +55,18 @@ def run(cfg: DictConfig) -> dict:
     L.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     if cfg.get("finetune"):
+        if cfg.get("init_from"):
+            raise UserError(
+                f"init_from={cfg.init_from} and +finetune=webcam both choose the starting weights: a fine-tune starts "
+                "from finetune.ckpt (null: the bundled model). Drop init_from."
+            )
         configure_finetune(cfg)
     dm = datamodule_from_config(cfg.data)
     model = instantiate(cfg.model, _recursive_=False)
     if cfg.get("finetune"):
         model = prepare_finetune(model, cfg)
+    elif cfg.get("init_from"):
+        model = start_from(model, cfg.init_from, "init_from", "by_name")
     callbacks = _instantiate_all(cfg.get("callbacks"))
     loggers = _instantiate_all(cfg.get("logger"))
     if not loggers:  # LearningRateMonitor refuses to run without a logger (logger=none)
