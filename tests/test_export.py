@@ -169,6 +169,8 @@ def test_fine_tuning_needs_the_checkpoint(exported):
 
     with pytest.raises(CheckpointError, match="fine-tuning needs the .ckpt it was exported from"):
         resolve_checkpoint(exported)
+    with pytest.raises(CheckpointError, match="init_from=.* a warm start needs the .ckpt it was exported from"):
+        resolve_checkpoint(exported, "init_from")
     with pytest.raises(CheckpointError, match="exported ONNX model: it holds no training state"):
         read_card(exported)
 

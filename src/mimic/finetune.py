@@ -80,8 +80,8 @@ def resolve_checkpoint(ckpt: str | Path | None, setting: str = "finetune.ckpt") 
         return best, f"best checkpoint of run {path}"
     if path.suffix.lower() == ".onnx":
         raise CheckpointError(
-            f"{setting}={path} is an exported ONNX model, which holds no training state: training on from it needs "
-            f"the .ckpt it was exported from."
+            f"{setting}={path} is an exported ONNX model, which holds no training state: "
+            f"{'fine-tuning' if setting == 'finetune.ckpt' else 'a warm start'} needs the .ckpt it was exported from."
         )
     return path, setting
 
