@@ -90,11 +90,12 @@ def test_the_start_is_finetune_ckpt_a_run_folder_or_the_bundled_model(synthetic_
 
 
 def test_init_from_starts_a_training_run_from_a_models_weights_under_the_runs_own_config(
-    synthetic_ckpt, tmp_path, capsys
+    synthetic_ckpt, tmp_path, capsys, monkeypatch
 ):
     """`python train.py init_from=<ckpt>`: the net starts from the file's weights (an all but zero learning rate
     leaves them there), the run's own preprocessing is what its checkpoint carries, and nothing of the file's training
-    state comes along (the run starts at epoch 0). With +finetune it is refused: both choose the starting weights."""
+    state comes along (the run starts at epoch 0). With +finetune it is refused: both choose the starting weights. A bad
+    file is refused before the data is read."""
     from mimic.errors import UserError
     from mimic.train import run
 
@@ -122,6 +123,16 @@ def test_init_from_starts_a_training_run_from_a_models_weights_under_the_runs_ow
 
     with pytest.raises(UserError, match=r"init_from=.* and \+finetune=webcam both choose the starting weights"):
         run(compose("train", ["+finetune=webcam", f"init_from={synthetic_ckpt}", *extra], output_dir=tmp_path / "ft"))
+
+    # a missing or bad file is refused by name before the data is read (FER2013's parse and a teacher's reading)
+    def data_first(*_):
+        raise AssertionError("the datamodule was built before init_from's file was checked")
+
+    monkeypatch.setattr("mimic.train.datamodule_from_config", data_first)
+    (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
+    for bad in (tmp_path / "missing.ckpt", tmp_path / "junk.ckpt"):
+        with pytest.raises(UserError, match=f"init_from.*{bad.name}"):
+            run(compose("train", [*TINY_SYNTHETIC, *extra, f"init_from={bad}"], output_dir=tmp_path / "bad"))
 
 
 @pytest.mark.parametrize(

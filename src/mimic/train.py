@@ -19,9 +19,9 @@ from omegaconf import DictConfig, OmegaConf
 from mimic.data.datamodule import datamodule_from_config
 from mimic.errors import UserError
 from mimic.evaluate import collect_logits, ece, fit_temperature, report_test
-from mimic.finetune import configure_finetune, prepare_finetune, start_from
+from mimic.finetune import configure_finetune, prepare_finetune, resolve_checkpoint, start_from
 from mimic.io import atomic_write
-from mimic.models.checkpoint import check_resume
+from mimic.models.checkpoint import check_resume, read_card
 from mimic.tracking import log_results
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,8 @@ def run(cfg: DictConfig) -> dict:
                 "from finetune.ckpt (null: the bundled model). Drop init_from."
             )
         configure_finetune(cfg)
+    elif cfg.get("init_from"):  # a bad file is refused by name now, not after FER2013 is parsed (about a minute)
+        read_card(resolve_checkpoint(cfg.init_from, "init_from")[0])
     dm = datamodule_from_config(cfg.data)
     model = instantiate(cfg.model, _recursive_=False)
     if cfg.get("finetune"):
