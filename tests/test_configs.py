@@ -16,7 +16,9 @@ TRAIN_GROUPS = ["data", "model", "trainer", "callbacks", "logger", "paths", "hyd
 
 
 def options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml") if not p.stem.startswith("_"))
+    """Every config in the group's folder: each is a choice ``--help`` offers, so each must compose (the shared bases,
+    `_data_faces` and `_model_backbone`, live outside the groups)."""
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 CASES = [(g, o) for g in TRAIN_GROUPS if g != "hydra" for o in options(g)]
@@ -109,3 +111,26 @@ def test_your_own_conf_folder_is_searched_and_its_absence_is_fine(tmp_path, monk
     assert compose("train", [], output_dir=tmp_path).seed == 42
     shown = subprocess.run([sys.executable, str(REPO / "train.py"), "--cfg", "job"], cwd=tmp_path, capture_output=True)
     assert shown.returncode == 0 and b"task_name: train" in shown.stdout and b"searchpath" not in shown.stderr
+
+
+def test_help_offers_the_options_and_your_data_config_builds_on_the_shared_base(tmp_path, monkeypatch):
+    """``train.py --help`` lists exactly the data and model configs that can be chosen, not the bases they share; a
+    data config of your own in conf/data/ starts from `_data_faces` as the shipped ones do."""
+    from conftest import REPO
+
+    shown = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], cwd=tmp_path, capture_output=True)
+    groups = shown.stdout.decode().split("== Config ==")[0]  # the part that lists each group's options
+    listed = dict(line.split(": ", 1) for line in groups.splitlines() if line.startswith(("data: ", "model: ")))
+    assert shown.returncode == 0 and {g: v.split(", ") for g, v in listed.items()} == {
+        "data": options("data"),
+        "model": options("model"),
+    }
+    assert "_data_faces" not in groups and "_model_backbone" not in groups
+    (tmp_path / "conf" / "data").mkdir(parents=True)
+    (tmp_path / "conf" / "data" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - /_data_faces\n  - _self_\ndata:\n  path: faces\n  batch_size: 16\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    cfg = compose("train", ["data=mine"], output_dir=tmp_path)
+    assert cfg.data._target_ == "mimic.data.datamodule.EmotionDataModule" and cfg.data.batch_size == 16
+    assert cfg.data.augment[0]._target_ == "albumentations.HorizontalFlip"

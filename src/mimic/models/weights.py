@@ -10,7 +10,7 @@ right after a download). torchvision puts the first 8 hex digits of each file's 
 
 Grayscale nets (``in_channels=1``) take the RGB stem filters summed over the colour axis (`adapt_first_conv`).
 Their inputs should then be normalised with ImageNet's statistics seen through the gray conversion's luma weights,
-which conf/model/_backbone.yaml holds (the one place; tests/test_backbones.py derives them from the figures here).
+which conf/_model_backbone.yaml holds (the one place; tests/test_backbones.py derives them from the figures here).
 """
 
 from __future__ import annotations
@@ -148,7 +148,7 @@ def adapt_first_conv(weight: Tensor, in_channels: int) -> Tensor:
     same stem response as the summed filter on the gray image (the conv is linear), so the pretrained filters keep
     their response and every later layer, BatchNorm statistics included, sees activations of the scale it was
     trained on; averaging instead would shrink them by 3. Replicating the channel at the input would be the same
-    function at three times the stem's input cost. The inputs should be normalised as conf/model/_backbone.yaml says.
+    function at three times the stem's input cost. The inputs should be normalised as conf/_model_backbone.yaml says.
     """
     if weight.shape[1] == in_channels:
         return weight
