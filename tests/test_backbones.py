@@ -489,7 +489,7 @@ def test_backbone_config_normalises_gray_input_with_imagenet_gray_stats() -> Non
 
     luma = (0.299, 0.587, 0.114)
     conf = Path(__file__).parents[1] / "src" / "mimic" / "conf"
-    preprocess = OmegaConf.load(conf / "model" / "_backbone.yaml").preprocess
+    preprocess = OmegaConf.load(conf / "_model_backbone.yaml").preprocess
     assert preprocess.channels == 1
     assert abs(preprocess.mean[0] - sum(w * m for w, m in zip(luma, IMAGENET_MEAN))) < 1e-4
     assert abs(preprocess.std[0] - sum(w * s for w, s in zip(luma, IMAGENET_STD))) < 1e-4

@@ -108,7 +108,7 @@ def test_installed_commands_work_in_an_empty_folder(installed, tmp_path):
         help_ = _run([bin_ / command, "--help"], work, env)
         assert (
             help_.returncode == 0
-            and "data: _faces, affectnet, ckplus, ckplus48, expw, fer2013, ferplus, folder, jaffe, rafdb, synthetic"
+            and "data: affectnet, ckplus, ckplus48, expw, fer2013, ferplus, folder, jaffe, rafdb, synthetic"
             in help_.stdout
         ), help_.stdout
     assert sorted(p.name for p in (work / "outputs").iterdir()) == ["realtime", "train"]
