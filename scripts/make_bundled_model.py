@@ -8,8 +8,9 @@ seed=42`` (50 epochs, about 2.5 hours on a 2-core CPU; ``experiment=fer2013_robu
 docs/benchmarks.md, "Real faces"). Packing keeps what inference and fine-tuning read from the run's best checkpoint
 (the net's config, class names, preprocessing spec, flip-TTA setting and calibration temperature), stores the weights
 as fp16, then tests the packed file itself on FER2013's PrivateTest split with `scripts/evaluate.py` and writes that
-accuracy, the command (the run's own overrides), seed, commit and the data's licence note into the card's ``about``,
-and the same as a text file beside it
+accuracy, the command (the run's own overrides), seed, commit and the data's licence note into the card's ``about``
+(with, for a run that started from or was taught by other models, ``init_from=`` or ``data.teacher.ckpt=``, their
+own commands), and the same as a text file beside it
 (``LICENSE.mimic_small_cnn_fer2013.txt``). The files are written atomically; an existing bundled model is replaced
 only with ``force=true``. ``--help`` lists the keys.
 """
@@ -28,7 +29,7 @@ from omegaconf import OmegaConf
 from mimic.args import Key, boolean, parse
 from mimic.cli import user_errors
 from mimic.errors import UserError
-from mimic.finetune import best_checkpoint
+from mimic.finetune import best_checkpoint, resolve_checkpoint
 from mimic.io import atomic_write, write_bytes
 from mimic.models.bundled import BUNDLED_FILE
 from mimic.models.checkpoint import read_card
@@ -73,6 +74,31 @@ def _recipe_command(run_dir: Path) -> tuple[str, int]:
     return " ".join(["python train.py", *overrides, f"seed={seed}"]), seed
 
 
+def _starting_models(config: dict) -> dict[str, list[dict]]:
+    """The models a run started from (``init_from``) or was taught by (``data.teacher.ckpt``), each with its card's
+    recipe, so that a model made from another one (``experiment=fer2013_robust_warm``: ``init_from=bundled``) names
+    the whole chain. Read at packing time: ``bundled`` is then the model that the new one may replace. ``config`` is
+    the run's unresolved Hydra config."""
+    teacher = (config.get("data") or {}).get("teacher") or {}
+    named = {"init_from": config.get("init_from"), "teacher": teacher.get("ckpt")}
+    found = {}
+    for key, value in named.items():
+        values = [v for v in (value if isinstance(value, list) else [value]) if v]
+        if values:
+            found[key] = [_recipe_of(str(v), key) for v in values]
+    return found
+
+
+def _recipe_of(model: str, setting: str) -> dict:
+    path, _ = resolve_checkpoint(model, setting)
+    about = read_card(path)[0].about
+    recipe = {k: about[k] for k in ("command", "seed", "commit") if isinstance(about.get(k), str | int)}
+    test = about.get("test")
+    if isinstance(test, dict) and isinstance(test.get("accuracy"), float):
+        recipe["privatetest"] = test["accuracy"]
+    return {"model": model, **recipe}
+
+
 def slim(best: Path, about: dict) -> dict:
     """The checkpoint ``best`` (read through the safe path) cut to its card and fp16 weights, with ``about``."""
     card, ckpt = read_card(best)
@@ -106,6 +132,7 @@ def pack(run_dir: Path, data: Path, dest: Path) -> dict:
         "data": "FER2013: trained on Training (28,709 faces), selected on PublicTest, tested on PrivateTest",
         "best_checkpoint": best.name,
         "licence": LICENCE,
+        **_starting_models(OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))),
     }
     with tempfile.TemporaryDirectory() as tmp:
         packed = Path(tmp) / BUNDLED_FILE
@@ -129,9 +156,23 @@ def licence_path(model: Path) -> Path:
     return model.with_name(f"LICENSE.{model.stem}.txt")
 
 
+FROM = {"init_from": "from:    ", "teacher": "teacher: "}  # `_starting_models`' keys, as the note labels them
+
+
+def _describe(model: dict) -> str:
+    """One of `_starting_models`' entries on one line: the model as the run named it, then its own recipe."""
+    made = [model["command"]] if "command" in model else []
+    if "commit" in model:
+        made.append(f"commit {model['commit']}")
+    if "privatetest" in model:
+        made.append(f"PrivateTest {model['privatetest']:.2%}")
+    return f"{model['model']} ({'; '.join(made)})" if made else model["model"]
+
+
 def licence_note(about: dict) -> str:
     """The text of `licence_path`: the weights' terms and how they were made (from the card's ``about``)."""
     test = about["test"]
+    chain = "".join(f"  {label} {_describe(m)}\n" for key, label in FROM.items() for m in about.get(key, []))
     return (
         f"{about['name']}: {BUNDLED_FILE}\n\n"
         f"Terms of use of these weights\n"
@@ -139,6 +180,7 @@ def licence_note(about: dict) -> str:
         f"How they were made\n"
         f"  command:  {about['command']}\n"
         f"  seed:     {about['seed']}\n"
+        f"{chain}"
         f"  commit:   {about['commit']}  (mimic {about['mimic_version']}, torch {about['torch_version']})\n"
         f"  data:     {about['data']}\n"
         f"  result:   {test['accuracy']:.2%} accuracy on {test['split']} ({test['n']} faces, flip TTA "

@@ -94,6 +94,26 @@ def test_the_bundled_file_is_a_fer2013_model_with_its_story():
     assert card.about["licence"] in note and card.about["command"] in note
 
 
+def test_a_model_made_from_other_models_names_them_with_their_recipes(ckpt):
+    """A warm start (``init_from=bundled``) or a distilled run, packed: its card and licence note name the models it
+    started from or was taught by, each with its own command, read before the new file may replace the bundled one."""
+    if not _present():
+        pytest.skip("the bundled model is not in this checkout")
+    config = {"init_from": "bundled", "data": {"teacher": {"ckpt": ["bundled", str(ckpt)], "weight": 0.8}}}
+    found = make_bundled_model._starting_models(config)
+    own = read_card(bundled.bundled_path())[0].about
+    recipe = {"command": own["command"], "seed": own["seed"], "commit": own["commit"]}
+    assert found["init_from"] == [{"model": "bundled", **recipe, "privatetest": own["test"]["accuracy"]}]
+    assert found["teacher"] == [found["init_from"][0], {"model": str(ckpt)}]  # a card without a recipe: its name
+    assert make_bundled_model._starting_models({"init_from": None, "data": {"teacher": {"ckpt": None}}}) == {}
+
+    note = make_bundled_model.licence_note({**own, **found})
+    start = f"  from:     bundled ({own['command']}; commit {own['commit']}; PrivateTest {own['test']['accuracy']:.2%})"
+    assert start in note.splitlines()
+    assert f"  teacher:  {ckpt}" in note.splitlines()
+    assert "from:" not in make_bundled_model.licence_note(own)  # a model trained from scratch: no such line
+
+
 @pytest.fixture(scope="module")
 def privatetest(shared_data, tmp_path_factory) -> dict:
     """The bundled file tested on FER2013's PrivateTest through scripts/evaluate.py."""
