@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 from conftest import compose
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import EarlyStopping
 from omegaconf import OmegaConf
 
 from mimic.data.augment import LowLight
+from mimic.train import _instantiate_all
 
 
 def test_gain_offset_noise_and_rounding():
@@ -67,3 +69,5 @@ def test_the_warm_recipe_is_the_robust_list_with_the_default_framing(tmp_path):
     assert warm == [*robust[:1], default[1], *robust[2:]]
     cfg = compose("train", ["experiment=fer2013_robust_warm"], output_dir=tmp_path)
     assert (cfg.init_from, cfg.data.teacher.ckpt, cfg.model.preprocess.photometric) == ("bundled", "bundled", "none")
+    # all 12 epochs run: early stopping (patience 10) could cut the last two when the first is the best
+    assert not any(isinstance(c, EarlyStopping) for c in _instantiate_all(cfg.callbacks))
