@@ -68,6 +68,6 @@ def test_the_warm_recipe_is_the_robust_list_with_the_default_framing(tmp_path):
     )
     assert warm == [*robust[:1], default[1], *robust[2:]]
     cfg = compose("train", ["experiment=fer2013_robust_warm"], output_dir=tmp_path)
-    assert (cfg.init_from, cfg.data.teacher.ckpt, cfg.model.preprocess.photometric) == ("bundled", "bundled", "none")
+    assert (cfg.init_from, cfg.data.teacher.ckpt, cfg.model.preprocess.photometric) == ("bundled", None, "none")
     # all 12 epochs run: early stopping (patience 10) could cut the last two when the first is the best
     assert not any(isinstance(c, EarlyStopping) for c in _instantiate_all(cfg.callbacks))
