@@ -169,6 +169,51 @@ def test_soft_targets_follow_the_class_mapping_and_reach_the_loss():
     assert float(loss_of(logits[soft], target[soft])) != pytest.approx(float(hard), rel=1e-2)
 
 
+def test_mixup_blends_each_face_with_another_face_and_their_targets_alike():
+    """model.mixup: every training face becomes share * itself + (1 - share) * another face of the batch, one share
+    for the batch, and its target the same blend of the two targets (labels as one-hot rows, soft targets as given)."""
+    from mimic.models.classifier import EmotionClassifier
+
+    net = {"_target_": "mimic.models.small_cnn.small_cnn", "widths": [4, 8, 8], "hidden": 8}
+    x = torch.randn(12, 1, 48, 48, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(12) % 3
+    soft = torch.softmax(torch.randn(12, 3, generator=torch.Generator().manual_seed(1)), 1)
+
+    def seen_in_training(alpha: float, batch: tuple) -> list[torch.Tensor]:  # the faces the net gets, then the targets
+        model = EmotionClassifier(net=net, class_names=["happy", "sad", "neutral"], label_smoothing=0.0, mixup=alpha)
+        seen, forward = [], model.forward
+        model.forward = lambda faces: seen.append(faces) or forward(faces)
+        model.loss = lambda logits, t: seen.append(t) or logits.sum() * 0
+        torch.manual_seed(2)
+        model.training_step(batch, 0)
+        return seen
+
+    for alpha, target in [(0.0, y), (0.4, y), (0.4, soft)]:
+        faces, targets = seen_in_training(alpha, (x, y) if target is y else (x, y, y, y, target))
+        if alpha == 0:
+            assert faces is x and targets is y
+            continue
+        rows = target if target.is_floating_point() else torch.eye(3)[target]
+        flat, mixed = x.flatten(1), faces.flatten(1)
+        partner, shares = [], []
+        for i in range(len(x)):  # the face j and share s with mixed[i] = s * x[i] + (1 - s) * x[j]
+            fits = []
+            for j in range(len(x)):
+                d = flat[i] - flat[j]
+                s = 1.0 if j == i else float((mixed[i] - flat[j]) @ d / (d @ d))
+                fits.append((float((mixed[i] - flat[j] - s * d).abs().max()), j, s))
+            err, j, s = min(fits)
+            assert err < 1e-4
+            partner.append(j), shares.append(s)
+        assert sorted(partner) == list(range(len(x))) and partner != list(range(len(x)))  # a shuffle of the batch
+        share = shares[partner.index(next(j for i, j in enumerate(partner) if j != i))]
+        assert 0 < share < 1
+        for i, j in enumerate(partner):
+            assert j == i or shares[i] == pytest.approx(share, abs=1e-4)
+            torch.testing.assert_close(targets[i], share * rows[i] + (1 - share) * rows[j], atol=1e-5, rtol=0)
+        torch.testing.assert_close(targets.sum(1), torch.ones(len(x)))
+
+
 def test_a_teacher_model_gives_soft_targets_read_on_the_clean_faces(tmp_path):
     """data.teacher: the teacher's probabilities on each training face as stored (before augmentation), mapped onto
     the run's classes by name, mixed with the label by its weight; validation and test keep hard labels."""

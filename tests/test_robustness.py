@@ -31,6 +31,21 @@ def test_shrinking_to_20_px_keeps_the_size_and_loses_the_detail():
     assert np.abs(out[1].astype(int) - face).mean() < 6  # a smooth face survives
 
 
+def test_ck_plus_interval_resamples_whole_sequences_within_each_class():
+    """Class 0: ten sequences of three frames, five read right and five wrong; class 1: all right. Each resample's
+    balanced accuracy is then (k / 10 + 1) / 2 for k right sequences drawn: whole sequences, never single frames."""
+    labels = np.repeat([0, 1], [30, 12])
+    sequences = np.array([f"S{i // 3:03d}_001" for i in range(30)] + [f"S{100 + i // 3}_002" for i in range(12)])
+    guess = labels.copy()
+    guess[:15] = 1  # the first five sequences of class 0 read wrong
+    acc, balanced = bench.sequence_interval(labels, guess, sequences, seed=0)
+    assert 50 <= balanced[0] < 75 < balanced[1] <= 100 and acc[0] < 100 * 27 / 42 < acc[1]
+    for value in balanced:
+        assert (value / 100 * 2 - 1) * 10 == pytest.approx(round((value / 100 * 2 - 1) * 10))
+    np.testing.assert_array_equal(bench.sequence_interval(labels, guess, sequences, seed=0)[1], balanced)
+    assert list(bench.sequence_interval(labels, labels, sequences, seed=0)[1]) == [100, 100]
+
+
 @pytest.mark.slow  # reads FER2013 and CK+48
 def test_the_benchmark_prints_every_row_for_a_model(shared_data, capsys):
     bench.main([f"data.path={shared_data / 'fer2013' / 'fer2013.csv.gz'}", f"ckplus={shared_data / 'ckplus48'}",
@@ -40,6 +55,10 @@ def test_the_benchmark_prints_every_row_for_a_model(shared_data, capsys):
         assert f"{name}" in out and "   100 " in out.split(name)[1].split("\n")[0]
     ck = out.split("CK+48, 6 classes")[1].split("\n")[0]
     assert "   927 " in ck and "ang" in ck and "sur" in ck
+    acc, balanced = (float(v) for v in ck.split()[1:3])
+    interval = out.split("95% interval over CK+48's 309 sequences (2,000 resamples): accuracy ")[1].split("\n")[0]
+    (a_lo, a_hi), (b_lo, b_hi) = (map(float, part.strip("%").split("-")) for part in interval.split("%, balanced "))
+    assert a_lo < acc < a_hi and b_lo < balanced < b_hi and a_hi - a_lo > 3  # 309 sequences, not 927 faces
     plus = out.split("FER+ majority labels")[1].split("\n")[0]  # all of PrivateTest that FER+ gives a 7-class label
     assert 3000 < int(plus.split()[0]) < 3589
 

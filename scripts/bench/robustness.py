@@ -19,7 +19,8 @@ its flip TTA and temperature, one thread):
   instead of ~129); ``dim x0.2 + 5, noise 4`` likewise.
 - ``shrunk to 20 px``: down to 20x20 (area) and back up (linear): a face across a room.
 - ``CK+48``: the 927 faces of the six FER2013 classes it has (contempt left out), accuracy, balanced accuracy and each
-  class's recall. A measuring set only: never train on it or choose by it.
+  class's recall. A measuring set only: never train on it or choose by it. Under it, each figure's 95% interval over
+  resamples of its 309 sequences (a subject's one posed expression, three frames): how finely CK+48 tells models apart.
 - ``full path``: `benchmark_faces.py` on ``full_path`` PrivateTest (or PublicTest) faces pasted into frames (its
   "difference" rows: detect, frame, classify against the same faces' direct crops); 0 skips it. A checkpoint or an
   ONNX file.
@@ -83,11 +84,12 @@ def predicted(model, faces: np.ndarray) -> np.ndarray:
     return np.concatenate([model.predict_crops(list(faces[i : i + 256])).argmax(1) for i in range(0, len(faces), 256)])
 
 
-def ckplus(folder: Path, class_names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """CK+48's faces of the classes both it and the model have, their labels (the model's indices) and those classes."""
+def ckplus(folder: Path, class_names: list[str]) -> tuple[np.ndarray, np.ndarray, list[str], np.ndarray]:
+    """CK+48's faces of the classes both it and the model have, their labels (the model's indices), those classes and
+    each face's sequence (``S010_004`` of ``S010_004_00000017.png``: one subject's one posed expression)."""
     if not folder.is_dir():
         raise UserError(f"ckplus={folder}: no such folder (CK+48's class folders: anger, disgust, ...)")
-    faces, labels, classes = [], [], []
+    faces, labels, classes, sequences = [], [], [], []
     for theirs, ours in CKPLUS.items():
         files = sorted((folder / theirs).glob("*.png"))
         if ours not in class_names or not files:
@@ -99,7 +101,21 @@ def ckplus(folder: Path, class_names: list[str]) -> tuple[np.ndarray, np.ndarray
                 raise UserError(f"{file}: not an image OpenCV can read")
             faces.append(face)
             labels.append(class_names.index(ours))
-    return np.stack(faces), np.asarray(labels), classes
+            sequences.append("_".join(file.stem.split("_")[:2]))
+    return np.stack(faces), np.asarray(labels), classes, np.asarray(sequences)
+
+
+def sequence_interval(labels: np.ndarray, guess: np.ndarray, sequences: np.ndarray, seed: int, draws: int = 2000):
+    """95% intervals of accuracy and balanced accuracy, in %, over ``draws`` resamples of whole sequences, each class's
+    drawn with replacement: a sequence's frames are one posed expression, not independent faces."""
+    rng, right = np.random.default_rng(seed), guess == labels
+    by_class = [[np.flatnonzero(sequences == q) for q in np.unique(sequences[labels == c])] for c in np.unique(labels)]
+    accs, balanced = [], []
+    for _ in range(draws):
+        drawn = [np.concatenate([seqs[i] for i in rng.integers(len(seqs), size=len(seqs))]) for seqs in by_class]
+        accs.append(np.concatenate([right[d] for d in drawn]).mean())
+        balanced.append(np.mean([right[d].mean() for d in drawn]))
+    return 100 * np.percentile(accs, [2.5, 97.5]), 100 * np.percentile(balanced, [2.5, 97.5])
 
 
 def majority(args, class_names) -> tuple[np.ndarray, np.ndarray]:
@@ -134,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
         test = FER2013Source(args.data_path).load()[args.split]
         plus = majority(args, model.class_names) if args.ferplus.is_file() else None
         if not choosing:
-            ck_faces, ck_labels, ck_classes = ckplus(args.ckplus, list(model.class_names))
+            ck_faces, ck_labels, ck_classes, ck_sequences = ckplus(args.ckplus, list(model.class_names))
     names = list(model.class_names)
     faces, labels = np.asarray(test.images), np.asarray(test.labels)
     if args.faces:
@@ -150,7 +166,13 @@ def main(argv: list[str] | None = None) -> None:
         row(name, labels, predicted(model, dimmed(faces, gain, offset, sigma, args.seed + k)), names, base)
     row(f"shrunk to {SHRUNK} px", labels, predicted(model, shrunk(faces, SHRUNK)), names, base)
     if not choosing:
-        row(f"CK+48, {len(ck_classes)} classes", ck_labels, predicted(model, ck_faces), names)
+        guess = predicted(model, ck_faces)
+        row(f"CK+48, {len(ck_classes)} classes", ck_labels, guess, names)
+        acc, balanced = sequence_interval(ck_labels, guess, ck_sequences, args.seed)
+        print(
+            f"  95% interval over CK+48's {len(np.unique(ck_sequences))} sequences (2,000 resamples): accuracy "
+            f"{acc[0]:.1f}-{acc[1]:.1f}%, balanced {balanced[0]:.1f}-{balanced[1]:.1f}%"
+        )
     sys.stdout.flush()
     bench = REPO / "scripts" / "bench"
     if args.full_path:

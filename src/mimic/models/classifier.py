@@ -109,6 +109,7 @@ class EmotionClassifier(L.LightningModule):
         scheduler_interval: str = "step",
         lr_groups: dict[str, float] | None = None,
         label_smoothing: float = 0.1,
+        mixup: float = 0.0,
         class_weights: str | Sequence[float] | None = None,
         tta_flip: bool = True,
         channels_last: bool = True,
@@ -190,13 +191,27 @@ class EmotionClassifier(L.LightningModule):
 
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
+        target = batch[4] if len(batch) > 4 else y  # soft targets (FER+ votes, a teacher) when the data has them
+        if self.hparams.mixup > 0:
+            x, target = self._mixup(x, target)
         logits = self(x)
-        loss = self.loss(logits, batch[4] if len(batch) > 4 else y)  # soft targets (FER+ votes) when the data has them
+        loss = self.loss(logits, target)
         if not torch.isfinite(loss):
             raise self._diverged(loss, batch_idx)
-        acc = (logits.argmax(1) == y).float().mean()
+        truth = target.argmax(1) if self.hparams.mixup > 0 else y  # a blend of two faces: its larger share
+        acc = (logits.argmax(1) == truth).float().mean()
         self.log_dict({"train/loss": loss, "train/acc": acc}, prog_bar=True, on_step=True, on_epoch=True)
         return loss
+
+    def _mixup(self, x: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """mixup (Zhang et al., 2018): the batch blended with a shuffled copy of itself, one share drawn from
+        Beta(alpha, alpha) with ``alpha = model.mixup``, and the targets blended alike (as distributions)."""
+        alpha = float(self.hparams.mixup)
+        share = torch.distributions.Beta(alpha, alpha).sample().item()
+        order = torch.randperm(len(x), device=x.device)
+        if not target.is_floating_point():
+            target = F.one_hot(target, len(self.class_names)).float()
+        return share * x + (1 - share) * x[order], share * target + (1 - share) * target[order]
 
     def _diverged(self, loss: torch.Tensor, batch_idx: int) -> UserError:
         """The one-line stop of a run whose loss turned NaN or infinite, naming the step and what was kept: the
