@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from conftest import load_script
 
+from mimic.errors import UserError
+
 bench = load_script("bench/robustness")
 
 
@@ -38,18 +40,35 @@ def test_ck_plus_interval_resamples_whole_sequences_within_each_class():
     sequences = np.array([f"S{i // 3:03d}_001" for i in range(30)] + [f"S{100 + i // 3}_002" for i in range(12)])
     guess = labels.copy()
     guess[:15] = 1  # the first five sequences of class 0 read wrong
-    acc, balanced = bench.sequence_interval(labels, guess, sequences, seed=0)
+    acc, balanced, class0, class1 = bench.sequence_interval(labels, guess, sequences, seed=0)
     assert 50 <= balanced[0] < 75 < balanced[1] <= 100 and acc[0] < 100 * 27 / 42 < acc[1]
     for value in balanced:
         assert (value / 100 * 2 - 1) * 10 == pytest.approx(round((value / 100 * 2 - 1) * 10))
+    assert class0[0] < 50 < class0[1] and list(class1) == [100, 100]
     np.testing.assert_array_equal(bench.sequence_interval(labels, guess, sequences, seed=0)[1], balanced)
     assert list(bench.sequence_interval(labels, labels, sequences, seed=0)[1]) == [100, 100]
+    # against another model: differences over the same resamples. One that errs on one more sequence of class 0 is
+    # 10 points behind on that class for each time a resample draws that sequence, and level on class 1.
+    other = guess.copy()
+    other[15:18] = 1
+    acc, balanced, class0, class1 = bench.sequence_interval(labels, guess, sequences, seed=0, base=other)
+    assert (
+        0 <= class0[0] < class0[1] <= 30 + 1e-9
+        and list(class1) == [0, 0]
+        and 0 <= balanced[0] < balanced[1] <= 15 + 1e-9
+    )
+    assert not bench.sequence_interval(labels, guess, sequences, seed=0, base=guess).any()
+
+
+def test_against_a_missing_model_names_the_setting(tmp_path):
+    with pytest.raises(UserError, match=r"^against=.*nope\.ckpt: checkpoint not found"):
+        bench.against(str(tmp_path / "nope.ckpt"))
 
 
 @pytest.mark.slow  # reads FER2013 and CK+48
 def test_the_benchmark_prints_every_row_for_a_model(shared_data, capsys):
     bench.main([f"data.path={shared_data / 'fer2013' / 'fer2013.csv.gz'}", f"ckplus={shared_data / 'ckplus48'}",
-                "faces=100", "full_path=0", "cost=false"])  # fmt: skip
+                "faces=100", "full_path=0", "cost=false", "against=bundled"])  # fmt: skip
     out = capsys.readouterr().out
     for name in ("PrivateTest as given", "dim x0.3, noise 3", "dim x0.2 + 5, noise 4", "shrunk to 20 px"):
         assert f"{name}" in out and "   100 " in out.split(name)[1].split("\n")[0]
@@ -59,6 +78,8 @@ def test_the_benchmark_prints_every_row_for_a_model(shared_data, capsys):
     interval = out.split("95% interval over CK+48's 309 sequences (2,000 resamples): accuracy ")[1].split("\n")[0]
     (a_lo, a_hi), (b_lo, b_hi) = (map(float, part.strip("%").split("-")) for part in interval.split("%, balanced "))
     assert a_lo < acc < a_hi and b_lo < balanced < b_hi and a_hi - a_lo > 3  # 309 sequences, not 927 faces
+    paired = out.split("minus against=bundled, same resamples: ")[1].split("\n")[0]  # the model against itself
+    assert paired.startswith("accuracy +0.0 [+0.0, +0.0], balanced +0.0 [+0.0, +0.0]; ang +0.0 [+0.0, +0.0]")
     plus = out.split("FER+ majority labels")[1].split("\n")[0]  # all of PrivateTest that FER+ gives a 7-class label
     assert 3000 < int(plus.split()[0]) < 3589
 

@@ -5,6 +5,7 @@ the classify cost from the two benchmarks that measure them. Every figure is see
     python scripts/bench/robustness.py [ckpt=<file.ckpt|file.onnx>] [data.path=../shared/data/fer2013/fer2013.csv.gz]
                                        [ckplus=../shared/data/ckplus48] [seed=0] [faces=0] [full_path=1000]
                                        [cost=true] [split=test] [ferplus=../shared/data/ferplus/fer2013new.csv]
+                                       [against=<file.ckpt|file.onnx|bundled>]
 
 No ``ckpt``: the bundled model. Rows, each through the model's own inference (`mimic.models.predictor.open_model`:
 its flip TTA and temperature, one thread):
@@ -21,6 +22,8 @@ its flip TTA and temperature, one thread):
 - ``CK+48``: the 927 faces of the six FER2013 classes it has (contempt left out), accuracy, balanced accuracy and each
   class's recall. A measuring set only: never train on it or choose by it. Under it, each figure's 95% interval over
   resamples of its 309 sequences (a subject's one posed expression, three frames): how finely CK+48 tells models apart.
+  ``against=<file>``: also the model's CK+48 figures minus that model's, each class's recall too, with 95% intervals
+  over the same resamples (a paired comparison: far narrower than the two models' own intervals).
 - ``full path``: `benchmark_faces.py` on ``full_path`` PrivateTest (or PublicTest) faces pasted into frames (its
   "difference" rows: detect, frame, classify against the same faces' direct crops); 0 skips it. A checkpoint or an
   ONNX file.
@@ -59,6 +62,7 @@ KEYS = {
     "cost": Key(boolean, True, "run benchmark_classify.py for the classify cost (a checkpoint only)"),
     "split": Key(str, "test", "test (PrivateTest: the outcome) or val (PublicTest: to choose by)"),
     "ferplus": Key(Path, DATA / "ferplus" / "fer2013new.csv", "FER+'s fer2013new.csv, for the FER+ majority row"),
+    "against": Key(str, None, "a second model file (bundled: the bundled model): CK+48's figures minus its"),
 }
 SPLITS = {"test": "PrivateTest", "val": "PublicTest"}
 DIMMED = {"dim x0.3, noise 3": (0.3, 0.0, 3.0), "dim x0.2 + 5, noise 4": (0.2, 5.0, 4.0)}
@@ -105,17 +109,42 @@ def ckplus(folder: Path, class_names: list[str]) -> tuple[np.ndarray, np.ndarray
     return np.stack(faces), np.asarray(labels), classes, np.asarray(sequences)
 
 
-def sequence_interval(labels: np.ndarray, guess: np.ndarray, sequences: np.ndarray, seed: int, draws: int = 2000):
-    """95% intervals of accuracy and balanced accuracy, in %, over ``draws`` resamples of whole sequences, each class's
-    drawn with replacement: a sequence's frames are one posed expression, not independent faces."""
-    rng, right = np.random.default_rng(seed), guess == labels
+def sequence_interval(
+    labels: np.ndarray, guess: np.ndarray, sequences: np.ndarray, seed: int, base: np.ndarray | None = None
+) -> np.ndarray:
+    """95% intervals, in %, of accuracy, balanced accuracy and each present class's recall (rows, in the order of
+    ``np.unique(labels)``; columns low, high) over 2,000 resamples of whole sequences, each class's drawn with
+    replacement: a sequence's frames are one posed expression, not independent faces. With ``base`` (another model's
+    guesses at the same faces), the intervals of ``guess``'s figures minus ``base``'s over the same resamples."""
+    rng = np.random.default_rng(seed)
+    right = [guess == labels] + ([base == labels] if base is not None else [])
     by_class = [[np.flatnonzero(sequences == q) for q in np.unique(sequences[labels == c])] for c in np.unique(labels)]
-    accs, balanced = [], []
-    for _ in range(draws):
+    scores = np.zeros((2000, len(right), 2 + len(by_class)))
+    for n in range(len(scores)):
         drawn = [np.concatenate([seqs[i] for i in rng.integers(len(seqs), size=len(seqs))]) for seqs in by_class]
-        accs.append(np.concatenate([right[d] for d in drawn]).mean())
-        balanced.append(np.mean([right[d].mean() for d in drawn]))
-    return 100 * np.percentile(accs, [2.5, 97.5]), 100 * np.percentile(balanced, [2.5, 97.5])
+        for m, r in enumerate(right):
+            recalls = [r[d].mean() for d in drawn]
+            scores[n, m] = [r[np.concatenate(drawn)].mean(), np.mean(recalls), *recalls]
+    figures = scores[:, 0] - scores[:, 1] if base is not None else scores[:, 0]
+    return 100 * np.percentile(figures, [2.5, 97.5], axis=0).T
+
+
+def against(ckpt: str):
+    """The model ``against=`` names, or a one-line error that names the setting."""
+    try:
+        return open_model(resolve_ckpt(ckpt), threads=1)
+    except UserError as e:
+        raise UserError(f"against={ckpt}: {e}") from None
+
+
+def versus(labels: np.ndarray, guess: np.ndarray, base: np.ndarray, sequences: np.ndarray, names: list[str], args):
+    """CK+48's figures of the model minus those of ``against=``, each with its 95% interval over the same resamples."""
+    (acc, balanced, recalls), (acc0, balanced0, recalls0) = figures(labels, guess, names), figures(labels, base, names)
+    differences = [acc - acc0, balanced - balanced0, *(recalls[c] - recalls0[c] for c in recalls)]
+    low_high = sequence_interval(labels, guess, sequences, args.seed, base=base)
+    parts = [f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for d, (lo, hi) in zip(differences, low_high, strict=True)]
+    classes = ", ".join(f"{c[:3]} {p}" for c, p in zip(recalls, parts[2:], strict=True))
+    print(f"  minus against={args.against}, same resamples: accuracy {parts[0]}, balanced {parts[1]}; {classes}")
 
 
 def majority(args, class_names) -> tuple[np.ndarray, np.ndarray]:
@@ -126,14 +155,18 @@ def majority(args, class_names) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(data.images)[keep], labels[keep]
 
 
-def row(name: str, labels: np.ndarray, guess: np.ndarray, names: list[str], base: float | None = None) -> float:
-    acc = 100 * float(np.mean(guess == labels))
+def figures(labels: np.ndarray, guess: np.ndarray, names: list[str]) -> tuple[float, float, dict[str, float]]:
+    """Accuracy, balanced accuracy and each present class's recall, in %, as evaluate.py computes them."""
     k = len(names)
     confusion = torch.from_numpy(np.bincount(labels * k + guess, minlength=k * k).reshape(k, k))
     scores = class_scores(confusion, names, "")  # evaluate.py's recall and balanced accuracy: absent classes left out
     recalls = {c: 100 * float(scores[f"recall_{c}"]) for c in names if f"recall_{c}" in scores}
+    return 100 * float(np.mean(guess == labels)), 100 * float(scores["balanced_acc"]), recalls
+
+
+def row(name: str, labels: np.ndarray, guess: np.ndarray, names: list[str], base: float | None = None) -> float:
+    acc, balanced, recalls = figures(labels, guess, names)
     versus = f"{acc - base:+6.1f}" if base is not None else f"{'':>6}"
-    balanced = 100 * float(scores["balanced_acc"])
     per_class = " ".join(f"{k[:3]} {v:3.0f}" for k, v in recalls.items())
     print(f"{name:<24}{len(labels):>6}{acc:>8.1f}{versus}{balanced:>10.1f}   {per_class}")
     return acc
@@ -151,6 +184,12 @@ def main(argv: list[str] | None = None) -> None:
         plus = majority(args, model.class_names) if args.ferplus.is_file() else None
         if not choosing:
             ck_faces, ck_labels, ck_classes, ck_sequences = ckplus(args.ckplus, list(model.class_names))
+        other = None if choosing or args.against is None else against(args.against)
+        if other is not None and list(other.class_names) != list(model.class_names):
+            raise UserError(
+                f"against={args.against}: its classes {list(other.class_names)} are not the model's "
+                f"{list(model.class_names)}; compare models of the same classes"
+            )
     names = list(model.class_names)
     faces, labels = np.asarray(test.images), np.asarray(test.labels)
     if args.faces:
@@ -168,11 +207,13 @@ def main(argv: list[str] | None = None) -> None:
     if not choosing:
         guess = predicted(model, ck_faces)
         row(f"CK+48, {len(ck_classes)} classes", ck_labels, guess, names)
-        acc, balanced = sequence_interval(ck_labels, guess, ck_sequences, args.seed)
+        acc, balanced = sequence_interval(ck_labels, guess, ck_sequences, args.seed)[:2]
         print(
             f"  95% interval over CK+48's {len(np.unique(ck_sequences))} sequences (2,000 resamples): accuracy "
             f"{acc[0]:.1f}-{acc[1]:.1f}%, balanced {balanced[0]:.1f}-{balanced[1]:.1f}%"
         )
+        if other is not None:
+            versus(ck_labels, guess, predicted(other, ck_faces), ck_sequences, names, args)
     sys.stdout.flush()
     bench = REPO / "scripts" / "bench"
     if args.full_path:
