@@ -23,7 +23,7 @@ its flip TTA and temperature, one thread):
   class's recall. A measuring set only: never train on it or choose by it. Under it, each figure's 95% interval over
   resamples of its 309 sequences (a subject's one posed expression, three frames): how finely CK+48 tells models apart.
   ``against=<file>``: also the model's CK+48 figures minus that model's, each class's recall too, with 95% intervals
-  over the same resamples (a paired comparison: far narrower than the two models' own intervals).
+  over the same resamples (a paired comparison: about ±3 points on balanced accuracy where each model's own is ±5).
 - ``full path``: `benchmark_faces.py` on ``full_path`` PrivateTest (or PublicTest) faces pasted into frames (its
   "difference" rows: detect, frame, classify against the same faces' direct crops); 0 skips it. A checkpoint or an
   ONNX file.
@@ -62,7 +62,7 @@ KEYS = {
     "cost": Key(boolean, True, "run benchmark_classify.py for the classify cost (a checkpoint only)"),
     "split": Key(str, "test", "test (PrivateTest: the outcome) or val (PublicTest: to choose by)"),
     "ferplus": Key(Path, DATA / "ferplus" / "fer2013new.csv", "FER+'s fer2013new.csv, for the FER+ majority row"),
-    "against": Key(str, None, "a second model file (bundled: the bundled model): CK+48's figures minus its"),
+    "against": Key(str, None, "a second model file (or bundled): CK+48's figures also as differences from it"),
 }
 SPLITS = {"test": "PrivateTest", "val": "PublicTest"}
 DIMMED = {"dim x0.3, noise 3": (0.3, 0.0, 3.0), "dim x0.2 + 5, noise 4": (0.2, 5.0, 4.0)}
