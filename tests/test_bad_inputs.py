@@ -65,6 +65,7 @@ BAD = [  # command, overrides; the last override is the bad setting the message 
     ("train", ["model.optimizer.lr=nan"]),
     ("train", ["model.label_smoothing=1.5"]),
     ("train", ["model.mixup=-0.2"]),
+    ("train", ["model.sam=-0.05"]),
     ("train", ["model.net.dropout=-0.1"]),
     ("train", ["model.tta_flip=maybe"]),
     ("train", ["model.class_weights=heavy"]),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from conftest import load_script
+from conftest import load_script, train_tiny_checkpoint
 
 from mimic.errors import UserError
 
@@ -60,9 +60,14 @@ def test_ck_plus_interval_resamples_whole_sequences_within_each_class():
     assert not bench.sequence_interval(labels, guess, sequences, seed=0, base=guess).any()
 
 
-def test_against_a_missing_model_names_the_setting(tmp_path):
+def test_against_a_missing_model_or_one_of_other_classes_names_the_setting(tmp_path):
+    fer = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
     with pytest.raises(UserError, match=r"^against=.*nope\.ckpt: checkpoint not found"):
-        bench.against(str(tmp_path / "nope.ckpt"))
+        bench.against(str(tmp_path / "nope.ckpt"), fer)
+    three = train_tiny_checkpoint(tmp_path / "three.ckpt", classes=["happy", "sad", "neutral"], steps=1)
+    with pytest.raises(UserError, match=r"^against=.*three\.ckpt: its classes \['happy', 'sad', 'neutral'\] are not "):
+        bench.against(str(three), fer)
+    assert list(bench.against(str(three), ["happy", "sad", "neutral"]).class_names) == ["happy", "sad", "neutral"]
 
 
 @pytest.mark.slow  # reads FER2013 and CK+48

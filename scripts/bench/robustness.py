@@ -129,12 +129,19 @@ def sequence_interval(
     return 100 * np.percentile(figures, [2.5, 97.5], axis=0).T
 
 
-def against(ckpt: str):
-    """The model ``against=`` names, or a one-line error that names the setting."""
+def against(ckpt: str, class_names: list[str]):
+    """The model ``against=`` names, of the same ``class_names`` as the model measured, or a one-line error that
+    names the setting."""
     try:
-        return open_model(resolve_ckpt(ckpt), threads=1)
+        other = open_model(resolve_ckpt(ckpt), threads=1)
     except UserError as e:
         raise UserError(f"against={ckpt}: {e}") from None
+    if list(other.class_names) != class_names:
+        raise UserError(
+            f"against={ckpt}: its classes {list(other.class_names)} are not the model's {class_names}; compare "
+            "models of the same classes"
+        )
+    return other
 
 
 def versus(labels: np.ndarray, guess: np.ndarray, base: np.ndarray, sequences: np.ndarray, names: list[str], args):
@@ -184,12 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         plus = majority(args, model.class_names) if args.ferplus.is_file() else None
         if not choosing:
             ck_faces, ck_labels, ck_classes, ck_sequences = ckplus(args.ckplus, list(model.class_names))
-        other = None if choosing or args.against is None else against(args.against)
-        if other is not None and list(other.class_names) != list(model.class_names):
-            raise UserError(
-                f"against={args.against}: its classes {list(other.class_names)} are not the model's "
-                f"{list(model.class_names)}; compare models of the same classes"
-            )
+        other = None if choosing or args.against is None else against(args.against, list(model.class_names))
     names = list(model.class_names)
     faces, labels = np.asarray(test.images), np.asarray(test.labels)
     if args.faces:

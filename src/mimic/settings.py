@@ -217,6 +217,7 @@ TRAIN: Table = {
     "model.scheduler_interval": (one_of("step", "epoch"), "step"),
     "model.label_smoothing": (FRACTION, "0.1"),
     "model.mixup": (number("[0, inf)"), "0.2"),
+    "model.sam": (number("[0, inf)"), "0.05"),
     "model.class_weights": (
         NULL | one_of("balanced") | list_of(number("[0, inf)"), "a list of weights, one per class", at_least=1),
         "balanced",

@@ -34,6 +34,7 @@ from mimic.models.card import CheckpointError
 from mimic.models.checkpoint import load_state, read_card
 from mimic.models.figures import render_confusion, render_samples
 from mimic.models.nets import build_net
+from mimic.models.sam import SAM
 from mimic.preprocessing import PreprocessSpec
 from mimic.version import __version__
 
@@ -110,6 +111,7 @@ class EmotionClassifier(L.LightningModule):
         lr_groups: dict[str, float] | None = None,
         label_smoothing: float = 0.1,
         mixup: float = 0.0,
+        sam: float = 0.0,
         class_weights: str | Sequence[float] | None = None,
         tta_flip: bool = True,
         channels_last: bool = True,
@@ -140,6 +142,8 @@ class EmotionClassifier(L.LightningModule):
         self.test_confusion = MulticlassConfusionMatrix(n)
         self.val_source_acc = nn.ModuleDict()
         self._sample_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._sam: SAM | None = None
+        self._mixed: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def load(
@@ -192,12 +196,16 @@ class EmotionClassifier(L.LightningModule):
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
         x, y = batch[0], batch[1]
         target = batch[4] if len(batch) > 4 else y  # soft targets (FER+ votes, a teacher) when the data has them
-        if self.hparams.mixup > 0:
-            x, target = self._mixup(x, target)
+        if self.hparams.mixup > 0 and self._sam is not None and self._sam.moved:
+            x, target = self._mixed  # SAM's second pass takes its gradient on the same blend as the first
+        elif self.hparams.mixup > 0:
+            x, target = self._mixed = self._mixup(x, target)
         logits = self(x)
         loss = self.loss(logits, target)
         if not torch.isfinite(loss):
             raise self._diverged(loss, batch_idx)
+        if self._sam is not None and self._sam.moved:
+            return loss  # SAM's second pass, at weights moved uphill: its loss is not the model's
         truth = target.argmax(1) if self.hparams.mixup > 0 else y  # a blend of two faces: its larger share
         acc = (logits.argmax(1) == truth).float().mean()
         self.log_dict({"train/loss": loss, "train/acc": acc}, prog_bar=True, on_step=True, on_epoch=True)
@@ -309,6 +317,8 @@ class EmotionClassifier(L.LightningModule):
     def configure_optimizers(self) -> Any:
         opt_cfg = dict(self.hparams.optimizer or {"_target_": "torch.optim.AdamW", "_partial_": True, "lr": 1e-3})
         optimizer = instantiate(opt_cfg)(self.param_groups(opt_cfg.get("lr", 1e-3)))
+        if self.hparams.sam > 0:
+            optimizer = self._sam = SAM(optimizer, self.hparams.sam, self.net)
         if not self.hparams.scheduler:
             return optimizer
         make = instantiate(dict(self.hparams.scheduler))
