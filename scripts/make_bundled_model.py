@@ -6,13 +6,13 @@
 Training runs the bundled model's recipe, the project's default, ``python train.py model=small_cnn data=fer2013
 seed=42`` (50 epochs, about 2.5 hours on a 2-core CPU; ``experiment=fer2013_robust`` was tried for it and not kept:
 docs/benchmarks.md, "Real faces"). Packing keeps what inference and fine-tuning read from the run's best checkpoint
-(the net's config, class names, preprocessing spec, flip-TTA setting and calibration temperature), stores the weights
-as fp16, then tests the packed file itself on FER2013's PrivateTest split with `scripts/evaluate.py` and writes that
-accuracy, the command (the run's own overrides), seed, commit and the data's licence note into the card's ``about``
-(with, for a run that started from or was taught by other models, ``init_from=`` or ``data.teacher.ckpt=``, their
-own commands), and the same as a text file beside it
-(``LICENSE.mimic_small_cnn_fer2013.txt``). The files are written atomically; an existing bundled model is replaced
-only with ``force=true``. ``--help`` lists the keys.
+(the net's config, class names, preprocessing spec, flip-TTA setting and calibration temperature; a logit adjustment
+the run made, ``logit_adjust=``, is in its weights and named in the card), stores the weights as fp16, then tests the
+packed file itself on FER2013's PrivateTest split with `scripts/evaluate.py` and writes that accuracy, the command
+(the run's own overrides), seed, commit and the data's licence note into the card's ``about`` (with, for a run that
+started from or was taught by other models, ``init_from=`` or ``data.teacher.ckpt=``, their own commands), and the
+same as a text file beside it (``LICENSE.mimic_small_cnn_fer2013.txt``). The files are written atomically; an
+existing bundled model is replaced only with ``force=true``. ``--help`` lists the keys.
 """
 
 from __future__ import annotations
@@ -132,6 +132,7 @@ def pack(run_dir: Path, data: Path, dest: Path) -> dict:
         "data": "FER2013: trained on Training (28,709 faces), selected on PublicTest, tested on PrivateTest",
         "best_checkpoint": best.name,
         "licence": LICENCE,
+        **({"logit_adjust": run_metrics["logit_adjust"]} if "logit_adjust" in run_metrics else {}),
         **_starting_models(OmegaConf.to_container(OmegaConf.load(run_dir / ".hydra" / "config.yaml"))),
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -173,6 +174,8 @@ def licence_note(about: dict) -> str:
     """The text of `licence_path`: the weights' terms and how they were made (from the card's ``about``)."""
     test = about["test"]
     chain = "".join(f"  {label} {_describe(m)}\n" for key, label in FROM.items() for m in about.get(key, []))
+    tau = (about.get("logit_adjust") or {}).get("tau")
+    adjusted = f"  logits:   adjusted by -{tau:g} x log(each class's share of the training faces)\n" if tau else ""
     return (
         f"{about['name']}: {BUNDLED_FILE}\n\n"
         f"Terms of use of these weights\n"
@@ -181,6 +184,7 @@ def licence_note(about: dict) -> str:
         f"  command:  {about['command']}\n"
         f"  seed:     {about['seed']}\n"
         f"{chain}"
+        f"{adjusted}"
         f"  commit:   {about['commit']}  (mimic {about['mimic_version']}, torch {about['torch_version']})\n"
         f"  data:     {about['data']}\n"
         f"  result:   {test['accuracy']:.2%} accuracy on {test['split']} ({test['n']} faces, flip TTA "

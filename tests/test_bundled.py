@@ -112,6 +112,9 @@ def test_a_model_made_from_other_models_names_them_with_their_recipes(ckpt):
     assert start in note.splitlines()
     assert f"  teacher:  {ckpt}" in note.splitlines()
     assert "from:" not in make_bundled_model.licence_note(own)  # a model trained from scratch: no such line
+    adjusted = make_bundled_model.licence_note({**own, "logit_adjust": {"tau": 0.1, "train_class_share": [0.5] * 7}})
+    assert "  logits:   adjusted by -0.1 x log(each class's share of the training faces)" in adjusted.splitlines()
+    assert "logits:" not in make_bundled_model.licence_note(own)
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +145,8 @@ def test_make_bundled_model_trains_packs_and_tests(tmp_path):
     csv = write_fer2013_csv(tmp_path / "fer2013.csv", {"Training": 6, "PublicTest": 2, "PrivateTest": 3})
     run = tmp_path / "run"
     tiny = ["model.net.widths=[8,16,32]", "model.net.hidden=32", "trainer.max_epochs=1", "data.batch_size=16"]
-    cmd = [sys.executable, "train.py", "model=small_cnn", "data=fer2013", f"data.path={csv}", "seed=42", *tiny]
+    cmd = [sys.executable, "train.py", "model=small_cnn", "data=fer2013", f"data.path={csv}", "seed=42", *tiny,
+           "logit_adjust=0.2"]  # fmt: skip
     subprocess.run([*cmd, f"hydra.run.dir={run}", "logger=none"], cwd=REPO, check=True, capture_output=True)
     out = tmp_path / "bundled.ckpt"
     script = [sys.executable, "scripts/make_bundled_model.py", f"run={run}", f"data={csv}", f"out={out}"]
@@ -156,6 +160,8 @@ def test_make_bundled_model_trains_packs_and_tests(tmp_path):
     assert card.about["test"]["accuracy_fp32"] == round(measured["test/acc"], 4)
     note = (tmp_path / "LICENSE.bundled.txt").read_text()  # the licence note beside it, with how it was made
     assert "research" in note and card.about["command"] in note and f"{card.about['test']['accuracy']:.2%}" in note
+    assert card.about["logit_adjust"] == measured["logit_adjust"] and measured["logit_adjust"]["tau"] == 0.2
+    assert "  logits:   adjusted by -0.2 x log(each class's share of the training faces)" in note.splitlines()
 
     again = subprocess.run(script, cwd=REPO, capture_output=True, text=True)  # never replaced without force=true
     assert again.returncode == 2 and "force=true" in again.stderr and "Traceback" not in again.stderr

@@ -2,10 +2,11 @@
 training run ends with. `run` (``scripts/evaluate.py``, ``mimic-evaluate``) is Lightning's test of the loaded
 checkpoint or exported ONNX file (`OnnxClassifier`) on the split ``split=`` names; `report_test` is that test and what
 it writes into the run folder: ``test_metrics.json`` (the keys of a training run's), ``confusion_matrix.png`` and
-``predictions.csv``. Temperature calibration (`fit_temperature`, `ece`) is here too: train.py fits the temperature on
-the validation split after fitting. ``data=folder data.path=DIR`` evaluates every image in DIR's class folders. A
-class with no test image (CK+48 has no neutral face) has no recall (``null`` in the JSON, n/a in the printout) and is
-left out of balanced accuracy and macro-F1 (`mimic.models.classifier.class_scores`).
+``predictions.csv``. Temperature calibration (`fit_temperature`, `ece`) and the choice of a logit adjustment
+(`choose_logit_adjustment`) are here too: train.py makes both on the validation split after fitting.
+``data=folder data.path=DIR`` evaluates every image in DIR's class folders. A class with no test image (CK+48 has no
+neutral face) has no recall (``null`` in the JSON, n/a in the printout) and is left out of balanced accuracy and
+macro-F1 (`mimic.models.classifier.class_scores`).
 
 Cross-dataset evaluation: ``split=all`` makes every image of the data config test data (``data.test_only``: all
 splits of every source pooled), the way to score a model on a whole set it never trained on; the report's ``split``
@@ -45,7 +46,7 @@ from mimic.data.datamodule import datamodule_from_config
 from mimic.io import new_file, write_bytes, write_json
 from mimic.models import inference
 from mimic.models.bundled import resolve_ckpt
-from mimic.models.classifier import EmotionClassifier, split_metrics
+from mimic.models.classifier import EmotionClassifier, class_scores, split_metrics
 from mimic.models.figures import render_confusion
 from mimic.models.onnx_model import OnnxModel, check_baked_settings, is_onnx
 
@@ -75,6 +76,30 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor, max_iter: int = 
 
     opt.step(closure)
     return float(log_t.detach().exp().clamp(0.05, 20.0))
+
+
+LOGIT_ADJUST_GRID = tuple(round(0.1 * k, 1) for k in range(11))
+
+
+def choose_logit_adjustment(
+    logits: torch.Tensor, labels: torch.Tensor, log_prior: torch.Tensor, grid: Sequence[float] = LOGIT_ADJUST_GRID
+) -> tuple[float, dict[float, tuple[float, float]]]:
+    """Post-hoc logit adjustment (Menon et al., 2021): the ``tau`` of ``grid`` for which ``logits - tau * log_prior``
+    (``log_prior``: the log of each class's share of the training faces) reads held-out data with the highest balanced
+    accuracy among the taus that keep its accuracy at least that of the logits as they are (ties: the smaller tau).
+    Returns that tau and each tau's (accuracy, balanced accuracy) on the data, as evaluate.py scores them."""
+    n = logits.shape[1]
+    scores = {}
+    for tau in grid:
+        guess = (logits.float() - tau * log_prior).argmax(1)
+        confusion = multiclass_confusion_matrix(guess, labels, n)
+        scores[tau] = (
+            float((guess == labels).double().mean()),
+            float(class_scores(confusion, range(n), "")["balanced_acc"]),
+        )
+    floor = scores[grid[0]][0]
+    kept = [tau for tau in grid if scores[tau][0] >= floor]
+    return max(kept, key=lambda tau: (scores[tau][1], -tau)), scores
 
 
 def ece(logits: torch.Tensor, labels: torch.Tensor, temperature: float = 1.0) -> float:

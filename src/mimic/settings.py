@@ -209,6 +209,7 @@ TRAIN: Table = {
     "ckpt_path": (PATH | NULL, "outputs/train/runs/<time>/checkpoints/last.ckpt"),
     "init_from": (PATH | NULL, "bundled"),
     "calibrate": (BOOL, "false"),
+    "logit_adjust": (BOOL | number("[0, inf)"), "true"),
     "test": (BOOL, "false"),
     "model.optimizer.lr": (number("(0, inf)"), "1e-3"),
     "model.optimizer.weight_decay": (number("[0, inf)"), "5e-4"),

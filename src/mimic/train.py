@@ -1,5 +1,6 @@
-"""Training: instantiate data, model, callbacks, loggers and trainer from the composed config; fit; calibrate the
-best checkpoint on the validation split; test it (`evaluation.report_test`: test metrics, confusion matrix and
+"""Training: instantiate data, model, callbacks, loggers and trainer from the composed config; fit; with
+``logit_adjust``, adjust the best checkpoint's logits for the training faces' class shares; calibrate it on the
+validation split; test it (`evaluation.report_test`: test metrics, confusion matrix and
 predictions in the run folder); give each logger the run's outcome (`tracking.log_results`).
 
 ``train.py`` at the repository root is the Hydra entry point and calls ``run``.
@@ -18,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mimic.data.datamodule import datamodule_from_config
 from mimic.errors import UserError
-from mimic.evaluate import collect_logits, ece, fit_temperature, report_test
+from mimic.evaluate import choose_logit_adjustment, collect_logits, ece, fit_temperature, report_test
 from mimic.finetune import configure_finetune, prepare_finetune, resolve_checkpoint, start_from
 from mimic.io import atomic_write
 from mimic.models.checkpoint import check_resume, read_card
@@ -43,6 +44,38 @@ def calibrate_checkpoint(model: L.LightningModule, ckpt_path: str, dm) -> float:
     before, after = ece(logits, labels), ece(logits, labels, temperature)
     log.info("temperature %.3f: validation ECE %.4f -> %.4f", temperature, before, after)
     return temperature
+
+
+def adjust_checkpoint(model: L.LightningModule, ckpt_path: str, dm, setting: bool | float) -> dict:
+    """Logit adjustment of ``ckpt_path`` (Menon et al., 2021), folded into its last layer's bias so that every reader
+    of the file (evaluation, the live app, ONNX export) gets it: logits - tau * log(each class's share of the training
+    faces), which lets the rarer classes (disgust above all) win more often. ``setting`` true: tau chosen on the
+    validation split (`choose_logit_adjustment`: the best balanced accuracy at no loss of accuracy); a number: that
+    tau. Returns what the run reports, and the file keeps as ``logit_adjust``: tau and the training shares it used. A
+    file that has it already (a resumed run whose best checkpoint is an earlier one) is left as it is."""
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    if "logit_adjust" in ckpt:
+        log.info("%s: its logits were adjusted already (tau %s)", ckpt_path, ckpt["logit_adjust"]["tau"])
+        return ckpt["logit_adjust"]
+    key = f"net.{model.net.head_linear}.bias"
+    if key not in ckpt["state_dict"]:
+        raise UserError(f"logit_adjust={setting}: {model.net.head_linear} of this net has no bias to adjust")
+    counts = torch.as_tensor(dm.class_counts("train"), dtype=torch.float64).clamp_min(1)
+    log_prior = (counts / counts.sum()).log()
+    if setting is True:
+        model.load_state_dict(ckpt["state_dict"])
+        logits, labels = collect_logits(model, dm.val_dataloader(), model.device)
+        tau, scores = choose_logit_adjustment(logits, labels, log_prior)
+        (acc0, bal0), (acc, bal) = scores[0.0], scores[tau]
+        log.info("logit adjustment tau %.1f: validation accuracy %.4f -> %.4f, balanced %.4f -> %.4f", tau, acc0, acc,
+                 bal0, bal)  # fmt: skip
+    else:
+        tau = float(setting)
+    bias = ckpt["state_dict"][key]
+    ckpt["state_dict"][key] = (bias.double() - tau * log_prior).to(bias.dtype)
+    ckpt["logit_adjust"] = {"tau": tau, "train_class_share": [round(float(p), 6) for p in log_prior.exp()]}
+    atomic_write(ckpt_path, lambda tmp: torch.save(ckpt, tmp))
+    return ckpt["logit_adjust"]
 
 
 def run(cfg: DictConfig) -> dict:
@@ -97,6 +130,8 @@ def run(cfg: DictConfig) -> dict:
     results: dict = {"best_checkpoint": str(Path(best).resolve())}
     if selector.monitor and selector.best_model_score is not None:
         results |= {"monitor": selector.monitor, selector.monitor: float(selector.best_model_score)}
+    if cfg.get("logit_adjust"):
+        results["logit_adjust"] = adjust_checkpoint(model, best, dm, cfg.logit_adjust)
     if cfg.get("calibrate", True):
         results["temperature"] = calibrate_checkpoint(model, best, dm)
     if cfg.get("test", True):
