@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,7 +89,9 @@ def test_the_bundled_file_is_a_fer2013_model_with_its_story():
     card, _ = read_card(path)
     assert card.class_names == FER_CLASSES
     assert path.stat().st_size <= 4_000_000
-    assert card.about["seed"] == 42 and card.about["command"].startswith("python train.py")
+    assert card.about["seed"] == 2 and card.about["logit_adjust"]["tau"] > 0
+    assert card.about["command"].startswith("python train.py experiment=fer2013_robust_warm")
+    assert card.about["init_from"][0]["command"] == "python train.py model=small_cnn data=fer2013 seed=42"
     assert card.about["test"]["split"] == "PrivateTest" and "research" in card.about["licence"]
     note = make_bundled_model.licence_path(path).read_text()  # ships beside it (package data: *.txt)
     assert card.about["licence"] in note and card.about["command"] in note
@@ -165,3 +168,26 @@ def test_make_bundled_model_trains_packs_and_tests(tmp_path):
 
     again = subprocess.run(script, cwd=REPO, capture_output=True, text=True)  # never replaced without force=true
     assert again.returncode == 2 and "force=true" in again.stderr and "Traceback" not in again.stderr
+
+
+def test_train_true_runs_the_two_stages_in_order(tmp_path, monkeypatch):
+    """``train=true``: the default recipe from scratch, then the warm start from that run (not from ``bundled``,
+    which after packing is the warm start's own model), then packing the second stage."""
+    csv = write_fer2013_csv(tmp_path / "fer2013.csv", {"Training": 1, "PublicTest": 1, "PrivateTest": 1})
+    commands, packed = [], []
+    monkeypatch.setattr(make_bundled_model.subprocess, "run", lambda cmd, **kw: commands.append(cmd[2:]))
+
+    def pack(run: Path, data: Path, out: Path) -> dict:
+        packed.append(run)
+        out.write_bytes(b"x")
+        return {"test": {"accuracy": 0.7}, "command": "python train.py"}
+
+    monkeypatch.setattr(make_bundled_model, "pack", pack)
+    run = tmp_path / "warm"
+    make_bundled_model.main(["train=true", f"data={csv}", f"run={run}", f"out={tmp_path / 'b.ckpt'}"])
+    base = tmp_path / "warm_base_seed42"
+    assert commands == [
+        ["model=small_cnn", "data=fer2013", "seed=42", f"data.path={csv}", f"hydra.run.dir={base}"],
+        ["experiment=fer2013_robust_warm", "seed=2", f"init_from={base}", f"data.path={csv}", f"hydra.run.dir={run}"],
+    ]
+    assert packed == [run]
